@@ -60,6 +60,17 @@ type Config struct {
 	// Cookie sets how browsers hold the token.
 	Cookie CookieConfig
 
+	// CrossOrigin guards every state-changing request that a cookie
+	// authenticates, and logins, against cross-site request forgery
+	// (OWASP CSRF Prevention Cheat Sheet). Nil means
+	// http.NewCrossOriginProtection(): same-origin requests and requests
+	// that are not from a browser pass.
+	CrossOrigin *http.CrossOriginProtection
+	// ClientIP returns the client address recorded with a session. Nil
+	// means the host part of r.RemoteAddr; behind a proxy, set it to read
+	// the proxy's header, trusting it only from the proxy.
+	ClientIP func(r *http.Request) string
+
 	// Events receives every lifecycle event, for an audit log. Nil means
 	// none are reported.
 	Events EventSink
@@ -119,6 +130,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CrossOrigin == nil {
+		c.CrossOrigin = http.NewCrossOriginProtection()
 	}
 	return c
 }

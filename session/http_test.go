@@ -1,0 +1,349 @@
+package session_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
+)
+
+// loginCookie logs user in through Manager.Login and returns the cookie set.
+func (f *fixture) loginCookie(t *testing.T, r *http.Request, l session.Login) *http.Cookie {
+	t.Helper()
+	w := httptest.NewRecorder()
+	if _, err := f.m.Login(w, r, l); err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	cookies := w.Result().Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("Login set %d cookies, want 1", len(cookies))
+	}
+	return cookies[0]
+}
+
+func TestCookieAttributes(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	w := httptest.NewRecorder()
+	if _, err := f.m.Login(w, httptest.NewRequest("POST", "/login", nil), session.Login{UserID: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	header := w.Header().Get("Set-Cookie")
+	for _, attr := range []string{"__Host-sid=", "Path=/", "HttpOnly", "Secure", "SameSite=Lax"} {
+		if !strings.Contains(header, attr) {
+			t.Errorf("Set-Cookie %q lacks %s", header, attr)
+		}
+	}
+	for _, attr := range []string{"Domain", "Max-Age", "Expires"} {
+		if strings.Contains(header, attr) {
+			t.Errorf("Set-Cookie %q has %s: the cookie would outlive the browser or leave the host", header, attr)
+		}
+	}
+	if got := w.Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control on a token-bearing response: %q, want no-store", got)
+	}
+
+	c := f.loginCookie(t, httptest.NewRequest("POST", "/login", nil), session.Login{UserID: "alice", Remember: true})
+	if want := int((30 * 24 * time.Hour).Seconds()); c.MaxAge != want {
+		t.Errorf("remember-me cookie Max-Age %d, want %d", c.MaxAge, want)
+	}
+}
+
+func TestTokenOnlyFromCookieOrBearer(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	for name, r := range map[string]*http.Request{
+		"query":        httptest.NewRequest("GET", "/?token="+tok+"&sid="+tok+"&__Host-sid="+tok, nil),
+		"form":         formRequest(url.Values{"token": {tok}, "__Host-sid": {tok}}),
+		"other header": headerRequest("X-Session-Token", tok),
+		"basic auth":   headerRequest("Authorization", "Basic "+tok),
+		"wrong cookie": cookieRequest("sid", tok),
+	} {
+		if got, _ := f.m.TokenFromRequest(r); got != "" {
+			t.Errorf("token read from the %s", name)
+		}
+		if s, _ := f.m.Load(r); s != nil {
+			t.Errorf("session loaded from a token in the %s", name)
+		}
+	}
+	for name, r := range map[string]*http.Request{
+		"cookie":           cookieRequest("__Host-sid", tok),
+		"bearer":           headerRequest("Authorization", "Bearer "+tok),
+		"lowercase bearer": headerRequest("Authorization", "bearer "+tok),
+	} {
+		if s, err := f.m.Load(r); err != nil || s.UserID != "alice" {
+			t.Errorf("%s: Load = %v, %v", name, s, err)
+		}
+	}
+	r := cookieRequest("__Host-sid", "not-a-token")
+	r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: tok})
+	if got, fromCookie := f.m.TokenFromRequest(r); got != tok || !fromCookie {
+		t.Error("a malformed first cookie hid the well-formed second one")
+	}
+}
+
+func formRequest(v url.Values) *http.Request {
+	r := httptest.NewRequest("POST", "/", strings.NewReader(v.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return r
+}
+
+func headerRequest(k, v string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set(k, v)
+	return r
+}
+
+func cookieRequest(name, value string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: name, Value: value})
+	return r
+}
+
+func TestLoginNeverAdoptsAPlantedToken(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	planted := strings.Repeat("Q", session.TokenLen) // attacker-chosen, well-formed
+	c := f.loginCookie(t, cookieRequest("__Host-sid", planted), session.Login{UserID: "alice"})
+	if c.Value == planted {
+		t.Fatal("Login adopted the token the client brought (session fixation)")
+	}
+	if f.valid(t, planted) {
+		t.Fatal("the planted token became a session")
+	}
+	if !f.valid(t, c.Value) {
+		t.Fatal("the issued token does not validate")
+	}
+}
+
+func TestLoginEndsThePreviousSession(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, before := f.login(t, "alice")
+	c := f.loginCookie(t, cookieRequest("__Host-sid", before), session.Login{UserID: "alice"})
+	if c.Value == before || f.valid(t, before) {
+		t.Error("the pre-login token survived the login")
+	}
+}
+
+func TestLogout(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	w := httptest.NewRecorder()
+	if err := f.m.Logout(w, cookieRequest("__Host-sid", tok)); err != nil {
+		t.Fatal(err)
+	}
+	if f.valid(t, tok) {
+		t.Fatal("token still validates after logout: the session was not ended server-side")
+	}
+	c := w.Result().Cookies()
+	if len(c) != 1 || c[0].MaxAge >= 0 || c[0].Value != "" {
+		t.Errorf("logout cookie %+v does not expire the session cookie", c)
+	}
+	if got := w.Header().Get("Clear-Site-Data"); got != `"cookies"` {
+		t.Errorf("Clear-Site-Data %q", got)
+	}
+	if ev, _ := f.events.last(session.EventRevoked); ev.Reason != session.ReasonLogout || ev.Actor != "alice" {
+		t.Errorf("logout event %+v", ev)
+	}
+	if err := f.m.Logout(httptest.NewRecorder(), httptest.NewRequest("POST", "/", nil)); err != nil {
+		t.Errorf("logout without a session: %v", err)
+	}
+}
+
+// serve runs r through the Handler (or Require) around an app that echoes
+// the user.
+func serve(m *session.Manager, wrap func(http.Handler) http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := session.FromContext(r.Context()); s != nil {
+			io.WriteString(w, "user="+s.UserID)
+			return
+		}
+		io.WriteString(w, "anonymous")
+	})).ServeHTTP(w, r)
+	return w
+}
+
+func TestHandler(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+
+	w := serve(f.m, f.m.Handler, cookieRequest("__Host-sid", tok))
+	if w.Body.String() != "user=alice" {
+		t.Fatalf("body %q", w.Body)
+	}
+	if w.Header().Get("Cache-Control") != "no-store" || !strings.Contains(strings.Join(w.Header().Values("Vary"), ","), "Cookie") {
+		t.Errorf("authenticated response headers: Cache-Control %q, Vary %q", w.Header().Get("Cache-Control"), w.Header().Values("Vary"))
+	}
+
+	w = serve(f.m, f.m.Handler, httptest.NewRequest("GET", "/", nil))
+	if w.Body.String() != "anonymous" || w.Code != 200 {
+		t.Errorf("anonymous request: %d %q", w.Code, w.Body)
+	}
+
+	stale := strings.Repeat("A", session.TokenLen)
+	w = serve(f.m, f.m.Handler, cookieRequest("__Host-sid", stale))
+	if c := w.Result().Cookies(); w.Body.String() != "anonymous" || len(c) != 1 || c[0].MaxAge >= 0 {
+		t.Errorf("a dead cookie was not expired: body %q cookies %v", w.Body, c)
+	}
+
+	w = serve(f.m, f.m.Require, httptest.NewRequest("GET", "/", nil))
+	if w.Code != http.StatusUnauthorized || errorCode(t, w) != "unauthenticated" {
+		t.Errorf("Require without a session: %d %s", w.Code, w.Body)
+	}
+}
+
+func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Message == "" {
+		t.Fatalf("error body %q is not {\"error\":{\"code\",\"message\"}}: %v", w.Body, err)
+	}
+	return body.Error.Code
+}
+
+func TestHandlerFailsClosed(t *testing.T) {
+	m, _ := session.New(downStore{memstore.New()}, session.Config{})
+	w := serve(m, m.Handler, cookieRequest("__Host-sid", strings.Repeat("A", session.TokenLen)))
+	if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != "store_unavailable" {
+		t.Errorf("store down: %d %s, want 503 store_unavailable", w.Code, w.Body)
+	}
+}
+
+func TestCrossOriginStateChangeRefused(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	post := func(site string) *http.Request {
+		r := httptest.NewRequest("POST", "/transfer", nil)
+		r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: tok})
+		r.Header.Set("Sec-Fetch-Site", site)
+		return r
+	}
+	if w := serve(f.m, f.m.Handler, post("cross-site")); w.Code != http.StatusForbidden {
+		t.Errorf("cross-site POST with the cookie: %d, want 403", w.Code)
+	}
+	if w := serve(f.m, f.m.Handler, post("same-origin")); w.Code != 200 || w.Body.String() != "user=alice" {
+		t.Errorf("same-origin POST: %d %q", w.Code, w.Body)
+	}
+	r := post("cross-site")
+	r.Method = "GET"
+	if w := serve(f.m, f.m.Handler, r); w.Code != 200 {
+		t.Errorf("cross-site GET (a link): %d, want 200", w.Code)
+	}
+	if _, err := f.m.Login(httptest.NewRecorder(), post("cross-site"), session.Login{UserID: "mallory"}); !errors.Is(err, session.ErrCrossOrigin) {
+		t.Errorf("cross-site login: got %v, want ErrCrossOrigin", err)
+	}
+	if err := f.m.Logout(httptest.NewRecorder(), post("cross-site")); !errors.Is(err, session.ErrCrossOrigin) || !f.valid(t, tok) {
+		t.Errorf("cross-site logout: got %v, want ErrCrossOrigin and the session kept", err)
+	}
+}
+
+func TestPeriodicRotation(t *testing.T) {
+	f := newFixture(t, session.Config{RotationInterval: 10 * time.Minute, RotationGrace: 30 * time.Second})
+	_, old := f.login(t, "alice")
+	f.clock.Advance(11 * time.Minute)
+
+	w := serve(f.m, f.m.Handler, cookieRequest("__Host-sid", old))
+	c := w.Result().Cookies()
+	if len(c) != 1 || c[0].Value == old || c[0].Value == "" {
+		t.Fatalf("no new cookie after the rotation interval: %v", c)
+	}
+	fresh := c[0].Value
+
+	// A request already in flight with the old token still works...
+	f.clock.Advance(10 * time.Second)
+	if w := serve(f.m, f.m.Handler, cookieRequest("__Host-sid", old)); w.Body.String() != "user=alice" || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("old token within the grace window: %q, cookies %v", w.Body, w.Result().Cookies())
+	}
+	// ...but after the grace window it is a stolen copy: the session ends.
+	f.clock.Advance(time.Minute)
+	if w := serve(f.m, f.m.Handler, cookieRequest("__Host-sid", old)); w.Body.String() != "anonymous" {
+		t.Fatalf("old token after the grace window: %q", w.Body)
+	}
+	if f.valid(t, fresh) {
+		t.Error("reuse of a rotated token did not revoke the session")
+	}
+	if _, ok := f.events.last(session.EventTheftSuspected); !ok {
+		t.Error("no theft event")
+	}
+
+	// Bearer clients cannot take a new cookie: they are never rotated.
+	_, tok := f.login(t, "bob")
+	f.clock.Advance(11 * time.Minute)
+	if w := serve(f.m, f.m.Handler, headerRequest("Authorization", "Bearer "+tok)); len(w.Result().Cookies()) != 0 || w.Body.String() != "user=bob" {
+		t.Errorf("bearer request got %v", w.Result().Cookies())
+	}
+}
+
+func TestRenewOnPrivilegeChange(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, old := f.login(t, "alice")
+	var renewed *http.Cookie
+	h := f.m.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := f.m.Renew(w, r, session.Change{Roles: []string{"admin"}}); err != nil {
+			t.Fatal(err)
+		}
+	}))
+	w := httptest.NewRecorder()
+	r := cookieRequest("__Host-sid", old)
+	r.Method = "POST"
+	h.ServeHTTP(w, r)
+	for _, c := range w.Result().Cookies() {
+		renewed = c
+	}
+	if renewed == nil || renewed.Value == old || f.valid(t, old) || !f.valid(t, renewed.Value) {
+		t.Fatal("Renew did not replace the token")
+	}
+}
+
+func TestTokensNeverLogged(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	down, _ := session.New(downStore{memstore.New()}, session.Config{Logger: logger})
+	f := newFixture(t, session.Config{Logger: logger, RotationInterval: time.Minute, RotationGrace: time.Second})
+	_, tok := f.login(t, "alice")
+	f.clock.Advance(2 * time.Minute)
+	serve(f.m, f.m.Handler, cookieRequest("__Host-sid", tok)) // rotates
+	f.clock.Advance(time.Minute)
+	serve(f.m, f.m.Handler, cookieRequest("__Host-sid", tok)) // theft: logged
+	_, err := down.Validate(ctx, tok, session.Client{})       // store failure: logged
+	if logs.Len() == 0 {
+		t.Fatal("nothing was logged; the test checks nothing")
+	}
+	if strings.Contains(logs.String(), tok) || strings.Contains(err.Error(), tok) {
+		t.Fatal("a token appeared in a log line or an error")
+	}
+}
+
+func FuzzTokenFromRequest(f *testing.F) {
+	m, _ := session.New(memstore.New(), session.Config{})
+	f.Add("__Host-sid="+strings.Repeat("A", 43), "Bearer "+strings.Repeat("A", 43))
+	f.Add("a=b; __Host-sid=x; __Host-sid="+strings.Repeat("Q", 43), "")
+	f.Add("", "bearer  "+strings.Repeat("w", 43)+" ")
+	f.Add("__Host-sid=\"quoted\"", "Basic dXNlcjpwYXNz")
+	f.Fuzz(func(t *testing.T, cookie, authorization string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", cookie)
+		r.Header.Set("Authorization", authorization)
+		tok, fromCookie := m.TokenFromRequest(r)
+		if tok == "" {
+			return
+		}
+		if _, err := session.ParseToken(tok); err != nil {
+			t.Fatalf("returned malformed token %q", tok)
+		}
+		if src := map[bool]string{true: cookie, false: authorization}[fromCookie]; !strings.Contains(src, tok) {
+			t.Fatalf("token %q is not in the header it is said to come from", tok)
+		}
+	})
+}
