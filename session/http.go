@@ -36,33 +36,46 @@ func FromContext(ctx context.Context) *Session {
 // field would leak through logs, history and Referer, so it is ignored.
 // Only well-formed tokens are returned; it returns "" if there is none.
 func (m *Manager) TokenFromRequest(r *http.Request) (token string, fromCookie bool) {
-	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
-		return tok, false
+	token, _, fromCookie = m.tokenFromRequest(r)
+	return token, fromCookie
+}
+
+// tokenFromRequest is TokenFromRequest that also returns the token's hash.
+func (m *Manager) tokenFromRequest(r *http.Request) (string, Hash, bool) {
+	if tok, h, ok := bearer(r.Header.Get("Authorization")); ok {
+		return tok, h, false
 	}
 	// With several cookies of our name (one planted for a subdomain or a
 	// longer path), take the first well-formed one; the __Host- prefix
 	// stops such planting altogether.
-	for _, c := range r.CookiesNamed(m.cfg.Cookie.Name) {
-		if _, err := ParseToken(c.Value); err == nil {
-			return c.Value, true
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || name != m.cfg.Cookie.Name {
+				continue
+			}
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1] // RFC 6265 allows a quoted value
+			}
+			if h, err := ParseToken(val); err == nil {
+				return val, h, true
+			}
 		}
 	}
-	return "", false
+	return "", Hash{}, false
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header
-// value, if it holds a well-formed one. The scheme is case-insensitive
-// (RFC 9110 §11.1).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
+// value and its hash, if it holds a well-formed one. The scheme is
+// case-insensitive (RFC 9110 §11.1).
+func bearer(header string) (string, Hash, bool) {
+	scheme, tok, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+		return "", Hash{}, false
 	}
 	tok = strings.Trim(tok, " ")
-	if _, err := ParseToken(tok); err != nil {
-		return "", false
-	}
-	return tok, true
+	h, err := ParseToken(tok)
+	return tok, h, err == nil
 }
 
 // ClientOf describes r's client: its IP (per Config.ClientIP) and user
@@ -91,11 +104,12 @@ func truncate(s string, n int) string {
 // store fails. It does no CSRF check and no periodic rotation; Handler
 // does both.
 func (m *Manager) Load(r *http.Request) (*Session, error) {
-	token, _ := m.TokenFromRequest(r)
+	token, h, _ := m.tokenFromRequest(r)
 	if token == "" {
 		return nil, ErrNotFound
 	}
-	return m.Validate(r.Context(), token, m.ClientOf(r))
+	s, _, err := m.validateHash(r.Context(), h, m.ClientOf(r))
+	return s, err
 }
 
 // Handler returns middleware that loads the session r carries into the
@@ -121,12 +135,12 @@ func (m *Manager) Require(next http.Handler) http.Handler {
 
 func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, fromCookie := m.TokenFromRequest(r)
+		token, hash, fromCookie := m.tokenFromRequest(r)
 		var s *Session
 		if token != "" {
 			var current bool
 			var err error
-			s, current, err = m.validate(r.Context(), token, m.ClientOf(r))
+			s, current, err = m.validateHash(r.Context(), hash, m.ClientOf(r))
 			switch {
 			case errors.Is(err, ErrNotFound):
 				if fromCookie {
@@ -157,10 +171,11 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Add("Vary", "Cookie")
-		if !fromCookie {
-			h.Add("Vary", "Authorization")
+		h["Cache-Control"] = []string{"no-store"}
+		if fromCookie {
+			h["Vary"] = append(h["Vary"], "Cookie")
+		} else {
+			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), s)))
 	})
@@ -211,11 +226,10 @@ func (m *Manager) Logout(w http.ResponseWriter, r *http.Request) error {
 
 // endRequestSession deletes the session r's token names, if any.
 func (m *Manager) endRequestSession(r *http.Request, reason string) error {
-	token, _ := m.TokenFromRequest(r)
+	token, h, _ := m.tokenFromRequest(r)
 	if token == "" {
 		return nil
 	}
-	h, _ := ParseToken(token)
 	s, err := m.store.ByHash(r.Context(), h)
 	switch {
 	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidRecord):

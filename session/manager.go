@@ -130,6 +130,11 @@ func (m *Manager) validate(ctx context.Context, token string, c Client) (*Sessio
 	if err != nil {
 		return nil, false, ErrNotFound
 	}
+	return m.validateHash(ctx, h, c)
+}
+
+// validateHash is validate for a token already parsed into its hash.
+func (m *Manager) validateHash(ctx context.Context, h Hash, c Client) (*Session, bool, error) {
 	s, err := m.store.ByHash(ctx, h)
 	switch {
 	case errors.Is(err, ErrInvalidRecord):
@@ -260,8 +265,11 @@ func (m *Manager) Rotate(ctx context.Context, id string, ch Change) (*Session, s
 // grace window. It returns the new token, or "" if none was issued (not
 // due, or a concurrent request rotated first).
 func (m *Manager) rotateIfDue(ctx context.Context, s *Session) string {
+	if m.cfg.RotationInterval <= 0 {
+		return ""
+	}
 	now := m.cfg.Now()
-	if m.cfg.RotationInterval <= 0 || now.Sub(s.RotatedAt) < m.cfg.RotationInterval {
+	if now.Sub(s.RotatedAt) < m.cfg.RotationInterval {
 		return ""
 	}
 	token, hash := newToken()

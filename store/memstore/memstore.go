@@ -22,7 +22,7 @@ var (
 type Store struct {
 	mu     sync.RWMutex
 	byID   map[string]*session.Session
-	byHash map[session.Hash]string // current and previous token hashes → ID
+	byHash map[session.Hash]*session.Session // by current and previous token hash
 	byUser map[string]map[string]struct{}
 	now    func() time.Time
 }
@@ -31,7 +31,7 @@ type Store struct {
 func New() *Store {
 	return &Store{
 		byID:   map[string]*session.Session{},
-		byHash: map[session.Hash]string{},
+		byHash: map[session.Hash]*session.Session{},
 		byUser: map[string]map[string]struct{}{},
 		now:    time.Now,
 	}
@@ -62,7 +62,11 @@ func (st *Store) Create(_ context.Context, s *session.Session, lim session.Limit
 func (st *Store) ByHash(_ context.Context, h session.Hash) (*session.Session, error) {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.liveLocked(st.byHash[h])
+	s, ok := st.byHash[h]
+	if !ok || s.Expired(st.now()) {
+		return nil, session.ErrNotFound
+	}
+	return s.Clone(), nil
 }
 
 // ByID implements session.Store.
@@ -193,9 +197,9 @@ func (st *Store) listLocked(userID string) []*session.Session {
 
 func (st *Store) putLocked(s *session.Session) {
 	st.byID[s.ID] = s
-	st.byHash[s.TokenHash] = s.ID
+	st.byHash[s.TokenHash] = s
 	if !s.PrevTokenHash.IsZero() {
-		st.byHash[s.PrevTokenHash] = s.ID
+		st.byHash[s.PrevTokenHash] = s
 	}
 	if st.byUser[s.UserID] == nil {
 		st.byUser[s.UserID] = map[string]struct{}{}
