@@ -1,0 +1,60 @@
+// Package sqlitestore keeps sessions in one SQLite database file: the
+// embedded, durable default store. It uses modernc.org/sqlite, a pure-Go
+// SQLite, so it needs no cgo.
+//
+// # Durability
+//
+// The database runs in WAL mode with synchronous=FULL: every commit syncs
+// the write-ahead log to stable storage before Create, Update, Touch or
+// Delete returns. A session that Create acknowledged therefore survives the
+// process being killed (kill -9) and, as far as the disk and filesystem
+// honour fsync, a power loss. A killed process leaves a -wal file beside
+// the database; the next Open replays it. Back up the database with
+// SQLite's backup API or VACUUM INTO, not by copying the file alone, which
+// misses whatever is still in the -wal file.
+//
+// # Several processes
+//
+// Several processes (a server and a CLI, say) may open the same file at
+// once, and so may several Stores in one process: each sees the others'
+// commits at its next read, so a revocation by one takes effect at once
+// for all. SQLite allows one writer at a time; a writer waits up to five
+// seconds (busy_timeout) for another process's write to finish before
+// failing. Writes that read before they write (Create with a Limit, Update)
+// begin their transactions IMMEDIATE, taking the write lock up front, so
+// two processes cannot deadlock trying to upgrade a read to a write. The
+// file must be on a local filesystem: SQLite's locks do not work over
+// network filesystems, and WAL mode needs shared memory between the
+// processes.
+//
+// Other code may keep tables of its own in the same file, through its own
+// connections, but PRAGMA user_version is this package's schema version:
+// it must not be used for anything else.
+//
+// Within one process, do not open the database files (the database, -wal
+// or -shm) with os.Open or similar while a Store uses them: closing such a
+// descriptor drops the POSIX locks SQLite holds on the file, unless OFD
+// locking is enabled (see modernc.org/sqlite.OFDLocking).
+//
+// # Expiry
+//
+// Expiry is enforced on read: every lookup, list, count, Touch and Update
+// ignores sessions whose idle or absolute deadline has passed by the wall
+// clock (time.Now), whether or not they have been swept, so a clock-driven
+// deadline never depends on a background job. DeleteExpired (session.Sweeper)
+// only reclaims space; the Manager calls it periodically.
+//
+// # What is stored
+//
+// Each session is one row of the table sessions, with a column per field.
+// Tokens are never stored, only their SHA-256 hashes, so a copy of the file
+// holds no usable credential; it does hold user IDs, IP addresses, user
+// agents and application data, so a file that Open creates gets mode 0600
+// before anything is written to it (and SQLite gives the -wal and -shm
+// files the same mode), and a directory that Open creates gets mode 0700. Times are stored as
+// INTEGER nanoseconds since the Unix epoch, which round-trips a time.Time
+// exactly (up to its location and monotonic reading) between the years 1678
+// and 2262; times outside that range are clamped to it, which keeps every
+// comparison with the present unchanged. The schema version is kept in
+// PRAGMA user_version.
+package sqlitestore

@@ -1,0 +1,78 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are the schema changes in order: migrations[i] takes the
+// database from version i to version i+1 (PRAGMA user_version). Append to
+// the list; never edit an entry that has shipped.
+var migrations = []string{
+	// Version 1: the sessions table.
+	//
+	// STRICT makes SQLite reject a value of the wrong type, whoever writes
+	// it; the CHECKs catch the malformed values a type cannot. Times are
+	// nanoseconds since the Unix epoch (see encodeTime). expires_at is
+	// derived, so it can never disagree with the deadlines it summarises.
+	`CREATE TABLE sessions (
+		id                TEXT    NOT NULL PRIMARY KEY,
+		token_hash        BLOB    NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+		prev_token_hash   BLOB             CHECK (prev_token_hash IS NULL OR length(prev_token_hash) = 32),
+		user_id           TEXT    NOT NULL,
+		roles             TEXT    NOT NULL CHECK (json_valid(roles)),
+		created_at        INTEGER NOT NULL,
+		authenticated_at  INTEGER NOT NULL,
+		rotated_at        INTEGER NOT NULL,
+		last_seen_at      INTEGER NOT NULL,
+		idle_deadline     INTEGER NOT NULL,
+		absolute_deadline INTEGER NOT NULL,
+		expires_at        INTEGER NOT NULL GENERATED ALWAYS AS (min(idle_deadline, absolute_deadline)) STORED,
+		remember          INTEGER NOT NULL CHECK (remember IN (0, 1)),
+		created_ip        TEXT    NOT NULL,
+		created_ua        TEXT    NOT NULL,
+		last_ip           TEXT    NOT NULL,
+		last_ua           TEXT    NOT NULL,
+		data              BLOB,
+		version           INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX sessions_prev_token_hash ON sessions (prev_token_hash) WHERE prev_token_hash IS NOT NULL;
+	CREATE INDEX sessions_user_id ON sessions (user_id, created_at, id);
+	CREATE INDEX sessions_expires_at ON sessions (expires_at);`,
+}
+
+// migrate brings the schema of db up to date. It runs in one IMMEDIATE
+// transaction, so when several processes open a new file at once, one
+// creates the schema and the others, waiting for the write lock, then find
+// it done. It refuses a database whose schema is newer than this code.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: see the writer DSN
+	if err != nil {
+		return fmt.Errorf("sqlitestore: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("sqlitestore: read schema version: %w", err)
+	}
+	switch {
+	case version == len(migrations):
+		return nil
+	case version > len(migrations):
+		return fmt.Errorf("sqlitestore: database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("sqlitestore: migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; len(migrations) is a constant integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("sqlitestore: write schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlitestore: migrate: %w", err)
+	}
+	return nil
+}

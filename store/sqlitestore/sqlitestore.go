@@ -1,0 +1,510 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sessiond/sessiond/session"
+)
+
+var (
+	_ session.Store   = (*Store)(nil)
+	_ session.Sweeper = (*Store)(nil)
+)
+
+// busyTimeout is how long a connection waits for another connection or
+// process to release a lock before failing with SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// Store is a session.Store backed by a SQLite database file. It is safe for
+// concurrent use, and several Stores, in one process or in several, may
+// share one file. The zero value is not usable; call Open.
+//
+// A Store holds two pools of connections: one writer, because SQLite
+// allows one write transaction at a time and queueing writers in Go is
+// cheaper than having them spin on the file lock, and several readers,
+// which in WAL mode run alongside the writer and each other.
+type Store struct {
+	path string
+	w    *sql.DB // one connection; write transactions BEGIN IMMEDIATE
+	r    *sql.DB // read-only connections (PRAGMA query_only)
+
+	// Prepared statements: reads on r, writes on w.
+	byHash, byID, listByUser, exists                    *sql.Stmt
+	insert, update, touch, deleteID, deleteByUser, live *sql.Stmt
+	deleteExpired                                       *sql.Stmt
+}
+
+// Open opens the session database at path, creating the file (mode 0600)
+// and its parent directory (mode 0700) if they do not exist, and creates or
+// upgrades its schema. Close the Store when done.
+func Open(path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	_, err = os.Stat(abs)
+	st := &Store{path: abs}
+	if err := st.open(errors.Is(err, os.ErrNotExist)); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// retryBusy calls f until it returns something other than SQLITE_BUSY,
+// for at most busyTimeout. SQLite's busy handler does not cover every
+// case: when several connections open a new file at once, the switch from
+// the rollback journal to WAL can fail with SQLITE_BUSY at once, because
+// waiting could deadlock. Retrying the whole step from the start (a new
+// connection, a new transaction) resolves it.
+func retryBusy(f func() error) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := f()
+		var e *sqlite.Error
+		if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// setup makes a new file private, switches the database to WAL mode (a
+// setting kept in the file) and brings its schema up to date.
+func setup(ctx context.Context, w *sql.DB, path string, isNew bool) error {
+	c, err := w.Conn(ctx) // opens, and if need be creates, the file
+	if err != nil {
+		return fmt.Errorf("sqlitestore: open: %w", err)
+	}
+	defer c.Close()
+	if isNew {
+		// SQLite creates the file with mode 0644 less the umask. Tighten
+		// it before anything is written to it; SQLite then gives the -wal
+		// and -shm files the same mode. (Creating the file ourselves would
+		// mean closing a descriptor of it, which drops the locks any other
+		// connection in this process may already hold on it.)
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("sqlitestore: %w", err)
+		}
+	}
+	var mode string
+	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlitestore: enable WAL mode: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("sqlitestore: cannot enable WAL mode (the journal mode stays %q): is the file on a filesystem that supports shared memory?", mode)
+	}
+	if err := c.Close(); err != nil { // give the connection back for migrate
+		return fmt.Errorf("sqlitestore: open: %w", err)
+	}
+	return migrate(ctx, w)
+}
+
+// dsn returns the modernc.org/sqlite data source name for the file at abs
+// with query parameters q. A file: URI with an escaped path keeps any '?'
+// or '#' in the path from being read as the start of the parameters.
+func dsn(abs string, q url.Values) string {
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// open opens the connection pools, sets the file up and prepares the
+// statements. isNew says the file did not exist before Open.
+func (st *Store) open(isNew bool) error {
+	pragmas := func(extra ...string) url.Values {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+		q.Add("_pragma", "synchronous(FULL)")
+		for _, p := range extra {
+			q.Add("_pragma", p)
+		}
+		return q
+	}
+
+	wq := pragmas()
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", dsn(st.path, wq))
+	if err != nil {
+		return fmt.Errorf("sqlitestore: %w", err)
+	}
+	st.w = w
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	ctx := context.Background()
+	if err := retryBusy(func() error { return setup(ctx, w, st.path, isNew) }); err != nil {
+		return err
+	}
+
+	r, err := sql.Open("sqlite", dsn(st.path, pragmas("query_only(1)")))
+	if err != nil {
+		return fmt.Errorf("sqlitestore: %w", err)
+	}
+	st.r = r
+	// Reads are CPU-bound once the pages are cached, and modernc.org/sqlite
+	// runs them on Go threads, so a few connections per CPU keep the CPUs
+	// busy; each connection has its own page cache, so not many more.
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		db   *sql.DB
+		sql  string
+	}{
+		{&st.byHash, r, sqlByHash}, {&st.byID, r, sqlByID}, {&st.listByUser, r, sqlListByUser},
+		{&st.exists, w, sqlExists}, {&st.live, w, sqlLive},
+		{&st.insert, w, sqlInsert}, {&st.update, w, sqlUpdate}, {&st.touch, w, sqlTouch},
+		{&st.deleteID, w, sqlDeleteID}, {&st.deleteByUser, w, sqlDeleteByUser}, {&st.deleteExpired, w, sqlDeleteExpired},
+	} {
+		stmt, err := p.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: prepare %q: %w", p.sql, err)
+		}
+		*p.stmt = stmt
+	}
+	return nil
+}
+
+// The statements a Store prepares. Positional parameters ?1 and ?2 are
+// the key and the present time (ns); the writes name theirs.
+const (
+	// A hash is a current token or, for a grace window after a rotation,
+	// a previous one; each arm uses an index, and LIMIT 1 prefers the
+	// current token.
+	sqlByHash = `SELECT ` + columns + ` FROM sessions WHERE token_hash = ?1 AND expires_at > ?2
+		UNION ALL
+		SELECT ` + columns + ` FROM sessions WHERE prev_token_hash = ?1 AND expires_at > ?2
+		LIMIT 1`
+	sqlByID       = `SELECT ` + columns + ` FROM sessions WHERE id = ?1 AND expires_at > ?2`
+	sqlListByUser = `SELECT ` + columns + ` FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at, id`
+	sqlExists     = `SELECT 1 FROM sessions WHERE id = ?1 AND expires_at > ?2`
+	sqlLive       = `SELECT id FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at, id`
+
+	sqlInsert = `INSERT INTO sessions (` + columns + `) VALUES (
+		:id, :token_hash, :prev_token_hash, :user_id, :roles,
+		:created_at, :authenticated_at, :rotated_at, :last_seen_at, :idle_deadline, :absolute_deadline,
+		:remember, :created_ip, :created_ua, :last_ip, :last_ua, :data, :version)`
+	// In an UPDATE every expression sees the row as it was, so each CASE
+	// compares the new last_seen_at with the stored one.
+	sqlUpdate = `UPDATE sessions SET
+		token_hash = :token_hash, prev_token_hash = :prev_token_hash, user_id = :user_id, roles = :roles,
+		created_at = :created_at, authenticated_at = :authenticated_at, rotated_at = :rotated_at,
+		last_seen_at = max(last_seen_at, :last_seen_at),
+		last_ip = CASE WHEN last_seen_at > :last_seen_at THEN last_ip ELSE :last_ip END,
+		last_ua = CASE WHEN last_seen_at > :last_seen_at THEN last_ua ELSE :last_ua END,
+		idle_deadline = max(idle_deadline, :idle_deadline), absolute_deadline = :absolute_deadline,
+		remember = :remember, created_ip = :created_ip, created_ua = :created_ua,
+		data = :data, version = version + 1
+		WHERE id = :id AND version = :version AND expires_at > :now`
+	sqlTouch = `UPDATE sessions SET
+		last_seen_at = max(last_seen_at, :at),
+		last_ip = CASE WHEN :at > last_seen_at THEN :ip ELSE last_ip END,
+		last_ua = CASE WHEN :at > last_seen_at THEN :ua ELSE last_ua END,
+		idle_deadline = max(idle_deadline, :idle_deadline)
+		WHERE id = :id AND expires_at > :now`
+	sqlDeleteID      = `DELETE FROM sessions WHERE id = ?1`
+	sqlDeleteByUser  = `DELETE FROM sessions WHERE user_id = ?1 AND id != ?2 RETURNING id`
+	sqlDeleteExpired = `DELETE FROM sessions WHERE rowid IN (
+		SELECT rowid FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
+		) RETURNING ` + columns
+)
+
+// Close closes the database. Sessions stay in the file for the next Open.
+func (st *Store) Close() error {
+	var errs []error
+	for _, db := range []*sql.DB{st.r, st.w} { // closing the pools closes their statements
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlitestore: close: %w", err)
+	}
+	return nil
+}
+
+// Create implements session.Store.
+func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Limit) ([]string, error) {
+	roles, err := encodeRoles(s.Roles)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: %w", err)
+	}
+	args := []any{
+		sql.Named("id", s.ID),
+		sql.Named("token_hash", s.TokenHash[:]),
+		sql.Named("prev_token_hash", encodeHash(s.PrevTokenHash)),
+		sql.Named("user_id", s.UserID),
+		sql.Named("roles", roles),
+		sql.Named("created_at", encodeTime(s.CreatedAt)),
+		sql.Named("authenticated_at", encodeTime(s.AuthenticatedAt)),
+		sql.Named("rotated_at", encodeTime(s.RotatedAt)),
+		sql.Named("last_seen_at", encodeTime(s.LastSeenAt)),
+		sql.Named("idle_deadline", encodeTime(s.IdleDeadline)),
+		sql.Named("absolute_deadline", encodeTime(s.AbsoluteDeadline)),
+		sql.Named("remember", encodeBool(s.Remember)),
+		sql.Named("created_ip", s.CreatedIP),
+		sql.Named("created_ua", s.CreatedUserAgent),
+		sql.Named("last_ip", s.LastIP),
+		sql.Named("last_ua", s.LastUserAgent),
+		sql.Named("data", encodeData(s.Data)),
+		sql.Named("version", s.Version),
+	}
+	if lim.Max <= 0 {
+		if _, err := st.insert.ExecContext(ctx, args...); err != nil {
+			return nil, fmt.Errorf("sqlitestore: create: %w", err)
+		}
+		return nil, nil
+	}
+
+	// Count, evict and insert in one IMMEDIATE transaction: it holds the
+	// write lock from the count on, so no other connection or process can
+	// add a session for the user in between.
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: %w", err)
+	}
+	defer tx.Rollback()
+	live, err := queryIDs(ctx, tx.StmtContext(ctx, st.live), s.UserID, time.Now().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: count sessions: %w", err)
+	}
+	var evicted []string
+	if n := len(live) - lim.Max + 1; n > 0 {
+		if lim.Reject {
+			return nil, session.ErrTooManySessions
+		}
+		del := tx.StmtContext(ctx, st.deleteID)
+		for _, id := range live[:n] {
+			if _, err := del.ExecContext(ctx, id); err != nil {
+				return nil, fmt.Errorf("sqlitestore: create: evict: %w", err)
+			}
+		}
+		evicted = live[:n]
+	}
+	if _, err := tx.StmtContext(ctx, st.insert).ExecContext(ctx, args...); err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: %w", err)
+	}
+	return evicted, nil
+}
+
+// queryIDs runs a statement that returns one column of IDs.
+func queryIDs(ctx context.Context, stmt *sql.Stmt, args ...any) ([]string, error) {
+	rows, err := stmt.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// ByHash implements session.Store.
+func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
+	return st.one(ctx, "by hash", st.byHash, h[:])
+}
+
+// ByID implements session.Store.
+func (st *Store) ByID(ctx context.Context, id string) (*session.Session, error) {
+	return st.one(ctx, "by id", st.byID, id)
+}
+
+// one runs a read statement that takes a key and the present time and
+// returns at most one session.
+func (st *Store) one(ctx context.Context, op string, stmt *sql.Stmt, key any) (*session.Session, error) {
+	s, err := scanSession(stmt.QueryRowContext(ctx, key, time.Now().UnixNano()))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, session.ErrNotFound
+	case errors.Is(err, session.ErrInvalidRecord):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlitestore: %s: %w", op, err)
+	}
+	return s, nil
+}
+
+// Update implements session.Store.
+func (st *Store) Update(ctx context.Context, s *session.Session) error {
+	roles, err := encodeRoles(s.Roles)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: update: %w", err)
+	}
+	now := time.Now().UnixNano()
+	res, err := st.update.ExecContext(ctx,
+		sql.Named("id", s.ID),
+		sql.Named("version", s.Version),
+		sql.Named("now", now),
+		sql.Named("token_hash", s.TokenHash[:]),
+		sql.Named("prev_token_hash", encodeHash(s.PrevTokenHash)),
+		sql.Named("user_id", s.UserID),
+		sql.Named("roles", roles),
+		sql.Named("created_at", encodeTime(s.CreatedAt)),
+		sql.Named("authenticated_at", encodeTime(s.AuthenticatedAt)),
+		sql.Named("rotated_at", encodeTime(s.RotatedAt)),
+		sql.Named("last_seen_at", encodeTime(s.LastSeenAt)),
+		sql.Named("last_ip", s.LastIP),
+		sql.Named("last_ua", s.LastUserAgent),
+		sql.Named("idle_deadline", encodeTime(s.IdleDeadline)),
+		sql.Named("absolute_deadline", encodeTime(s.AbsoluteDeadline)),
+		sql.Named("remember", encodeBool(s.Remember)),
+		sql.Named("created_ip", s.CreatedIP),
+		sql.Named("created_ua", s.CreatedUserAgent),
+		sql.Named("data", encodeData(s.Data)),
+	)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: update: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlitestore: update: %w", err)
+	} else if n == 1 {
+		s.Version++
+		return nil
+	}
+	// Nothing matched: the session is gone (or expired), or its version
+	// moved on. A session never comes back once gone and its version
+	// only grows, so asking after the failed UPDATE tells the two apart
+	// truthfully.
+	var one int
+	switch err := st.exists.QueryRowContext(ctx, s.ID, now).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return session.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("sqlitestore: update: %w", err)
+	}
+	return session.ErrConflict
+}
+
+// Touch implements session.Store.
+func (st *Store) Touch(ctx context.Context, id string, t session.TouchInfo) error {
+	res, err := st.touch.ExecContext(ctx,
+		sql.Named("id", id),
+		sql.Named("now", time.Now().UnixNano()),
+		sql.Named("at", encodeTime(t.At)),
+		sql.Named("ip", t.IP),
+		sql.Named("ua", t.UserAgent),
+		sql.Named("idle_deadline", encodeTime(t.IdleDeadline)),
+	)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: touch: %w", err)
+	}
+	return affectedOne(res, "touch")
+}
+
+// Delete implements session.Store.
+func (st *Store) Delete(ctx context.Context, id string) error {
+	res, err := st.deleteID.ExecContext(ctx, id)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete: %w", err)
+	}
+	return affectedOne(res, "delete")
+}
+
+// affectedOne returns ErrNotFound if res changed no row. (SQLite counts a
+// row an UPDATE matched as changed even if its values stay the same.)
+func affectedOne(res sql.Result, op string) error {
+	n, err := res.RowsAffected()
+	switch {
+	case err != nil:
+		return fmt.Errorf("sqlitestore: %s: %w", op, err)
+	case n == 0:
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+// ListByUser implements session.Store. If any of the user's live sessions
+// cannot be decoded it returns an error wrapping session.ErrInvalidRecord
+// and no sessions.
+func (st *Store) ListByUser(ctx context.Context, userID string) ([]*session.Session, error) {
+	rows, err := st.listByUser.QueryContext(ctx, userID, time.Now().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list by user: %w", err)
+	}
+	defer rows.Close()
+	var list []*session.Session
+	for rows.Next() {
+		s, err := scanSession(rows)
+		if errors.Is(err, session.ErrInvalidRecord) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: list by user: %w", err)
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: list by user: %w", err)
+	}
+	return list, nil
+}
+
+// DeleteByUser implements session.Store.
+func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]string, error) {
+	ids, err := queryIDs(ctx, st.deleteByUser, userID, except)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: delete by user: %w", err)
+	}
+	return ids, nil
+}
+
+// DeleteExpired implements session.Sweeper. It deletes the sessions that
+// expired earliest first. A deleted session that cannot be decoded is
+// returned with only its ID and UserID set, and the error then wraps
+// session.ErrInvalidRecord: the sweep itself succeeded.
+func (st *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) ([]*session.Session, error) {
+	rows, err := st.deleteExpired.QueryContext(ctx, encodeTime(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: delete expired: %w", err)
+	}
+	defer rows.Close()
+	var (
+		gone    []*session.Session
+		invalid []error
+	)
+	for rows.Next() {
+		var r row
+		if err := r.scan(rows); err != nil {
+			return gone, fmt.Errorf("sqlitestore: delete expired: %w", err)
+		}
+		s, err := r.session()
+		if err != nil {
+			invalid = append(invalid, err)
+			s = &session.Session{ID: r.id, UserID: r.userID}
+		}
+		gone = append(gone, s)
+	}
+	if err := rows.Err(); err != nil {
+		return gone, fmt.Errorf("sqlitestore: delete expired: %w", err)
+	}
+	return gone, errors.Join(invalid...)
+}
