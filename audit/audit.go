@@ -1,0 +1,49 @@
+// Package audit defines sessiond's audit log: every session and account
+// event, with who caused it and why, kept and queryable per user.
+package audit
+
+import (
+	"context"
+	"time"
+)
+
+// Event is one audit record. It names sessions by their public ID and never
+// holds a token or a password.
+type Event struct {
+	// ID orders events; the log assigns it.
+	ID   int64     `json:"id"`
+	Time time.Time `json:"time"`
+	// Type is a session.EventType ("session.created", ...) or an account
+	// event ("login.succeeded", "login.failed", "password.changed",
+	// "roles.changed", "user.created", "user.disabled", "user.enabled").
+	Type      string `json:"type"`
+	UserID    string `json:"user_id,omitempty"`
+	Username  string `json:"username,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	// Actor is who caused the event: a user ID, "system", or "cli".
+	Actor     string `json:"actor,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// Filter selects events for Query. Zero fields select everything.
+type Filter struct {
+	UserID string
+	// Type selects one event type, or with a trailing "." a family
+	// ("session." selects every session event).
+	Type string
+	// Before selects events with ID below it, for paging back in time.
+	Before int64
+	// Limit caps the number of events returned; 0 means 100, and at most
+	// 1000 are returned.
+	Limit int
+}
+
+// Log stores audit events.
+type Log interface {
+	// Append stores e, assigning its ID.
+	Append(ctx context.Context, e *Event) error
+	// Query returns the events f selects, newest first.
+	Query(ctx context.Context, f Filter) ([]Event, error)
+}
