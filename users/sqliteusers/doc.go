@@ -1,0 +1,44 @@
+// Package sqliteusers keeps sessiond's accounts (a users.Directory) and its
+// audit log (an audit.Log) in a SQLite database file, using
+// modernc.org/sqlite, a pure-Go SQLite, so it needs no cgo.
+//
+// # One file with the sessions
+//
+// By default sessiond keeps sessions, accounts and the audit log in one
+// file: Open may be given the path store/sqlitestore uses, and the two
+// packages' tables live side by side, each package reaching them through
+// its own connections. PRAGMA user_version belongs to sqlitestore; this
+// package keeps its own schema version in the row ("users", version) of the
+// table schema_versions, which other components may share, one row each.
+// Open creates or upgrades the schema in one IMMEDIATE transaction, so
+// several processes may open a new file at once.
+//
+// # Durability and sharing
+//
+// The settings are the session store's: WAL mode, synchronous=FULL (a
+// commit is synced to stable storage before Create, Update or Append
+// returns), a five-second busy_timeout, and write transactions that begin
+// IMMEDIATE. Several DBs, in one process or in several, may share a file;
+// each sees the others' commits at its next read. The file must be on a
+// local filesystem (see store/sqlitestore for why).
+//
+// # What is stored
+//
+// The table users holds, for each account, its ID, username (unique,
+// compared exactly, case and all), roles as a JSON array, disabled flag,
+// argon2id password hash and times. A password is never stored, only its
+// hash; but hashes can be attacked offline, so a file that Open creates
+// gets mode 0600 before anything is written to it, and a directory it
+// creates gets mode 0700.
+//
+// The table audit_events holds the audit log, one row per event, with IDs
+// that only grow (AUTOINCREMENT: an ID is never reused, even after the
+// newest events are deleted), indexed for the queries audit.Filter
+// allows. It holds what callers append: callers must not put tokens or
+// passwords in an event (audit.Event has no field for either). Nothing
+// here deletes old events.
+//
+// Times are stored as INTEGER nanoseconds since the Unix epoch and read
+// back in UTC; the zero time is stored as NULL. A time that int64
+// nanoseconds cannot hold (before 1678 or after 2262) is refused.
+package sqliteusers

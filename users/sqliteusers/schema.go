@@ -1,0 +1,101 @@
+package sqliteusers
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// component names this package's row in schema_versions.
+const component = "users"
+
+// createVersions creates the table of schema versions, one row per
+// component sharing the file. It is not one of this package's migrations:
+// another component may have created it first.
+const createVersions = `CREATE TABLE IF NOT EXISTS schema_versions (
+	component TEXT    NOT NULL PRIMARY KEY,
+	version   INTEGER NOT NULL
+) STRICT`
+
+// migrations are the schema changes in order: migrations[i] takes this
+// package's tables from version i to version i+1 (its row in
+// schema_versions). Append to the list; never edit an entry that has
+// shipped.
+var migrations = []string{
+	// Version 1: users and audit events.
+	//
+	// STRICT makes SQLite reject a value of the wrong type, whoever writes
+	// it; the CHECKs catch the malformed values a type cannot. The default
+	// BINARY collation makes the username unique and looked up exactly,
+	// byte for byte. Times are nanoseconds since the Unix epoch, NULL for
+	// the zero time. AUTOINCREMENT keeps event IDs from ever being reused,
+	// so paging with Filter.Before never skips or repeats an event.
+	`CREATE TABLE users (
+		id            TEXT    NOT NULL PRIMARY KEY CHECK (id != ''),
+		username      TEXT    NOT NULL UNIQUE CHECK (username != ''),
+		roles         TEXT    NOT NULL CHECK (json_valid(roles) AND json_type(roles) = 'array'),
+		disabled      INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+		password_hash TEXT    NOT NULL,
+		created_at    INTEGER,
+		updated_at    INTEGER
+	) STRICT;
+	CREATE TABLE audit_events (
+		id         INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+		time       INTEGER,
+		type       TEXT    NOT NULL,
+		user_id    TEXT    NOT NULL,
+		username   TEXT    NOT NULL,
+		session_id TEXT    NOT NULL,
+		actor      TEXT    NOT NULL,
+		reason     TEXT    NOT NULL,
+		ip         TEXT    NOT NULL,
+		user_agent TEXT    NOT NULL
+	) STRICT;
+	CREATE INDEX audit_events_user_id ON audit_events (user_id, id);
+	CREATE INDEX audit_events_type ON audit_events (type, id);`,
+}
+
+// migrate brings this package's schema in db up to date. It runs in one
+// IMMEDIATE transaction, so when several processes open a new file at
+// once, one creates the schema and the others, waiting for the write lock,
+// then find it done. It refuses a database whose schema is newer than this
+// code.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: see the writer DSN
+	if err != nil {
+		return fmt.Errorf("sqliteusers: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, createVersions); err != nil {
+		return fmt.Errorf("sqliteusers: create schema_versions: %w", err)
+	}
+	var version int
+	err = tx.QueryRowContext(ctx, "SELECT version FROM schema_versions WHERE component = ?", component).Scan(&version)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqliteusers: read schema version: %w", err)
+	}
+	switch {
+	case version == len(migrations):
+		return nil
+	case version > len(migrations):
+		return fmt.Errorf("sqliteusers: database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
+	case version < 0:
+		return fmt.Errorf("sqliteusers: database schema version %d is invalid", version)
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("sqliteusers: migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
+		ON CONFLICT (component) DO UPDATE SET version = excluded.version`,
+		component, len(migrations)); err != nil {
+		return fmt.Errorf("sqliteusers: write schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqliteusers: migrate: %w", err)
+	}
+	return nil
+}

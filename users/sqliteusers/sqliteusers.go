@@ -1,0 +1,317 @@
+package sqliteusers
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/users"
+)
+
+var (
+	_ users.Directory = (*DB)(nil)
+	_ audit.Log       = (*DB)(nil)
+)
+
+// DB is a users.Directory and an audit.Log backed by a SQLite database
+// file. It is safe for concurrent use, and several DBs, in one process or
+// in several, may share one file. The zero value is not usable; call Open.
+//
+// Like the session store, a DB holds two pools of connections: one writer,
+// whose write transactions begin IMMEDIATE, and several read-only readers,
+// which in WAL mode run alongside the writer and each other.
+type DB struct {
+	path string
+	w    *sql.DB // one connection; write transactions BEGIN IMMEDIATE
+	r    *sql.DB // read-only connections (PRAGMA query_only)
+
+	// Prepared statements: reads on r, writes on w.
+	byID, byUsername, list, count *sql.Stmt
+	insert, update, appendEvent   *sql.Stmt
+}
+
+// Open opens the database at path, creating the file (mode 0600) and its
+// parent directory (mode 0700) if they do not exist, and creates or
+// upgrades this package's tables in it. The file may be the one
+// store/sqlitestore keeps sessions in. Close the DB when done.
+func Open(path string) (*DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqliteusers: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("sqliteusers: %w", err)
+	}
+	_, err = os.Stat(abs)
+	db := &DB{path: abs}
+	if err := db.open(errors.Is(err, os.ErrNotExist)); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// open opens the connection pools, sets the file up and prepares the
+// statements. isNew says the file did not exist before Open.
+func (db *DB) open(isNew bool) error {
+	w, err := sql.Open("sqlite", dsn(db.path, true))
+	if err != nil {
+		return fmt.Errorf("sqliteusers: %w", err)
+	}
+	db.w = w
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	ctx := context.Background()
+	if err := retryBusy(func() error { return setup(ctx, w, db.path, isNew) }); err != nil {
+		return err
+	}
+
+	r, err := sql.Open("sqlite", dsn(db.path, false, "query_only(1)"))
+	if err != nil {
+		return fmt.Errorf("sqliteusers: %w", err)
+	}
+	db.r = r
+	// Account lookups are few next to session lookups (a login is bounded
+	// by password hashing), so a few readers suffice.
+	readers := max(2, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		db   *sql.DB
+		sql  string
+	}{
+		{&db.byID, r, sqlByID}, {&db.byUsername, r, sqlByUsername}, {&db.list, r, sqlList}, {&db.count, r, sqlCount},
+		{&db.insert, w, sqlInsert}, {&db.update, w, sqlUpdate}, {&db.appendEvent, w, sqlAppend},
+	} {
+		stmt, err := p.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("sqliteusers: prepare %q: %w", p.sql, err)
+		}
+		*p.stmt = stmt
+	}
+	return nil
+}
+
+// userColumns lists the stored fields of a user in the order scanUser
+// reads them.
+const userColumns = `id, username, roles, disabled, password_hash, created_at, updated_at`
+
+// The statements a DB prepares.
+const (
+	sqlByID       = `SELECT ` + userColumns + ` FROM users WHERE id = ?1`
+	sqlByUsername = `SELECT ` + userColumns + ` FROM users WHERE username = ?1`
+	sqlList       = `SELECT ` + userColumns + ` FROM users ORDER BY username`
+	sqlCount      = `SELECT count(*) FROM users`
+	sqlInsert     = `INSERT INTO users (` + userColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`
+	sqlUpdate     = `UPDATE users SET username = ?2, roles = ?3, disabled = ?4, password_hash = ?5,
+		created_at = ?6, updated_at = ?7 WHERE id = ?1`
+	sqlAppend = `INSERT INTO audit_events (` + eventColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
+)
+
+// Close closes the database. Its contents stay in the file for the next
+// Open.
+func (db *DB) Close() error {
+	var errs []error
+	for _, p := range []*sql.DB{db.r, db.w} { // closing the pools closes their statements
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqliteusers: close: %w", err)
+	}
+	return nil
+}
+
+// userArgs returns the parameters ?1 to ?7 of sqlInsert and sqlUpdate.
+func userArgs(u *users.User) ([]any, error) {
+	roles := []byte("[]")
+	if len(u.Roles) > 0 {
+		var err error
+		if roles, err = json.Marshal(u.Roles); err != nil {
+			return nil, err
+		}
+	}
+	created, err := encodeTime(u.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	updated, err := encodeTime(u.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	return []any{u.ID, u.Username, string(roles), encodeBool(u.Disabled), u.PasswordHash, created, updated}, nil
+}
+
+// Create implements users.Directory. It stores u as it is: checking the
+// username, roles and password is users.Accounts' job.
+func (db *DB) Create(ctx context.Context, u *users.User) error {
+	args, err := userArgs(u)
+	if err != nil {
+		return fmt.Errorf("sqliteusers: create: %w", err)
+	}
+	if _, err := db.insert.ExecContext(ctx, args...); err != nil {
+		return writeErr("create", err)
+	}
+	return nil
+}
+
+// Update implements users.Directory. It replaces every field but the ID;
+// it returns users.ErrExists if u's username is another user's.
+func (db *DB) Update(ctx context.Context, u *users.User) error {
+	args, err := userArgs(u)
+	if err != nil {
+		return fmt.Errorf("sqliteusers: update: %w", err)
+	}
+	res, err := db.update.ExecContext(ctx, args...)
+	if err != nil {
+		return writeErr("update", err)
+	}
+	n, err := res.RowsAffected()
+	switch {
+	case err != nil:
+		return fmt.Errorf("sqliteusers: update: %w", err)
+	case n == 0:
+		return users.ErrNotFound
+	}
+	return nil
+}
+
+// writeErr maps a failed INSERT or UPDATE of users to users.ErrExists if it
+// broke the UNIQUE constraint, which the table has on username alone (the
+// ID, its primary key, fails with SQLITE_CONSTRAINT_PRIMARYKEY instead).
+func writeErr(op string, err error) error {
+	if isExtendedCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		return users.ErrExists
+	}
+	return fmt.Errorf("sqliteusers: %s: %w", op, err)
+}
+
+// ByID implements users.Directory.
+func (db *DB) ByID(ctx context.Context, id string) (*users.User, error) {
+	return db.one(ctx, "by id", db.byID, id)
+}
+
+// ByUsername implements users.Directory. The username is matched exactly,
+// byte for byte.
+func (db *DB) ByUsername(ctx context.Context, username string) (*users.User, error) {
+	return db.one(ctx, "by username", db.byUsername, username)
+}
+
+// one runs a read statement that returns at most one user.
+func (db *DB) one(ctx context.Context, op string, stmt *sql.Stmt, key string) (*users.User, error) {
+	u, err := scanUser(stmt.QueryRowContext(ctx, key))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, users.ErrNotFound
+	case err != nil:
+		return nil, fmt.Errorf("sqliteusers: %s: %w", op, err)
+	}
+	return u, nil
+}
+
+// List implements users.Directory. Usernames are ordered byte by byte, as
+// Go compares strings.
+func (db *DB) List(ctx context.Context) ([]*users.User, error) {
+	rows, err := db.list.QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqliteusers: list: %w", err)
+	}
+	defer rows.Close()
+	var list []*users.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqliteusers: list: %w", err)
+		}
+		list = append(list, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqliteusers: list: %w", err)
+	}
+	return list, nil
+}
+
+// Count implements users.Directory.
+func (db *DB) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := db.count.QueryRowContext(ctx).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqliteusers: count: %w", err)
+	}
+	return n, nil
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanUser reads the columns userColumns names from sc.
+func scanUser(sc scanner) (*users.User, error) {
+	var (
+		u                users.User
+		roles            string
+		disabled         int64
+		created, updated sql.NullInt64
+	)
+	if err := sc.Scan(&u.ID, &u.Username, &roles, &disabled, &u.PasswordHash, &created, &updated); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
+		return nil, fmt.Errorf("user %s: roles: %w", u.ID, err)
+	}
+	if len(u.Roles) == 0 {
+		u.Roles = nil
+	}
+	u.Disabled = disabled != 0
+	u.CreatedAt, u.UpdatedAt = decodeTime(created), decodeTime(updated)
+	return &u, nil
+}
+
+// Times int64 nanoseconds since the Unix epoch can hold.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// encodeTime returns t as nanoseconds since the Unix epoch, or NULL (nil)
+// for the zero time. It refuses times int64 nanoseconds cannot hold.
+func encodeTime(t time.Time) (any, error) {
+	switch {
+	case t.IsZero():
+		return nil, nil
+	case t.Before(minTime) || t.After(maxTime):
+		return nil, fmt.Errorf("time %v out of range (years 1678 to 2262)", t)
+	}
+	return t.UnixNano(), nil
+}
+
+// decodeTime is the inverse of encodeTime, in UTC.
+func decodeTime(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+func encodeBool(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
