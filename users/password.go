@@ -56,8 +56,9 @@ func VerifyPassword(password, hash string) (bool, error) {
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
 }
 
-// parseHash splits a PHC argon2id string. It bounds the parameters so that
-// a tampered hash cannot make verification allocate gigabytes.
+// parseHash splits a PHC argon2id string. It bounds the parameters (at most
+// 256 MiB, 16 passes, 16 threads) so that a tampered hash cannot make
+// verification allocate gigabytes.
 func parseHash(hash string) (p Params, salt, key []byte, err error) {
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
@@ -70,7 +71,7 @@ func parseHash(hash string) (p Params, salt, key []byte, err error) {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
 		return p, nil, nil, errBadHash
 	}
-	if p.Memory < 8 || p.Memory > 1<<20 || p.Time < 1 || p.Time > 16 || p.Threads < 1 || p.Threads > 16 {
+	if p.Memory < 8 || p.Memory > 256<<10 || p.Time < 1 || p.Time > 16 || p.Threads < 1 || p.Threads > 16 {
 		return p, nil, nil, errBadHash
 	}
 	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])

@@ -89,11 +89,17 @@ type Accounts struct {
 	now  func() time.Time
 }
 
-// NewAccounts returns Accounts over dir hashing with p (DefaultParams if
-// zero).
+// NewAccounts returns Accounts over dir hashing with p; each zero field of p
+// takes its value from DefaultParams.
 func NewAccounts(dir Directory, p Params) *Accounts {
-	if p == (Params{}) {
-		p = DefaultParams
+	if p.Memory == 0 {
+		p.Memory = DefaultParams.Memory
+	}
+	if p.Time == 0 {
+		p.Time = DefaultParams.Time
+	}
+	if p.Threads == 0 {
+		p.Threads = DefaultParams.Threads
 	}
 	return &Accounts{
 		dir:    dir,

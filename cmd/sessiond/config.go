@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// options is every setting of sessiond, one flag each. Each flag can also
+// be set with the environment variable SESSIOND_<NAME> (upper case, "-"
+// as "_") or a line "name = value" in the file named by --config; a flag
+// on the command line beats the environment, which beats the file.
+type options struct {
+	config             string
+	listen             string
+	store              string
+	users              string
+	idleTimeout        time.Duration
+	absoluteTimeout    time.Duration
+	rememberMeTimeout  time.Duration
+	maxSessionsPerUser int
+	rejectAtLimit      bool
+	cookieName         string
+	cookieDomain       string
+	cookieSameSite     string
+	devInsecureCookie  bool
+	trustedProxies     string
+	publicURL          string
+	tlsCert, tlsKey    string
+	upstream           string
+	logFormat          string
+	logLevel           string
+}
+
+// defaultDataDir is where the embedded store lives unless told otherwise.
+const defaultDataDir = "sessiond-data"
+
+func (o *options) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.config, "config", "", "read settings from this file (lines of `name = value`)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.StringVar(&o.store, "store", "sqlite:"+filepath.Join(defaultDataDir, "sessiond.db"), "session store: sqlite:PATH or memory:")
+	fs.StringVar(&o.users, "users", "", "user directory and audit log: sqlite:PATH (default: the --store file, or "+defaultDataDir+"/sessiond.db)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Minute, "end sessions unused for this long")
+	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 12*time.Hour, "end sessions this long after login")
+	fs.DurationVar(&o.rememberMeTimeout, "remember-me-timeout", 30*24*time.Hour, "absolute timeout of \"remember me\" sessions")
+	fs.IntVar(&o.maxSessionsPerUser, "max-sessions-per-user", 100, "most sessions one user may hold (-1: no limit)")
+	fs.BoolVar(&o.rejectAtLimit, "reject-at-limit", false, "refuse logins at the limit instead of ending the oldest session")
+	fs.StringVar(&o.cookieName, "cookie-name", "__Host-sid", "session cookie name")
+	fs.StringVar(&o.cookieDomain, "cookie-domain", "", "share the cookie with subdomains of this domain (not with a __Host- name)")
+	fs.StringVar(&o.cookieSameSite, "cookie-samesite", "lax", "cookie SameSite: lax, strict or none")
+	fs.BoolVar(&o.devInsecureCookie, "dev-insecure-cookie", false, "DEVELOPMENT ONLY: drop the cookie's Secure flag so it travels over plain HTTP (needs a --cookie-name without __Host-)")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of proxies allowed to set X-Forwarded-For")
+	fs.StringVar(&o.publicURL, "public-url", "", "URL users reach sessiond at, for login redirects (default: from each request)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); sends HSTS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
+	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app URL")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// parseOptions parses args, flags and positional arguments in any order,
+// with the environment and config file beneath. extra, if not nil, adds
+// command-specific flags.
+func parseOptions(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*options, []string, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.flags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	if !onCommandLine["config"] {
+		if v := getenv("SESSIOND_CONFIG"); v != "" {
+			o.config = v
+		}
+	}
+	if o.config != "" {
+		if err := applyFile(fs, o.config, onCommandLine); err != nil {
+			return nil, nil, err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SESSIOND_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !onCommandLine[f.Name] && f.Name != "config" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
+			}
+		}
+	})
+	return o, positional, errors.Join(errs...)
+}
+
+// applyFile sets the flags named in the config file at path, except those
+// given on the command line.
+func applyFile(fs *flag.FlagSet, path string, skip map[string]bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		name, value = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(value), `"`)
+		if !ok || fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("%s:%d: want `name = value` with a flag name, got %q", path, n, line)
+		}
+		if skip[name] {
+			continue
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("%s:%d: %s: %v", path, n, name, err)
+		}
+	}
+	return sc.Err()
+}
+
+// storeURL is a parsed --store or --users value.
+type storeURL struct {
+	scheme string // "sqlite" or "memory"
+	path   string // for sqlite
+}
+
+func parseStoreURL(flagName, s string) (storeURL, error) {
+	scheme, rest, ok := strings.Cut(s, ":")
+	switch {
+	case ok && scheme == "sqlite" && rest != "":
+		return storeURL{scheme: "sqlite", path: rest}, nil
+	case ok && scheme == "memory" && rest == "":
+		return storeURL{scheme: "memory"}, nil
+	}
+	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH or memory:", flagName, s)
+}
+
+// proxies parses --trusted-proxies.
+func (o *options) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(o.trustedProxies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is not an IP address or CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// parseURL parses an absolute http(s) URL flag value.
+func parseURL(flagName, s string) (*url.URL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--%s %q: want an absolute http:// or https:// URL", flagName, s)
+	}
+	return u, nil
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sessiond/sessiond/server"
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
+	"github.com/sessiond/sessiond/store/sqlitestore"
+	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/sqliteusers"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `sessiond: secure session management.
+
+Usage:
+  sessiond serve [flags]                   run the service
+  sessiond users add NAME [--roles a,b]    create a user (password from SESSIOND_PASSWORD or stdin, else generated)
+  sessiond users passwd NAME               set a password (as above); ends the user's sessions
+  sessiond users roles NAME a,b            set roles; ends the user's sessions
+  sessiond users disable|enable NAME       disable (ending the user's sessions) or enable a user
+  sessiond users list
+  sessiond sessions list NAME              a user's sessions
+  sessiond sessions revoke ID | --user NAME
+  sessiond version
+
+Every command takes the flags of serve (--store, --users, ...); run
+"sessiond serve -h" for them.
+`
+
+// Main runs sessiond with args (without the program name) and returns the
+// exit code. It serves until ctx is done.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = serve(ctx, rest, getenv, stdout, stderr)
+	case "users", "sessions":
+		err = admin(ctx, cmd, rest, getenv, stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "sessiond", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sessiond: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sessiond:", err)
+		return 1
+	}
+	return 0
+}
+
+// app is what serve and the admin commands build from the options.
+type app struct {
+	opts     *options
+	store    session.Store
+	accounts *users.Accounts
+	srv      *server.Server
+	log      *slog.Logger
+	close    func()
+}
+
+// open builds the stores and the server from o.
+func open(o *options, stderr io.Writer) (*app, error) {
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseStoreURL("store", o.store)
+	if err != nil {
+		return nil, err
+	}
+	usersURL := o.users
+	if usersURL == "" {
+		usersURL = "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
+		if st.scheme == "sqlite" {
+			usersURL = "sqlite:" + st.path
+		}
+	}
+	ut, err := parseStoreURL("users", usersURL)
+	if err != nil || ut.scheme != "sqlite" {
+		return nil, fmt.Errorf("--users %q: use sqlite:PATH", usersURL)
+	}
+	cfg, scfg, err := o.serverConfig()
+	if err != nil {
+		return nil, err
+	}
+
+	a := &app{opts: o, log: log}
+	var closers []func() error
+	a.close = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	switch st.scheme {
+	case "memory":
+		a.store = memstore.New()
+	case "sqlite":
+		s, err := sqlitestore.Open(st.path)
+		if err != nil {
+			return nil, err
+		}
+		a.store, closers = s, append(closers, s.Close)
+	}
+	dir, err := sqliteusers.Open(ut.path)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	closers = append(closers, dir.Close)
+	a.accounts = users.NewAccounts(dir, users.Params{})
+	a.srv, err = server.New(cfg, server.Deps{Store: a.store, Session: scfg, Accounts: a.accounts, Audit: dir, Logger: log})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// serverConfig turns the options into the server's and the session
+// policy's configuration, reporting every invalid setting.
+func (o *options) serverConfig() (server.Config, session.Config, error) {
+	var errs []error
+	proxies, err := o.proxies()
+	errs = append(errs, err)
+	public, err := parseURL("public-url", o.publicURL)
+	errs = append(errs, err)
+	upstream, err := parseURL("upstream", o.upstream)
+	errs = append(errs, err)
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	sameSite := map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode}[strings.ToLower(o.cookieSameSite)]
+	if sameSite == 0 {
+		errs = append(errs, fmt.Errorf("--cookie-samesite %q: use lax, strict or none", o.cookieSameSite))
+	}
+	scfg := session.Config{
+		IdleTimeout:        o.idleTimeout,
+		AbsoluteTimeout:    o.absoluteTimeout,
+		RememberMeTimeout:  o.rememberMeTimeout,
+		MaxSessionsPerUser: o.maxSessionsPerUser,
+		RejectAtLimit:      o.rejectAtLimit,
+		Cookie: session.CookieConfig{
+			Name:                            o.cookieName,
+			Domain:                          o.cookieDomain,
+			SameSite:                        sameSite,
+			InsecureDevelopmentNoSecureFlag: o.devInsecureCookie,
+		},
+	}
+	if o.rememberMeTimeout < 7*24*time.Hour {
+		scfg.RememberMeIdleTimeout = o.rememberMeTimeout
+	}
+	if o.maxSessionsPerUser == 0 {
+		errs = append(errs, errors.New("--max-sessions-per-user 0: use a positive limit, or -1 for none"))
+	}
+	if sameSite != 0 {
+		if err := scfg.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%w\n(flags: --idle-timeout, --absolute-timeout, --remember-me-timeout, --cookie-name, --cookie-domain, --cookie-samesite, --dev-insecure-cookie)", err))
+		}
+	}
+	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream}
+	return cfg, scfg, errors.Join(errs...)
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", o.logFormat)
+}
+
+// serve runs the service until ctx is done, then drains in-flight
+// requests.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, rest, err := parseOptions("sessiond serve", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", rest)
+	}
+	a, err := open(o, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.firstAdmin(ctx, getenv, stdout); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           a.srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
+	a.log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", o.store, "version", version)
+
+	go a.sweep(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		if o.tlsCert != "" {
+			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down: draining in-flight requests")
+	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return hs.Shutdown(drain)
+}
+
+// sweep deletes expired sessions once a minute (stores that expire data
+// by themselves skip it), so that they are reported and stop using space.
+func (a *app) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.srv.Sessions().Sweep(ctx, 10_000); err != nil && ctx.Err() == nil {
+				a.log.Warn("sweeping expired sessions failed", "err", err)
+			}
+		}
+	}
+}
+
+// firstAdmin creates the user "admin" when there is no user at all, with
+// the password from SESSIOND_ADMIN_PASSWORD or a random one printed once.
+func (a *app) firstAdmin(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	n, err := a.accounts.Directory().Count(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	password, generated := getenv("SESSIOND_ADMIN_PASSWORD"), false
+	if password == "" {
+		password, generated = rand.Text(), true
+	}
+	if _, err := a.accounts.Add(ctx, "admin", password, []string{"admin"}); err != nil {
+		if errors.Is(err, users.ErrExists) { // another instance was first
+			return nil
+		}
+		return fmt.Errorf("creating the first admin: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(stdout, "Created user \"admin\" with password: %s\n(shown once; change it with `sessiond users passwd admin`)\n", password)
+	} else {
+		fmt.Fprintln(stdout, `Created user "admin" with the password from SESSIOND_ADMIN_PASSWORD.`)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessiond/sessiond/session"
+)
+
+// identityHeaders are the headers that tell an app who is calling. A
+// client's own copies are stripped before a request reaches the app.
+var identityHeaders = []string{"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Authenticated-At", "X-Forwarded-User"}
+
+func stripIdentity(h http.Header) {
+	for _, k := range identityHeaders {
+		h.Del(k)
+	}
+}
+
+// identity is who a request comes from.
+type identity struct {
+	session  *session.Session
+	username string
+}
+
+func (id *identity) headers() map[string]string {
+	s := id.session
+	return map[string]string{
+		"Remote-User":                id.username,
+		"Remote-Groups":              strings.Join(s.Roles, ","),
+		"X-User-Id":                  s.UserID,
+		"X-Session-Id":               s.ID,
+		"X-Session-Expires-At":       s.ExpiresAt().UTC().Format(time.RFC3339),
+		"X-Session-Authenticated-At": s.AuthenticatedAt.UTC().Format(time.RFC3339),
+	}
+}
+
+type identityKey struct{}
+
+func withIdentity(ctx context.Context, id *identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+func identityFrom(ctx context.Context) *identity {
+	id, _ := ctx.Value(identityKey{}).(*identity)
+	return id
+}
+
+// errRateLimited carries how long a client must wait.
+type errRateLimited struct {
+	limit string
+	wait  time.Duration
+}
+
+func (e *errRateLimited) Error() string { return "rate limited: " + e.limit }
+
+var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
+
+// identify validates the token r carries. It returns errUnauthenticated
+// without a valid one, *errRateLimited when the client has sent too many
+// invalid tokens, and another error if the store fails.
+func (s *Server) identify(r *http.Request) (*identity, error) {
+	token, _ := s.sessions.TokenFromRequest(r)
+	var sess *session.Session
+	err := session.ErrNotFound
+	if token != "" {
+		sess, err = s.sessions.Validate(r.Context(), token, s.sessions.ClientOf(r))
+	}
+	if errors.Is(err, session.ErrNotFound) {
+		if s.presentsCredential(r) {
+			if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
+				return nil, &errRateLimited{"invalid_token", wait}
+			}
+		}
+		return nil, errUnauthenticated
+	}
+	if err != nil {
+		return nil, err
+	}
+	name, err := s.username(r.Context(), sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &identity{session: sess, username: name}, nil
+}
+
+// presentsCredential reports whether r carries something meant as a
+// session token, well-formed or not.
+func (s *Server) presentsCredential(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return true
+	}
+	_, err := r.Cookie(s.sessions.Config().Cookie.Name)
+	return err == nil
+}
+
+// username returns the username of user id, from a cache: usernames
+// never change.
+func (s *Server) username(ctx context.Context, id string) (string, error) {
+	if v, ok := s.usernames.Load(id); ok {
+		return v.(string), nil
+	}
+	u, err := s.accounts.Directory().ByID(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	s.usernames.Store(id, u.Username)
+	return u.Username, nil
+}
+
+// resolve is the forward-auth endpoint: 200 with identity headers for a
+// valid session, else 401 (or 429, or 503 if the store is down: never a
+// 200 it cannot vouch for). For a browser the 401 carries Location: the
+// login page, returning to the original URL. With ?redirect=1 (for
+// Traefik and Caddy, which pass the answer on to the browser) it is a
+// 302 instead.
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { s.metrics.resolveDuration.Observe(time.Since(start).Seconds()) }()
+	id, err := s.identify(r)
+	if err != nil {
+		s.deny(w, r, err, r.URL.Query().Get("redirect") == "1")
+		return
+	}
+	s.metrics.resolves.WithLabelValues("ok").Inc()
+	h := w.Header()
+	for k, v := range id.headers() {
+		h.Set(k, v)
+	}
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// deny answers a request identify refused. Browsers get a way to the
+// login page: a Location header, or with redirect a 302.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) {
+	var limited *errRateLimited
+	switch {
+	case errors.As(err, &limited):
+		s.metrics.resolves.WithLabelValues("rate_limited").Inc()
+		s.metrics.rateLimited.WithLabelValues(limited.limit).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(limited.wait.Seconds())+1))
+		writeJSONError(w, http.StatusTooManyRequests, errorf("rate_limited", "Too many requests with invalid credentials; slow down."))
+	case err == errUnauthenticated:
+		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
+		if wantsHTML(r) {
+			loc := s.loginURL(r, originalURL(r))
+			w.Header().Set("Location", loc)
+			if redirect {
+				w.Header().Set("Cache-Control", "no-store")
+				http.Redirect(w, r, loc, http.StatusFound)
+				return
+			}
+		}
+		writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+	default:
+		s.metrics.resolves.WithLabelValues("store_unavailable").Inc()
+		s.writeErr(w, r, err)
+	}
+}
+
+// originalURL is the URL the browser asked the proxy for: X-Original-URL
+// (nginx), or X-Forwarded-Proto, -Host and -Uri (Traefik, Caddy), or the
+// request itself (sessiond as the proxy). It only ever becomes a login
+// redirect's rd, which login checks before following.
+func originalURL(r *http.Request) string {
+	if u := r.Header.Get("X-Original-URL"); u != "" {
+		return u
+	}
+	if host := r.Header.Get("X-Forwarded-Host"); host != "" {
+		proto := r.Header.Get("X-Forwarded-Proto")
+		if proto != "http" {
+			proto = "https"
+		}
+		return (&url.URL{Scheme: proto, Host: host}).String() + r.Header.Get("X-Forwarded-Uri")
+	}
+	if r.URL.Path == "/resolve" {
+		return ""
+	}
+	return r.URL.RequestURI()
+}

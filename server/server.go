@@ -1,0 +1,356 @@
+// Package server is sessiond's HTTP service: login and logout, the resolve
+// endpoint for forward-auth proxies, bearer tokens for native clients,
+// self-service and admin APIs, web pages, health and metrics. It stands on
+// package session for sessions and package users for accounts.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/users"
+)
+
+// Config is the service's configuration beyond the session policy. Zero
+// fields mean their documented defaults.
+type Config struct {
+	// PublicURL is the URL users reach sessiond at (through the proxy),
+	// used to build login redirects. Default: taken from each request.
+	PublicURL *url.URL
+	// TrustedProxies are the only peers whose X-Forwarded-For,
+	// X-Forwarded-Proto/Host/Uri and X-Original-URL headers are believed.
+	// Default: none, so the client IP is the TCP peer.
+	TrustedProxies []netip.Prefix
+	// TLS says sessiond itself serves HTTPS; it then sends HSTS.
+	TLS bool
+	// Upstream, if set, makes sessiond an authenticating reverse proxy for
+	// this one app: every path sessiond does not serve itself goes there,
+	// for signed-in users only, with identity headers set.
+	Upstream *url.URL
+	// LoginIPInterval and LoginIPBurst limit login attempts per client IP:
+	// Burst at once, then one per Interval. Defaults 3s and 20.
+	LoginIPInterval time.Duration
+	LoginIPBurst    int
+	// LoginAccountInterval and LoginAccountBurst limit login attempts per
+	// username. Defaults 10s and 10.
+	LoginAccountInterval time.Duration
+	LoginAccountBurst    int
+	// InvalidTokenInterval and InvalidTokenBurst limit requests with
+	// unknown or malformed tokens per client IP. Defaults 100ms and 100.
+	InvalidTokenInterval time.Duration
+	InvalidTokenBurst    int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration, n *int, nv int) {
+		if *d == 0 {
+			*d = v
+		}
+		if *n == 0 {
+			*n = nv
+		}
+	}
+	def(&c.LoginIPInterval, 3*time.Second, &c.LoginIPBurst, 20)
+	def(&c.LoginAccountInterval, 10*time.Second, &c.LoginAccountBurst, 10)
+	def(&c.InvalidTokenInterval, 100*time.Millisecond, &c.InvalidTokenBurst, 100)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Server is the sessiond HTTP service.
+type Server struct {
+	cfg      Config
+	sessions *session.Manager
+	accounts *users.Accounts
+	audit    audit.Log
+	log      *slog.Logger
+	metrics  *metrics
+	handler  http.Handler
+
+	loginIP, loginAccount, invalidToken *limiter
+
+	// usernames caches user ID → username for the resolve path. Usernames
+	// never change, so the cache is never stale.
+	usernames sync.Map
+}
+
+// Deps are the parts a Server is built from.
+type Deps struct {
+	// Store keeps sessions.
+	Store session.Store
+	// Session is the session policy; its Events, Logger and ClientIP are
+	// set by New.
+	Session session.Config
+	// Accounts checks credentials and manages users.
+	Accounts *users.Accounts
+	// Audit stores audit events.
+	Audit audit.Log
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// New returns a Server. It fails if the session policy is unsafe.
+func New(cfg Config, d Deps) (*Server, error) {
+	cfg = cfg.withDefaults()
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:          cfg,
+		accounts:     d.Accounts,
+		audit:        d.Audit,
+		log:          log,
+		metrics:      newMetrics(),
+		loginIP:      newLimiter(cfg.LoginIPInterval, cfg.LoginIPBurst),
+		loginAccount: newLimiter(cfg.LoginAccountInterval, cfg.LoginAccountBurst),
+		invalidToken: newLimiter(cfg.InvalidTokenInterval, cfg.InvalidTokenBurst),
+	}
+	sc := d.Session
+	sc.Events = session.EventFunc(s.recordSessionEvent)
+	sc.Logger = log
+	sc.ClientIP = s.clientIP
+	if sc.Now == nil {
+		sc.Now = cfg.Now
+	}
+	m, err := session.New(d.Store, sc)
+	if err != nil {
+		return nil, err
+	}
+	s.sessions = m
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Sessions returns the server's session Manager.
+func (s *Server) Sessions() *session.Manager { return s.sessions }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	mux.HandleFunc("GET /login", s.loginPage)
+	mux.HandleFunc("GET /static/style.css", stylesheet)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("/resolve", s.resolve)
+	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
+
+	// Self-service: any signed-in user, by cookie or bearer token.
+	self := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(h)) }
+	self("GET /api/v1/session", s.whoami)
+	self("GET /api/v1/sessions", s.mySessions)
+	self("DELETE /api/v1/sessions/{id}", s.revokeMySession)
+	self("POST /api/v1/sessions/revoke-others", s.revokeMyOthers)
+	self("POST /api/v1/password", s.changePassword)
+	self("GET /account", s.accountPage)
+
+	// Admin: role "admin" only.
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(s.adminOnly(h))) }
+	admin("POST /api/v1/admin/users", s.adminCreateUser)
+	admin("GET /api/v1/admin/users", s.adminListUsers)
+	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)
+	admin("POST /api/v1/admin/users/{user}/revoke", s.adminRevokeUser)
+	admin("PUT /api/v1/admin/users/{user}/roles", s.adminSetRoles)
+	admin("POST /api/v1/admin/users/{user}/disable", s.adminDisable)
+	admin("POST /api/v1/admin/users/{user}/enable", s.adminEnable)
+	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
+	admin("GET /api/v1/admin/audit", s.adminAudit)
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+
+	if s.cfg.Upstream != nil {
+		mux.Handle("/", s.proxy())
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
+	}
+	return s.secure(s.jsonFallback(mux))
+}
+
+// secure sets the headers every response carries and bounds bodies.
+func (s *Server) secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if s.cfg.TLS {
+			// RFC 6797: browsers then refuse plain HTTP to this host.
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jsonFallback answers requests no route matches (404) or matches with
+// another method (405, with Allow) in sessiond's JSON error shape.
+func (s *Server) jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the path values h reads
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			writeJSONError(w, probe.status, errorf("method_not_allowed", "Method not allowed here."))
+		case http.StatusNotFound:
+			writeJSONError(w, probe.status, errorf("not_found", "No such endpoint."))
+		default: // a redirect the mux makes (e.g. path cleaning)
+			for k, v := range probe.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(probe.status)
+		}
+	})
+}
+
+// statusProbe records the status and headers the mux's fallback writes.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
+
+// clientIP is the client's address: the TCP peer, or, when the peer is a
+// trusted proxy, the nearest untrusted address in X-Forwarded-For.
+func (s *Server) clientIP(r *http.Request) string {
+	peer := peerAddr(r)
+	if !s.trusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if !s.trusted(a.Unmap()) {
+			return a.Unmap().String()
+		}
+	}
+	return peer.String()
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// readyz answers 200 if the session store and the user directory answer.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	_, err := s.sessions.Get(ctx, "readiness-probe")
+	if errors.Is(err, session.ErrNotFound) {
+		_, err = s.accounts.Directory().Count(ctx)
+	}
+	if err != nil {
+		s.metrics.storeErrors.Inc()
+		s.log.WarnContext(ctx, "not ready", "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, errorf("store_unavailable", "A store is unreachable."))
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// proxy is the authenticating reverse proxy in front of Config.Upstream.
+func (s *Server) proxy() http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(s.cfg.Upstream)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+			stripIdentity(pr.Out.Header)
+			if id := identityFrom(pr.In.Context()); id != nil {
+				for k, v := range id.headers() {
+					pr.Out.Header.Set(k, v)
+				}
+			}
+			// The app never sees sessiond's token.
+			pr.Out.Header.Del("Authorization")
+			removeCookie(pr.Out, s.sessions.Config().Cookie.Name)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.log.WarnContext(r.Context(), "upstream failed", "err", err)
+			writeJSONError(w, http.StatusBadGateway, errorf("upstream_unavailable", "The application is unavailable."))
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.identify(r)
+		if err != nil {
+			s.deny(w, r, err, true)
+			return
+		}
+		rp.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), id)))
+	})
+}
+
+// removeCookie drops the cookie named name from r's Cookie headers.
+func removeCookie(r *http.Request, name string) {
+	var keep []string
+	for _, c := range r.Cookies() {
+		if c.Name != name {
+			keep = append(keep, c.String())
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(keep) > 0 {
+		r.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
+
+// loginURL is the login page's URL with rd set to return to.
+func (s *Server) loginURL(r *http.Request, returnTo string) string {
+	base := "/login"
+	if s.cfg.PublicURL != nil {
+		base = strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + "/login"
+	}
+	if returnTo == "" {
+		return base
+	}
+	return base + "?rd=" + url.QueryEscape(returnTo)
+}
