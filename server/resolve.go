@@ -113,7 +113,8 @@ func (s *Server) username(ctx context.Context, id string) (string, error) {
 	return u.Username, nil
 }
 
-// resolve is the forward-auth endpoint: 200 with identity headers for a
+// resolve is the forward-auth endpoint, at /resolve and under /resolve/
+// (Envoy's ext_authz appends the original path): 200 with identity headers for a
 // valid session, else 401 (or 429, or 503 if the store is down: never a
 // 200 it cannot vouch for). For a browser the 401 carries Location: the
 // login page, returning to the original URL. With ?redirect=1 (for
@@ -149,7 +150,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
 		if wantsHTML(r) {
-			loc := s.loginURL(r, originalURL(r))
+			loc := s.loginURL(r, s.originalURL(r))
 			w.Header().Set("Location", loc)
 			if redirect {
 				w.Header().Set("Cache-Control", "no-store")
@@ -166,21 +167,29 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 
 // originalURL is the URL the browser asked the proxy for: X-Original-URL
 // (nginx), or X-Forwarded-Proto, -Host and -Uri (Traefik, Caddy), or the
-// request itself (sessiond as the proxy). It only ever becomes a login
-// redirect's rd, which login checks before following.
-func originalURL(r *http.Request) string {
-	if u := r.Header.Get("X-Original-URL"); u != "" {
-		return u
+// path after /resolve with Host (Envoy ext_authz), each believed only from
+// a trusted proxy; or the request itself when sessiond is the proxy. It
+// only ever becomes a login redirect's rd, which login checks again.
+func (s *Server) originalURL(r *http.Request) string {
+	resolving := r.URL.Path == "/resolve" || strings.HasPrefix(r.URL.Path, "/resolve/")
+	if !resolving {
+		return r.URL.RequestURI()
 	}
-	if host := r.Header.Get("X-Forwarded-Host"); host != "" {
-		proto := r.Header.Get("X-Forwarded-Proto")
-		if proto != "http" {
-			proto = "https"
-		}
-		return (&url.URL{Scheme: proto, Host: host}).String() + r.Header.Get("X-Forwarded-Uri")
-	}
-	if r.URL.Path == "/resolve" {
+	if !s.trusted(peerAddr(r)) {
 		return ""
 	}
-	return r.URL.RequestURI()
+	proto := "https"
+	if r.Header.Get("X-Forwarded-Proto") == "http" {
+		proto = "http"
+	}
+	switch {
+	case r.Header.Get("X-Original-URL") != "":
+		return r.Header.Get("X-Original-URL")
+	case r.Header.Get("X-Forwarded-Host") != "":
+		return (&url.URL{Scheme: proto, Host: r.Header.Get("X-Forwarded-Host")}).String() + r.Header.Get("X-Forwarded-Uri")
+	case strings.HasPrefix(r.URL.Path, "/resolve/"):
+		u := url.URL{Scheme: proto, Host: r.Host, Path: strings.TrimPrefix(r.URL.Path, "/resolve"), RawQuery: r.URL.RawQuery}
+		return u.String()
+	}
+	return ""
 }

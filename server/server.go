@@ -153,6 +153,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("/resolve", s.resolve)
+	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.

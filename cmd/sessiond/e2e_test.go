@@ -112,7 +112,7 @@ func TestFormLoginRedirects(t *testing.T) {
 }
 
 func TestResolveDenies(t *testing.T) {
-	in := start(t)
+	in := start(t, "--trusted-proxies", "127.0.0.1")
 	r := in.do(req{method: "GET", path: "/resolve"})
 	if r.StatusCode != 401 || r.errorCode(t) != "unauthenticated" || r.Header.Get("Location") != "" {
 		t.Errorf("API client without a session: %d Location %q", r.StatusCode, r.Header.Get("Location"))
@@ -125,6 +125,20 @@ func TestResolveDenies(t *testing.T) {
 	r = in.do(req{method: "GET", path: "/resolve?redirect=1", header: map[string]string{"Accept": "text/html", "X-Original-URL": "https://app.example/x"}})
 	if r.StatusCode != 302 || !strings.HasSuffix(r.Header.Get("Location"), url.QueryEscape("https://app.example/x")) {
 		t.Errorf("redirect mode: %d Location %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	untrusted := start(t) // no --trusted-proxies: forwarded headers are not believed
+	r = untrusted.do(req{method: "GET", path: "/resolve", header: browser})
+	if r.StatusCode != 401 || r.Header.Get("Location") != "/login" {
+		t.Errorf("forwarded headers from an untrusted peer shaped the redirect: Location %q", r.Header.Get("Location"))
+	}
+	// Envoy's ext_authz: the original path follows /resolve, Host is the app's.
+	r = in.do(req{method: "GET", path: "/resolve/docs/page?a=b", header: map[string]string{"Accept": "text/html", "X-Forwarded-Proto": "https"}})
+	if want := "/login?rd=" + url.QueryEscape("https://"+in.URL[len("http://"):]+"/docs/page?a=b"); r.StatusCode != 401 || r.Header.Get("Location") != want {
+		t.Errorf("envoy-style path: %d Location %q, want %q", r.StatusCode, r.Header.Get("Location"), want)
+	}
+	tok := in.login("admin", adminPassword)
+	if r := in.do(req{method: "GET", path: "/resolve/any/path", cookie: tok}); r.StatusCode != 200 || r.Header.Get("Remote-User") != "admin" {
+		t.Errorf("envoy-style path with a session: %d", r.StatusCode)
 	}
 	for _, tok := range []string{"garbage", strings.Repeat("A", 43), "' OR 1=1 --"} {
 		if in.resolves(tok) {
