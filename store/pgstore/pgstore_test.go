@@ -1,0 +1,544 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessiond/sessiond/internal/testenv"
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
+)
+
+var ctx = context.Background()
+
+// openAt opens a Store on the database at url and closes it when the test
+// ends.
+func openAt(t testing.TB, url string) *Store {
+	t.Helper()
+	st, err := Open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// openTemp opens a Store on a schema of the test's own.
+func openTemp(t testing.TB) *Store {
+	t.Helper()
+	return openAt(t, testenv.PostgresSchema(t))
+}
+
+// rawPool connects to the database at url, bypassing the Store, for tests
+// to look at or tamper with the tables, and closes the pool when the test
+// ends.
+func rawPool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestStore(t *testing.T) {
+	testenv.Postgres(t) // skip (or fail under CI) once, not in every subtest
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) session.Store { return openTemp(t) },
+		Raw: func(t *testing.T, st session.Store) []byte { return dump(t, st.(*Store).pool) },
+	})
+}
+
+// dump returns everything the tables of the connection's schema hold:
+// each row as text, and the bytes of each bytea value as they are (the
+// text form of bytea is hex, in which a raw token would not show).
+func dump(t testing.TB, pool *pgxpool.Pool) []byte {
+	t.Helper()
+	rows, err := pool.Query(ctx, `SELECT table_name, column_name, data_type FROM information_schema.columns
+		WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byteaCols := map[string][]string{}
+	var tables []string
+	for rows.Next() {
+		var table, col, typ string
+		if err := rows.Scan(&table, &col, &typ); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(tables, table) {
+			tables = append(tables, table)
+		}
+		if typ == "bytea" {
+			byteaCols[table] = append(byteaCols[table], col)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, table := range tables {
+		q := "SELECT t::text FROM " + pgx.Identifier{table}.Sanitize() + " t"
+		for _, col := range byteaCols[table] {
+			q = strings.Replace(q, " FROM ", ", "+pgx.Identifier{col}.Sanitize()+" FROM ", 1)
+		}
+		rows, err := pool.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				switch v := v.(type) {
+				case string:
+					out.WriteString(v)
+				case []byte:
+					out.Write(v)
+				}
+				out.WriteByte('\n')
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out.Bytes()
+}
+
+func randID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randHash() session.Hash {
+	var b [32]byte
+	rand.Read(b[:])
+	return sha256.Sum256(b[:])
+}
+
+// newSession returns a session for userID, live for an hour.
+func newSession(userID string) *session.Session {
+	now := time.Now()
+	return &session.Session{
+		ID:               randID(),
+		TokenHash:        randHash(),
+		UserID:           userID,
+		Roles:            []string{"user"},
+		CreatedAt:        now,
+		AuthenticatedAt:  now,
+		RotatedAt:        now,
+		LastSeenAt:       now,
+		IdleDeadline:     now.Add(30 * time.Minute),
+		AbsoluteDeadline: now.Add(time.Hour),
+		CreatedIP:        "192.0.2.1",
+		CreatedUserAgent: "test",
+		LastIP:           "192.0.2.1",
+		LastUserAgent:    "test",
+		Version:          1,
+	}
+}
+
+func mustCreate(t testing.TB, st session.Store, s *session.Session) {
+	t.Helper()
+	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+}
+
+// TestTwoStores opens two Stores on one database, as two instances of
+// sessiond would, and checks that each sees the other's writes at once:
+// above all, that a revocation through one holds through the other.
+func TestTwoStores(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	a, b := openAt(t, url), openAt(t, url)
+
+	user := randID()
+	s := newSession(user)
+	mustCreate(t, a, s)
+	got, err := b.ByHash(ctx, s.TokenHash)
+	if err != nil {
+		t.Fatalf("ByHash on the second Store of a session created on the first: %v", err)
+	}
+	if got.ID != s.ID || got.UserID != user {
+		t.Errorf("second Store returned session %s of user %s, want %s of %s", got.ID, got.UserID, s.ID, user)
+	}
+
+	later := time.Now().Add(time.Minute)
+	if err := b.Touch(ctx, s.ID, session.TouchInfo{At: later, IP: "198.51.100.7", IdleDeadline: later.Add(time.Minute)}); err != nil {
+		t.Fatalf("Touch on the second Store: %v", err)
+	}
+	if got, err := a.ByID(ctx, s.ID); err != nil || got.LastIP != "198.51.100.7" {
+		t.Errorf("first Store after a Touch on the second: got %+v, %v; want last IP 198.51.100.7", got, err)
+	}
+
+	if err := b.Delete(ctx, s.ID); err != nil {
+		t.Fatalf("Delete on the second Store: %v", err)
+	}
+	if _, err := a.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("first Store after Delete on the second: got %v, want ErrNotFound", err)
+	}
+
+	others := []*session.Session{newSession(user), newSession(user)}
+	for _, s := range others {
+		mustCreate(t, b, s)
+	}
+	if gone, err := a.DeleteByUser(ctx, user, ""); err != nil || len(gone) != 2 {
+		t.Fatalf("DeleteByUser on the first Store: removed %q, %v; want 2", gone, err)
+	}
+	for _, s := range others {
+		if _, err := b.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("second Store after revoke-all on the first: got %v, want ErrNotFound", err)
+		}
+	}
+}
+
+// TestLimitAcrossStores runs concurrent limited Creates for one user
+// through several Stores: the advisory lock in the database, not anything
+// in one Store, must keep the count right.
+func TestLimitAcrossStores(t *testing.T) {
+	const stores, perStore, max = 3, 15, 4
+	url := testenv.PostgresSchema(t)
+	var list []*Store
+	for range stores {
+		list = append(list, openAt(t, url))
+	}
+	for _, reject := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Reject=%v", reject), func(t *testing.T) {
+			user := randID()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			ok, evicted := 0, 0
+			for _, st := range list {
+				for range perStore {
+					wg.Go(func() {
+						gone, err := st.Create(ctx, newSession(user), session.Limit{Max: max, Reject: reject})
+						mu.Lock()
+						defer mu.Unlock()
+						switch {
+						case err == nil:
+							ok++
+							evicted += len(gone)
+						case !reject || !errors.Is(err, session.ErrTooManySessions):
+							t.Errorf("Create: %v", err)
+						}
+					})
+				}
+			}
+			wg.Wait()
+			live, err := list[0].ListByUser(ctx, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(live) != max {
+				t.Errorf("after %d concurrent creates through %d Stores with limit %d, the user holds %d sessions", stores*perStore, stores, max, len(live))
+			}
+			if reject && ok != max {
+				t.Errorf("%d creates succeeded, want %d", ok, max)
+			}
+			if !reject && ok-evicted != max {
+				t.Errorf("%d creates succeeded and %d sessions were evicted: %d should remain, want %d", ok, evicted, ok-evicted, max)
+			}
+		})
+	}
+}
+
+// TestConcurrentMigrations opens Stores on a new schema from several
+// goroutines at once: the schema must be created exactly once, without
+// errors.
+func TestConcurrentMigrations(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(ctx, url) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+			continue
+		}
+		t.Cleanup(stores[i].Close)
+	}
+	if t.Failed() {
+		return
+	}
+	s := newSession(randID())
+	mustCreate(t, stores[0], s)
+	if _, err := stores[n-1].ByID(ctx, s.ID); err != nil {
+		t.Errorf("ByID through another Store: %v", err)
+	}
+	var versions []int
+	rows, _ := rawPool(t, url).Query(ctx, "SELECT version FROM sessiond_schema_migrations WHERE component = $1 ORDER BY version", component)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for v := range migrations {
+		want = append(want, v+1)
+	}
+	if !slices.Equal(versions, want) {
+		t.Errorf("recorded migrations: got %v, want %v", versions, want)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	openAt(t, url)
+	if _, err := rawPool(t, url).Exec(ctx, "INSERT INTO sessiond_schema_migrations (component, version) VALUES ($1, 99)", component); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Open(ctx, url); err == nil {
+		st.Close()
+		t.Fatal("Open of a database with a newer schema succeeded, want an error")
+	}
+}
+
+// TestTimes checks that times keep their microseconds, that the zero time
+// survives, and that times far from now keep their order relative to it.
+func TestTimes(t *testing.T) {
+	st := openTemp(t)
+	s := newSession(randID())
+	s.CreatedAt = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	s.AuthenticatedAt = time.Time{}
+	s.RotatedAt = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.AbsoluteDeadline = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustCreate(t, st, s)
+	got, err := st.ByID(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := s.CreatedAt.Truncate(time.Microsecond); !got.CreatedAt.Equal(want) {
+		t.Errorf("CreatedAt: got %v, want %v", got.CreatedAt, want)
+	}
+	if !got.AuthenticatedAt.IsZero() {
+		t.Errorf("zero AuthenticatedAt came back as %v", got.AuthenticatedAt)
+	}
+	if !got.RotatedAt.Equal(s.RotatedAt) || !got.AbsoluteDeadline.Equal(s.AbsoluteDeadline) {
+		t.Errorf("far times: got rotated %v, absolute deadline %v; want %v, %v", got.RotatedAt, got.AbsoluteDeadline, s.RotatedAt, s.AbsoluteDeadline)
+	}
+}
+
+// TestCorruptRow damages stored rows behind the Store's back and checks
+// that reading them fails with ErrInvalidRecord, not a panic, a bogus
+// session or a server error.
+func TestCorruptRow(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	st := openAt(t, url)
+	db := rawPool(t, url)
+	// Infinite times pass the schema; for the rest, damage drops the
+	// constraints that would refuse it.
+	if _, err := db.Exec(ctx, `DO $$ DECLARE c record; BEGIN
+		FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'sessiond_sessions'::regclass AND contype = 'c' LOOP
+			EXECUTE format('ALTER TABLE sessiond_sessions DROP CONSTRAINT %I', c.conname);
+		END LOOP;
+		ALTER TABLE sessiond_sessions ALTER COLUMN roles DROP NOT NULL, ALTER COLUMN created_ip DROP NOT NULL,
+			ALTER COLUMN last_seen_at DROP NOT NULL, ALTER COLUMN remember DROP NOT NULL,
+			ALTER COLUMN version DROP NOT NULL, ALTER COLUMN user_id DROP NOT NULL;
+	END $$`); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		damage string // SQL with $1 = the session's ID
+	}{
+		{"roles hold a NULL", `UPDATE sessiond_sessions SET roles = ARRAY['admin', NULL] WHERE id = $1`},
+		{"roles two-dimensional", `UPDATE sessiond_sessions SET roles = ARRAY[['a', 'b'], ['c', 'd']] WHERE id = $1`},
+		{"roles NULL", `UPDATE sessiond_sessions SET roles = NULL WHERE id = $1`},
+		{"short token hash", `UPDATE sessiond_sessions SET token_hash = '\x0102' WHERE id = $1`},
+		{"empty token hash", `UPDATE sessiond_sessions SET token_hash = '' WHERE id = $1`},
+		{"long previous hash", `UPDATE sessiond_sessions SET prev_token_hash = decode(repeat('00', 33), 'hex') WHERE id = $1`},
+		{"created IP NULL", `UPDATE sessiond_sessions SET created_ip = NULL WHERE id = $1`},
+		{"last seen NULL", `UPDATE sessiond_sessions SET last_seen_at = NULL WHERE id = $1`},
+		{"created at -infinity", `UPDATE sessiond_sessions SET created_at = '-infinity' WHERE id = $1`},
+		{"deadline infinity", `UPDATE sessiond_sessions SET idle_deadline = 'infinity', absolute_deadline = 'infinity' WHERE id = $1`},
+		{"remember NULL", `UPDATE sessiond_sessions SET remember = NULL WHERE id = $1`},
+		{"version NULL", `UPDATE sessiond_sessions SET version = NULL WHERE id = $1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			user := randID()
+			s := newSession(user)
+			mustCreate(t, st, s)
+			if _, err := db.Exec(ctx, tt.damage, s.ID); err != nil {
+				t.Fatalf("damaging the row: %v", err)
+			}
+			if got, err := st.ByID(ctx, s.ID); !errors.Is(err, session.ErrInvalidRecord) {
+				t.Errorf("ByID: got %+v, %v; want ErrInvalidRecord", got, err)
+			}
+			if got, err := st.ByHash(ctx, s.TokenHash); err == nil || !(errors.Is(err, session.ErrInvalidRecord) || errors.Is(err, session.ErrNotFound)) {
+				t.Errorf("ByHash: got %+v, %v; want ErrInvalidRecord (or ErrNotFound if the hash itself was damaged)", got, err)
+			}
+			if got, err := st.ListByUser(ctx, user); !errors.Is(err, session.ErrInvalidRecord) {
+				t.Errorf("ListByUser: got %d sessions, %v; want ErrInvalidRecord", len(got), err)
+			}
+			// The damaged session can still be revoked.
+			if err := st.Delete(ctx, s.ID); err != nil {
+				t.Errorf("Delete: %v", err)
+			}
+		})
+	}
+
+	t.Run("swept", func(t *testing.T) {
+		user := randID()
+		var expired []*session.Session
+		for range 3 {
+			s := newSession(user)
+			s.AbsoluteDeadline = time.Now().Add(-time.Minute)
+			mustCreate(t, st, s)
+			expired = append(expired, s)
+		}
+		damaged := expired[1]
+		if _, err := db.Exec(ctx, `UPDATE sessiond_sessions SET roles = ARRAY[NULL]::text[] WHERE id = $1`, damaged.ID); err != nil {
+			t.Fatal(err)
+		}
+		gone, err := st.DeleteExpired(ctx, time.Now(), 100)
+		if !errors.Is(err, session.ErrInvalidRecord) {
+			t.Errorf("DeleteExpired: got %v, want an error wrapping ErrInvalidRecord", err)
+		}
+		var ids []string
+		for _, g := range gone {
+			ids = append(ids, g.ID)
+			if g.ID == damaged.ID && g.UserID != user {
+				t.Errorf("the damaged session came back with user %q, want %q", g.UserID, user)
+			}
+		}
+		for _, s := range expired {
+			if !slices.Contains(ids, s.ID) {
+				t.Errorf("DeleteExpired returned %q, which lacks %s: a damaged row must not stop the sweep", ids, s.ID)
+			}
+			if err := st.Delete(ctx, s.ID); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("swept session %s is still stored: Delete gave %v", s.ID, err)
+			}
+		}
+	})
+}
+
+// TestConcurrentSweepers runs sweepers on several Stores at once over one
+// backlog of expired sessions: every expired session must be deleted and
+// reported exactly once, and no live one touched.
+func TestConcurrentSweepers(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	stores := []*Store{openAt(t, url), openAt(t, url), openAt(t, url)}
+	db := rawPool(t, url)
+	const expired, live = 600, 50
+	// Insert the backlog in one statement, bypassing the Store.
+	if _, err := db.Exec(ctx, `INSERT INTO sessiond_sessions (`+columns+`)
+		SELECT 'exp-' || i, sha256(('exp-' || i)::bytea), NULL, 'u-' || (i % 7), '{}',
+			now(), now(), now(), now(), now() - interval '1 second' * i, now() + interval '1 hour',
+			false, '', '', '', '', NULL, 1
+		FROM generate_series(1, $1) i`, expired); err != nil {
+		t.Fatal(err)
+	}
+	for range live {
+		mustCreate(t, stores[0], newSession(randID()))
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for _, st := range stores {
+		for range 2 {
+			wg.Go(func() {
+				for {
+					gone, err := st.DeleteExpired(ctx, time.Now(), 25)
+					if err != nil {
+						t.Errorf("DeleteExpired: %v", err)
+						return
+					}
+					mu.Lock()
+					for _, s := range gone {
+						seen[s.ID]++
+					}
+					mu.Unlock()
+					if len(gone) == 0 {
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(seen) != expired {
+		t.Errorf("sweepers reported %d distinct sessions, want %d", len(seen), expired)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("session %s reported %d times", id, n)
+		}
+		if !strings.HasPrefix(id, "exp-") {
+			t.Errorf("a live session was swept: %s", id)
+		}
+	}
+	var left int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM sessiond_sessions").Scan(&left); err != nil || left != live {
+		t.Errorf("after the sweep %d sessions remain (%v), want the %d live ones", left, err, live)
+	}
+}
+
+// TestSweepUsesEarlierClock checks that a sweeper whose clock is ahead of
+// the database's deletes nothing the database still counts live.
+func TestSweepUsesEarlierClock(t *testing.T) {
+	st := openTemp(t)
+	s := newSession(randID())
+	s.IdleDeadline = time.Now().Add(time.Minute)
+	mustCreate(t, st, s)
+	gone, err := st.DeleteExpired(ctx, time.Now().Add(time.Hour), 100)
+	if err != nil || len(gone) != 0 {
+		t.Errorf("DeleteExpired an hour ahead: got %d sessions, %v; want none", len(gone), err)
+	}
+	if _, err := st.ByID(ctx, s.ID); err != nil {
+		t.Errorf("ByID after the sweep: %v", err)
+	}
+	if gone, err := st.DeleteExpired(ctx, time.Now(), 0); err != nil || len(gone) != 0 {
+		t.Errorf("DeleteExpired with limit 0: got %d sessions, %v; want none", len(gone), err)
+	}
+}
+
+// TestSynchronousCommit checks that the Store's connections commit
+// durably when the server's setting (here: the connection's startup
+// options, as a server setting would look) is off, and that an explicit
+// synchronous_commit in the URL is left alone.
+func TestSynchronousCommit(t *testing.T) {
+	base := testenv.PostgresSchema(t)
+	offByServer, err := testenv.WithParam(base, "options", "-c synchronous_commit=off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	explicit, err := testenv.WithParam(base, "synchronous_commit", "remote_write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for url, want := range map[string]string{base: "on", offByServer: "on", explicit: "remote_write"} {
+		st := openAt(t, url)
+		var got string
+		if err := st.pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("synchronous_commit with %q: got %s, want %s", url, got, want)
+		}
+	}
+}

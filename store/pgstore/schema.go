@@ -1,0 +1,122 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// component names this package's rows in sessiond_schema_migrations.
+const component = "sessions"
+
+// migrations are the schema changes in order: migrations[i] takes this
+// package's tables from version i to version i+1. Append to the list; never
+// edit an entry that has shipped.
+var migrations = []string{
+	// Version 1: the sessions table.
+	//
+	// Times are timestamptz: microseconds, the resolution the Store
+	// contract asks for, compared directly with the server's clock
+	// (now()), readable in psql, and wide enough (4713 BC to 294276 AD)
+	// for any deadline without clamping. expires_at is generated, so it
+	// can never disagree with the deadlines it summarises. The CHECKs
+	// catch the malformed values a type cannot; row.session checks again
+	// on the way out, in case a row was written behind the Store's back.
+	//
+	// token_hash is UNIQUE (a B-tree index: ByHash is one descent of it);
+	// the index of previous tokens holds only sessions within a rotation's
+	// grace window. (user_id, created_at, id) serves ListByUser in order
+	// and the limit's count; expires_at serves the sweeper.
+	`CREATE TABLE sessiond_sessions (
+		id                text        NOT NULL PRIMARY KEY,
+		token_hash        bytea       NOT NULL UNIQUE CHECK (octet_length(token_hash) = 32),
+		prev_token_hash   bytea                CHECK (octet_length(prev_token_hash) = 32),
+		user_id           text        NOT NULL,
+		roles             text[]      NOT NULL CHECK (cardinality(roles) = 0 OR (array_ndims(roles) = 1 AND array_position(roles, NULL) IS NULL)),
+		created_at        timestamptz NOT NULL,
+		authenticated_at  timestamptz NOT NULL,
+		rotated_at        timestamptz NOT NULL,
+		last_seen_at      timestamptz NOT NULL,
+		idle_deadline     timestamptz NOT NULL,
+		absolute_deadline timestamptz NOT NULL,
+		expires_at        timestamptz NOT NULL GENERATED ALWAYS AS (LEAST(idle_deadline, absolute_deadline)) STORED,
+		remember          boolean     NOT NULL,
+		created_ip        text        NOT NULL,
+		created_ua        text        NOT NULL,
+		last_ip           text        NOT NULL,
+		last_ua           text        NOT NULL,
+		data              bytea,
+		version           bigint      NOT NULL
+	);
+	CREATE INDEX sessiond_sessions_prev_token_hash ON sessiond_sessions (prev_token_hash) WHERE prev_token_hash IS NOT NULL;
+	CREATE INDEX sessiond_sessions_user_id ON sessiond_sessions (user_id, created_at, id);
+	CREATE INDEX sessiond_sessions_expires_at ON sessiond_sessions (expires_at);`,
+}
+
+// Advisory lock keys. PostgreSQL keeps the one-key (bigint) and the
+// two-key (int4, int4) forms apart, so these never collide with each
+// other; other applications' keys in the same database might, which would
+// only make them wait for one another.
+const (
+	// migrateLock serialises schema changes of every sessiond component
+	// in the database (pgusers takes the same key): "sessiond" in ASCII.
+	migrateLock int64 = 0x73657373696f6e64
+	// userLockClass is the first key of the per-user lock a Create with a
+	// Limit takes (the second is userKey of the user ID): "sess".
+	userLockClass int32 = 0x73657373
+)
+
+// createMigrations creates the table of applied migrations, shared by
+// every sessiond component in the schema, one row per component and
+// version. It is not one of this package's migrations: another component
+// may have created it first.
+const createMigrations = `CREATE TABLE IF NOT EXISTS sessiond_schema_migrations (
+	component  text        NOT NULL,
+	version    integer     NOT NULL CHECK (version > 0),
+	applied_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (component, version)
+)`
+
+// migrate brings this package's schema up to date in one transaction,
+// holding the advisory lock migrateLock, so that when several instances
+// start at once one applies the migrations and the others, waiting for the
+// lock, then find them applied. It refuses a schema newer than this code.
+//
+// (users/pgusers has the same function with its own list: keep the two in
+// step.)
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLock); err != nil {
+		return fmt.Errorf("pgstore: migrate: take the migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, createMigrations); err != nil {
+		return fmt.Errorf("pgstore: create sessiond_schema_migrations: %w", err)
+	}
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations WHERE component = $1", component).Scan(&version); err != nil {
+		return fmt.Errorf("pgstore: read schema version: %w", err)
+	}
+	switch {
+	case version == len(migrations):
+		return nil
+	case version > len(migrations):
+		return fmt.Errorf("pgstore: database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("pgstore: migrate schema to version %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO sessiond_schema_migrations (component, version) VALUES ($1, $2)", component, v+1); err != nil {
+			return fmt.Errorf("pgstore: record schema version %d: %w", v+1, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+// Package pgusers keeps sessiond's accounts (a users.Directory) and its
+// audit log (an audit.Log) in PostgreSQL (12 or later), through
+// github.com/jackc/pgx/v5 and its connection pool.
+//
+// # One database with the sessions
+//
+// The database may be the one store/pgstore keeps sessions in: the two
+// packages' tables (sessiond_users and sessiond_audit_events here,
+// sessiond_sessions there) live side by side, each package reaching them
+// through its own pool. Each records its migrations in the shared table
+// sessiond_schema_migrations, under its own component ("users" here), and
+// both take the same advisory lock (0x73657373696f6e64) for the
+// transaction that migrates, so any mix of instances of either may start
+// at once against a new database. Open refuses a schema newer than the
+// program. The tables live in the first schema of the connection's
+// search_path (set search_path in the URL to give sessiond a schema of its
+// own).
+//
+// # Durability and several instances
+//
+// Every write is committed before Create, Update or Append returns; with
+// synchronous_commit on (which Open makes sure of for its connections,
+// unless the URL sets it otherwise: see store/pgstore) it is on stable
+// storage by then. Any number of DBs, on any number of hosts, may share
+// the database, and each sees the others' commits at once. Point them all
+// at the primary.
+//
+// # Clock
+//
+// Nothing here reads a clock: accounts and events are stored with the
+// times their callers give them (users.Accounts and the server stamp them
+// from their host's clock).
+//
+// # What is stored
+//
+// The table sessiond_users holds, for each account, its ID, username
+// (unique, compared and ordered byte by byte: COLLATE "C"), roles as
+// text[], disabled flag, argon2id password hash and times. A password is
+// never stored, only its hash; but hashes can be attacked offline, so
+// restrict access to the database (and to its backups) accordingly.
+//
+// The table sessiond_audit_events holds the audit log, one row per event,
+// indexed for the queries audit.Filter allows. Its IDs come from an
+// identity column, so an ID is never reused, even after the newest events
+// are deleted, and Append serialises inserts with an advisory lock
+// (0x61756469, 0) so that events commit in the order of their IDs: a
+// reader paging back with Filter.Before never has an older event appear
+// behind its cursor. It holds what callers append: callers must not put
+// tokens or passwords in an event (audit.Event has no field for either).
+// Nothing here deletes old events; there is no sweeper.
+//
+// Times are stored as timestamptz, to the microsecond (finer parts of a
+// time.Time are truncated), and read back in UTC; the zero time is stored
+// as NULL.
+package pgusers
