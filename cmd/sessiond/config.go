@@ -46,8 +46,8 @@ const defaultDataDir = "sessiond-data"
 func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "read settings from this file (lines of `name = value`)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
-	fs.StringVar(&o.store, "store", "sqlite:"+filepath.Join(defaultDataDir, "sessiond.db"), "session store: sqlite:PATH or memory:")
-	fs.StringVar(&o.users, "users", "", "user directory and audit log: sqlite:PATH (default: the --store file, or "+defaultDataDir+"/sessiond.db)")
+	fs.StringVar(&o.store, "store", "sqlite:"+filepath.Join(defaultDataDir, "sessiond.db"), "session store: sqlite:PATH, postgres://... or memory:")
+	fs.StringVar(&o.users, "users", "", "user directory and audit log: sqlite:PATH or postgres://... (default: the --store database, or "+defaultDataDir+"/sessiond.db)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Minute, "end sessions unused for this long")
 	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 12*time.Hour, "end sessions this long after login")
 	fs.DurationVar(&o.rememberMeTimeout, "remember-me-timeout", 30*24*time.Hour, "absolute timeout of \"remember me\" sessions")
@@ -142,8 +142,8 @@ func applyFile(fs *flag.FlagSet, path string, skip map[string]bool) error {
 
 // storeURL is a parsed --store or --users value.
 type storeURL struct {
-	scheme string // "sqlite" or "memory"
-	path   string // for sqlite
+	scheme string // "sqlite", "memory" or "postgres"
+	path   string // the file for sqlite, the whole URL for postgres
 }
 
 func parseStoreURL(flagName, s string) (storeURL, error) {
@@ -153,8 +153,10 @@ func parseStoreURL(flagName, s string) (storeURL, error) {
 		return storeURL{scheme: "sqlite", path: rest}, nil
 	case ok && scheme == "memory" && rest == "":
 		return storeURL{scheme: "memory"}, nil
+	case ok && (scheme == "postgres" || scheme == "postgresql") && strings.HasPrefix(rest, "//"):
+		return storeURL{scheme: "postgres", path: s}, nil
 	}
-	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH or memory:", flagName, s)
+	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH, postgres://... or memory:", flagName, s)
 }
 
 // proxies parses --trusted-proxies.

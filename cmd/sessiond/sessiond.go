@@ -13,11 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/memstore"
+	"github.com/sessiond/sessiond/store/pgstore"
 	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/pgusers"
 	"github.com/sessiond/sessiond/users/sqliteusers"
 )
 
@@ -90,15 +93,16 @@ func open(o *options, stderr io.Writer) (*app, error) {
 		return nil, err
 	}
 	usersURL := o.users
-	if usersURL == "" {
+	switch {
+	case usersURL != "":
+	case st.scheme == "memory":
 		usersURL = "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
-		if st.scheme == "sqlite" {
-			usersURL = "sqlite:" + st.path
-		}
+	default: // the same database as the sessions
+		usersURL = o.store
 	}
 	ut, err := parseStoreURL("users", usersURL)
-	if err != nil || ut.scheme != "sqlite" {
-		return nil, fmt.Errorf("--users %q: use sqlite:PATH", usersURL)
+	if err != nil || ut.scheme == "memory" {
+		return nil, fmt.Errorf("--users %q: use sqlite:PATH or postgres://...", usersURL)
 	}
 	cfg, scfg, err := o.serverConfig()
 	if err != nil {
@@ -112,6 +116,8 @@ func open(o *options, stderr io.Writer) (*app, error) {
 			c()
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	switch st.scheme {
 	case "memory":
 		a.store = memstore.New()
@@ -121,13 +127,33 @@ func open(o *options, stderr io.Writer) (*app, error) {
 			return nil, err
 		}
 		a.store, closers = s, append(closers, s.Close)
+	case "postgres":
+		s, err := pgstore.Open(ctx, st.path)
+		if err != nil {
+			return nil, err
+		}
+		a.store, closers = s, append(closers, func() error { s.Close(); return nil })
 	}
-	dir, err := sqliteusers.Open(ut.path)
-	if err != nil {
-		a.close()
-		return nil, err
+	var dir interface {
+		users.Directory
+		audit.Log
 	}
-	closers = append(closers, dir.Close)
+	switch ut.scheme {
+	case "sqlite":
+		d, err := sqliteusers.Open(ut.path)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		dir, closers = d, append(closers, d.Close)
+	case "postgres":
+		d, err := pgusers.Open(ctx, ut.path)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		dir, closers = d, append(closers, func() error { d.Close(); return nil })
+	}
 	a.accounts = users.NewAccounts(dir, users.Params{})
 	a.srv, err = server.New(cfg, server.Deps{Store: a.store, Session: scfg, Accounts: a.accounts, Audit: dir, Logger: log})
 	if err != nil {
