@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/sessiond/sessiond/session"
+)
+
+// BenchmarkByHash resolves tokens of 1000 stored sessions, with each cache
+// mode: off (two reads from Redis: the token pointer, then the record),
+// fenced (the default: the pointer and record from the client-side cache
+// and one round trip, the fence) and unsafe-unfenced (no round trip).
+// The Parallel variants resolve from 32 goroutines per CPU at once, as
+// concurrent requests do, which lets rueidis pipeline their commands.
+func BenchmarkByHash(b *testing.B) {
+	const n = 1000
+	for _, mode := range []CacheMode{CacheOff, CacheFenced, CacheUnsafeUnfenced} {
+		st := localStore(b, "cache", string(mode))
+		hashes := make([]session.Hash, n)
+		for i := range hashes {
+			s := newSession("bench-" + randID())
+			mustCreate(b, st, s)
+			hashes[i] = s.TokenHash
+		}
+		for _, h := range hashes { // warm the cache, if any
+			if _, err := st.ByHash(ctx, h); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("cache="+string(mode), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := st.ByHash(ctx, hashes[i%n]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run("cache="+string(mode)+"/Parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(32) // 32 goroutines per CPU, like many concurrent requests
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := st.ByHash(ctx, hashes[next.Add(1)%n]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCreate measures Create without a limit and with the default
+// limit of 100 sessions per user (5 live sessions each).
+func BenchmarkCreate(b *testing.B) {
+	st := localStore(b)
+	for _, lim := range []session.Limit{{}, {Max: 100}} {
+		name := "NoLimit"
+		if lim.Max > 0 {
+			name = "Limit"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			user := ""
+			for b.Loop() {
+				if i%5 == 0 {
+					user = "bench-" + randID()
+				}
+				i++
+				if _, err := st.Create(ctx, newSession(user), lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTouch measures Touch, which the Manager calls at most once per
+// touch interval per session.
+func BenchmarkTouch(b *testing.B) {
+	st := localStore(b)
+	s := newSession("bench-" + randID())
+	mustCreate(b, st, s)
+	t := session.TouchInfo{At: s.LastSeenAt, IP: "192.0.2.1", UserAgent: s.LastUserAgent, IdleDeadline: s.IdleDeadline}
+	b.ReportAllocs()
+	for b.Loop() {
+		t.At = t.At.Add(1000)
+		t.IdleDeadline = t.IdleDeadline.Add(1000)
+		if err := st.Touch(ctx, s.ID, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
