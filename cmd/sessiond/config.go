@@ -46,7 +46,7 @@ const defaultDataDir = "sessiond-data"
 func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "read settings from this file (lines of `name = value`)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
-	fs.StringVar(&o.store, "store", "sqlite:"+filepath.Join(defaultDataDir, "sessiond.db"), "session store: sqlite:PATH, postgres://... or memory:")
+	fs.StringVar(&o.store, "store", "sqlite:"+filepath.Join(defaultDataDir, "sessiond.db"), "session store: sqlite:PATH, postgres://..., redis://... (rediss://, redis+sentinel://, redis+cluster://) or memory:")
 	fs.StringVar(&o.users, "users", "", "user directory and audit log: sqlite:PATH or postgres://... (default: the --store database, or "+defaultDataDir+"/sessiond.db)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 30*time.Minute, "end sessions unused for this long")
 	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 12*time.Hour, "end sessions this long after login")
@@ -142,8 +142,8 @@ func applyFile(fs *flag.FlagSet, path string, skip map[string]bool) error {
 
 // storeURL is a parsed --store or --users value.
 type storeURL struct {
-	scheme string // "sqlite", "memory" or "postgres"
-	path   string // the file for sqlite, the whole URL for postgres
+	scheme string // "sqlite", "memory", "postgres" or "redis"
+	path   string // the file for sqlite, the whole URL otherwise
 }
 
 func parseStoreURL(flagName, s string) (storeURL, error) {
@@ -155,8 +155,10 @@ func parseStoreURL(flagName, s string) (storeURL, error) {
 		return storeURL{scheme: "memory"}, nil
 	case ok && (scheme == "postgres" || scheme == "postgresql") && strings.HasPrefix(rest, "//"):
 		return storeURL{scheme: "postgres", path: s}, nil
+	case ok && (scheme == "redis" || scheme == "rediss" || scheme == "redis+sentinel" || scheme == "redis+cluster") && strings.HasPrefix(rest, "//"):
+		return storeURL{scheme: "redis", path: s}, nil
 	}
-	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH, postgres://... or memory:", flagName, s)
+	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH, postgres://..., redis://... (rediss://, redis+sentinel://, redis+cluster://) or memory:", flagName, s)
 }
 
 // proxies parses --trusted-proxies.

@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,12 +80,20 @@ func TestTwoInstancesShareOneStore(t *testing.T) {
 		"postgres": func(t *testing.T) string {
 			return testenv.PostgresSchema(t)
 		},
+		"redis": func(t *testing.T) string {
+			testenv.Redis(t)
+			return "redis://" + testenv.StartRedis(t).Addr() + "/0"
+		},
 	}
 	for name, storeURL := range stores {
 		t.Run(name, func(t *testing.T) {
 			store := storeURL(t)
-			a := startProcess(t, "--store", store, "--max-sessions-per-user", "4")
-			b := startProcess(t, "--store", store, "--max-sessions-per-user", "4")
+			users := "sqlite:" + filepath.Join(t.TempDir(), "users.db") // shared too: accounts are not in Redis
+			if !strings.HasPrefix(store, "redis") {
+				users = store
+			}
+			a := startProcess(t, "--store", store, "--users", users, "--max-sessions-per-user", "4")
+			b := startProcess(t, "--store", store, "--users", users, "--max-sessions-per-user", "4")
 
 			admin := a.login("admin", adminPassword)
 			if !b.resolves(admin) {
@@ -129,5 +139,68 @@ func TestTwoInstancesShareOneStore(t *testing.T) {
 				t.Error("the admin's own session was lost")
 			}
 		})
+	}
+}
+
+// TestRedisOutage kills Redis under load: sessiond never answers 200 for an
+// unknown or revoked token while it is down, /readyz fails, and both heal
+// by themselves when Redis returns.
+func TestRedisOutage(t *testing.T) {
+	testenv.Redis(t)
+	redis := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	in := start(t, "--store", "redis://"+redis.Addr()+"/0", "--users", "sqlite:"+filepath.Join(t.TempDir(), "users.db"))
+	valid, revoked := in.login("admin", adminPassword), in.login("admin", adminPassword)
+	revokedID := in.do(req{method: "GET", path: "/api/v1/session", cookie: revoked}).json(t)["session"].(map[string]any)["id"].(string)
+	in.do(req{method: "DELETE", path: "/api/v1/sessions/" + revokedID, cookie: valid})
+	unknown := strings.Repeat("A", 43)
+
+	stop := make(chan struct{})
+	var bad, checked atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, tok := range []string{revoked, unknown} {
+					if in.do(req{method: "GET", path: "/resolve", cookie: tok}).StatusCode == 200 {
+						bad.Add(1)
+					}
+					checked.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	redis.Kill()
+	time.Sleep(time.Second)
+	if r := in.do(req{method: "GET", path: "/resolve", cookie: valid}); r.StatusCode != 503 || r.errorCode(t) != "store_unavailable" {
+		t.Errorf("resolve with Redis down: %d %s, want 503", r.StatusCode, r.body)
+	}
+	if r := in.do(req{method: "GET", path: "/readyz"}); r.StatusCode != 503 {
+		t.Errorf("readyz with Redis down: %d", r.StatusCode)
+	}
+	redis.Start()
+	back := time.Now()
+	for in.do(req{method: "GET", path: "/resolve", cookie: valid}).StatusCode != 200 {
+		if time.Since(back) > 5*time.Second {
+			t.Fatal("sessiond did not recover within 5s of Redis returning")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("recovered %v after Redis returned", time.Since(back).Round(time.Millisecond))
+	close(stop)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d of %d resolves of revoked or unknown tokens answered 200", bad.Load(), checked.Load())
+	}
+	if r := in.do(req{method: "GET", path: "/readyz"}); r.StatusCode != 200 {
+		t.Errorf("readyz after recovery: %d", r.StatusCode)
+	}
+	if m := string(in.do(req{method: "GET", path: "/metrics"}).body); strings.Contains(m, "sessiond_store_errors_total 0\n") {
+		t.Error("store errors were not counted")
 	}
 }

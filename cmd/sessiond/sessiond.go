@@ -18,6 +18,7 @@ import (
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/memstore"
 	"github.com/sessiond/sessiond/store/pgstore"
+	"github.com/sessiond/sessiond/store/redisstore"
 	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
 	"github.com/sessiond/sessiond/users/pgusers"
@@ -95,13 +96,13 @@ func open(o *options, stderr io.Writer) (*app, error) {
 	usersURL := o.users
 	switch {
 	case usersURL != "":
-	case st.scheme == "memory":
+	case st.scheme == "memory" || st.scheme == "redis": // Redis keeps no accounts
 		usersURL = "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
 	default: // the same database as the sessions
 		usersURL = o.store
 	}
 	ut, err := parseStoreURL("users", usersURL)
-	if err != nil || ut.scheme == "memory" {
+	if err != nil || ut.scheme == "memory" || ut.scheme == "redis" {
 		return nil, fmt.Errorf("--users %q: use sqlite:PATH or postgres://...", usersURL)
 	}
 	cfg, scfg, err := o.serverConfig()
@@ -129,6 +130,12 @@ func open(o *options, stderr io.Writer) (*app, error) {
 		a.store, closers = s, append(closers, s.Close)
 	case "postgres":
 		s, err := pgstore.Open(ctx, st.path)
+		if err != nil {
+			return nil, err
+		}
+		a.store, closers = s, append(closers, func() error { s.Close(); return nil })
+	case "redis":
+		s, err := redisstore.Open(ctx, st.path)
 		if err != nil {
 			return nil, err
 		}
