@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessiond/sessiond/internal/pgmigrate"
 )
 
 // component names this package's rows in sessiond_schema_migrations.
@@ -54,69 +56,21 @@ var migrations = []string{
 	CREATE INDEX sessiond_sessions_expires_at ON sessiond_sessions (expires_at);`,
 }
 
-// Advisory lock keys. PostgreSQL keeps the one-key (bigint) and the
-// two-key (int4, int4) forms apart, so these never collide with each
-// other; other applications' keys in the same database might, which would
-// only make them wait for one another.
+// Advisory lock key. PostgreSQL keeps the one-key (bigint) and the
+// two-key (int4, int4) forms apart, so the key below never collides
+// with pgmigrate.Lock, the one-key lock every sessiond component takes to
+// migrate; other applications' keys in the same database might, which
+// would only make them wait for one another.
 const (
-	// migrateLock serialises schema changes of every sessiond component
-	// in the database (pgusers takes the same key): "sessiond" in ASCII.
-	migrateLock int64 = 0x73657373696f6e64
 	// userLockClass is the first key of the per-user lock a Create with a
 	// Limit takes (the second is userKey of the user ID): "sess".
 	userLockClass int32 = 0x73657373
 )
 
-// createMigrations creates the table of applied migrations, shared by
-// every sessiond component in the schema, one row per component and
-// version. It is not one of this package's migrations: another component
-// may have created it first.
-const createMigrations = `CREATE TABLE IF NOT EXISTS sessiond_schema_migrations (
-	component  text        NOT NULL,
-	version    integer     NOT NULL CHECK (version > 0),
-	applied_at timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (component, version)
-)`
-
-// migrate brings this package's schema up to date in one transaction,
-// holding the advisory lock migrateLock, so that when several instances
-// start at once one applies the migrations and the others, waiting for the
-// lock, then find them applied. It refuses a schema newer than this code.
-//
-// (users/pgusers has the same function with its own list: keep the two in
-// step.)
+// migrate creates or upgrades this package's tables: see pgmigrate.Apply.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLock); err != nil {
-		return fmt.Errorf("pgstore: migrate: take the migration lock: %w", err)
-	}
-	if _, err := tx.Exec(ctx, createMigrations); err != nil {
-		return fmt.Errorf("pgstore: create sessiond_schema_migrations: %w", err)
-	}
-	var version int
-	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations WHERE component = $1", component).Scan(&version); err != nil {
-		return fmt.Errorf("pgstore: read schema version: %w", err)
-	}
-	switch {
-	case version == len(migrations):
-		return nil
-	case version > len(migrations):
-		return fmt.Errorf("pgstore: database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("pgstore: migrate schema to version %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO sessiond_schema_migrations (component, version) VALUES ($1, $2)", component, v+1); err != nil {
-			return fmt.Errorf("pgstore: record schema version %d: %w", v+1, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", err)
+	if err := pgmigrate.Apply(ctx, pool, component, migrations); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
 	}
 	return nil
 }

@@ -160,16 +160,10 @@ func (db *DB) List(ctx context.Context) ([]*users.User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgusers: list: %w", err)
 	}
-	defer rows.Close()
-	var list []*users.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("pgusers: list: %w", err)
-		}
-		list = append(list, u)
-	}
-	if err := rows.Err(); err != nil {
+	// AppendRows closes rows and returns their error; appending to nil
+	// makes the List of no users nil.
+	list, err := pgx.AppendRows([]*users.User(nil), rows, func(row pgx.CollectableRow) (*users.User, error) { return scanUser(row) })
+	if err != nil {
 		return nil, fmt.Errorf("pgusers: list: %w", err)
 	}
 	return list, nil

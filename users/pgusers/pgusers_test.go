@@ -2,7 +2,6 @@ package pgusers
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"reflect"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/directorytest"
 )
 
 var ctx = context.Background()
@@ -37,200 +37,89 @@ func openTemp(t testing.TB) *DB {
 	return openAt(t, testenv.PostgresSchema(t))
 }
 
-// newUser returns a user named username with a fresh ID, as Accounts.Add
-// would make it (but with a dummy hash).
-func newUser(username string) *users.User {
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	return &users.User{
-		ID:           "u_" + rand.Text(),
-		Username:     username,
-		Roles:        []string{"user"},
-		PasswordHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U",
-		CreatedAt:    now,
-		UpdatedAt:    now,
-	}
+func TestBackend(t *testing.T) {
+	directorytest.Run(t, directorytest.Harness{
+		New: func(t *testing.T) directorytest.Backend { return openTemp(t) },
+		Open: func(t *testing.T, b directorytest.Backend) directorytest.Backend {
+			return openAt(t, b.(*DB).pool.Config().ConnString())
+		},
+		Close: func(t *testing.T, b directorytest.Backend) { b.(*DB).Close() },
+		Raw:   func(t *testing.T, b directorytest.Backend) []byte { return dump(t, b.(*DB)) },
+		AuditColumns: func(t *testing.T, b directorytest.Backend) []string {
+			rows, _ := b.(*DB).pool.Query(ctx, "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'sessiond_audit_events'")
+			names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return names
+		},
+		AppendMany: func(t *testing.T, b directorytest.Backend, n int) {
+			// In one statement.
+			if _, err := b.(*DB).pool.Exec(ctx, `INSERT INTO sessiond_audit_events (`+eventColumns+`)
+				SELECT now(), 'session.touched', 'u_a', '', '', '', '', '', '' FROM generate_series(1, $1)`, n); err != nil {
+				t.Fatal(err)
+			}
+		},
+		DeleteEvent: func(t *testing.T, b directorytest.Backend, id int64) {
+			if _, err := b.(*DB).pool.Exec(ctx, "DELETE FROM sessiond_audit_events WHERE id = $1", id); err != nil {
+				t.Fatal(err)
+			}
+		},
+		TimeResolution: time.Microsecond, // what timestamptz keeps
+		MaxFamilyTypes: maxFamilyTypes,
+	})
 }
 
-func mustCreate(t *testing.T, db *DB, u *users.User) {
+// dump returns every row of every table in the DB's schema, as text.
+func dump(t *testing.T, db *DB) []byte {
 	t.Helper()
-	if err := db.Create(ctx, u); err != nil {
-		t.Fatalf("Create(%q): %v", u.Username, err)
+	rows, err := db.pool.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestDirectoryRoundTrip(t *testing.T) {
-	db := openTemp(t)
-	u := &users.User{
-		ID:           "u_1",
-		Username:     "alice@example.com",
-		Roles:        []string{"admin", "user"},
-		Disabled:     true,
-		PasswordHash: newUser("x").PasswordHash,
-		CreatedAt:    time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC), // microseconds: what PostgreSQL keeps
-		UpdatedAt:    time.Date(2026, 7, 8, 9, 10, 11, 12000, time.UTC),
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
-	mustCreate(t, db, u)
-	for name, get := range map[string]func() (*users.User, error){
-		"ByID":       func() (*users.User, error) { return db.ByID(ctx, u.ID) },
-		"ByUsername": func() (*users.User, error) { return db.ByUsername(ctx, u.Username) },
-	} {
-		got, err := get()
+	var out []byte
+	for _, table := range tables {
+		rows, err := db.pool.Query(ctx, "SELECT t::text FROM "+pgx.Identifier{table}.Sanitize()+" t")
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, u) {
-			t.Errorf("%s: got %+v, want %+v", name, got, u)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-
-	// No roles and zero times read back as nil and zero.
-	bare := &users.User{ID: "u_2", Username: "bob", Roles: []string{}, PasswordHash: "h"}
-	mustCreate(t, db, bare)
-	got, err := db.ByID(ctx, bare.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (&users.User{ID: "u_2", Username: "bob", PasswordHash: "h"}); !reflect.DeepEqual(got, want) {
-		t.Errorf("bare user: got %+v, want %+v", got, want)
-	}
-
-	// Update replaces every field but the ID.
-	u.Username, u.Roles, u.Disabled, u.PasswordHash = "alice", nil, false, "h2"
-	u.UpdatedAt = u.UpdatedAt.Add(time.Hour)
-	if err := db.Update(ctx, u); err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-	if got, err := db.ByID(ctx, u.ID); err != nil || !reflect.DeepEqual(got, u) {
-		t.Errorf("after Update: got %+v, %v, want %+v", got, err, u)
-	}
-	if _, err := db.ByUsername(ctx, "alice@example.com"); !errors.Is(err, users.ErrNotFound) {
-		t.Errorf("ByUsername(old name) after rename: got %v, want ErrNotFound", err)
-	}
-}
-
-func TestNotFound(t *testing.T) {
-	db := openTemp(t)
-	mustCreate(t, db, newUser("alice"))
-	for name, err := range map[string]error{
-		"ByID":                   second(db.ByID(ctx, "u_nobody")),
-		"ByUsername":             second(db.ByUsername(ctx, "nobody")),
-		"ByUsername other case":  second(db.ByUsername(ctx, "Alice")),
-		"ByUsername with spaces": second(db.ByUsername(ctx, " alice ")),
-		"ByUsername empty":       second(db.ByUsername(ctx, "")),
-		"Update":                 db.Update(ctx, newUser("nobody")),
-	} {
-		if err != users.ErrNotFound {
-			t.Errorf("%s: got %v, want users.ErrNotFound", name, err)
+		for _, l := range lines {
+			out = append(append(out, l...), '\n')
 		}
 	}
+	return out
 }
 
-func second[T any](_ T, err error) error { return err }
-
-func TestUsernameUnique(t *testing.T) {
+// TestTimesFarFromNow checks that times far from now, which timestamptz
+// holds (4713 BC to 294276 AD), are kept to the microsecond.
+func TestTimesFarFromNow(t *testing.T) {
 	db := openTemp(t)
-	alice := newUser("alice")
-	mustCreate(t, db, alice)
-
-	if err := db.Create(ctx, newUser("alice")); err != users.ErrExists {
-		t.Errorf("Create with a taken username: got %v, want users.ErrExists", err)
-	}
-	// Usernames are compared exactly: another case is another user.
-	mustCreate(t, db, newUser("Alice"))
-
-	// A duplicate ID is a bug in the caller, not a taken username.
-	dup := newUser("carol")
-	dup.ID = alice.ID
-	if err := db.Create(ctx, dup); err == nil || errors.Is(err, users.ErrExists) {
-		t.Errorf("Create with a duplicate ID: got %v, want an error other than ErrExists", err)
-	}
-
-	bob := newUser("bob")
-	mustCreate(t, db, bob)
-	bob.Username = "alice"
-	if err := db.Update(ctx, bob); err != users.ErrExists {
-		t.Errorf("Update to a taken username: got %v, want users.ErrExists", err)
-	}
-	if n, err := db.Count(ctx); err != nil || n != 3 {
-		t.Errorf("Count: got %d, %v, want 3", n, err)
-	}
-}
-
-func TestListAndCount(t *testing.T) {
-	db := openTemp(t)
-	if list, err := db.List(ctx); err != nil || len(list) != 0 {
-		t.Errorf("List of none: got %v, %v", list, err)
-	}
-	if n, err := db.Count(ctx); err != nil || n != 0 {
-		t.Errorf("Count of none: got %d, %v", n, err)
-	}
-	for _, name := range []string{"carol", "bob", "alice", "Alice", "_x"} {
-		mustCreate(t, db, newUser(name))
-	}
-	list, err := db.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, u := range list {
-		got = append(got, u.Username)
-	}
-	// Byte order, as Go compares strings.
-	if want := []string{"Alice", "_x", "alice", "bob", "carol"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("List: got %q, want %q", got, want)
-	}
-	if n, err := db.Count(ctx); err != nil || n != 5 {
-		t.Errorf("Count: got %d, %v, want 5", n, err)
-	}
-}
-
-// TestTimes checks that times keep their microseconds, read back in UTC,
-// and that the zero time and the Unix epoch stay apart.
-func TestTimes(t *testing.T) {
-	db := openTemp(t)
-	u := newUser("alice")
-	u.CreatedAt = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC) // zero microseconds, not the zero time
+	u := directorytest.NewUser("alice")
 	u.UpdatedAt = time.Date(3000, 1, 1, 0, 0, 0, 1999, time.FixedZone("X", 3600))
-	mustCreate(t, db, u)
+	directorytest.MustCreate(t, db, u)
 	got, err := db.ByID(ctx, u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := u.UpdatedAt.Truncate(time.Microsecond); !got.CreatedAt.Equal(u.CreatedAt) || got.CreatedAt.IsZero() ||
-		!got.UpdatedAt.Equal(want) || got.UpdatedAt.Location() != time.UTC {
-		t.Errorf("times: got %v, %v, want %v, %v in UTC", got.CreatedAt, got.UpdatedAt, u.CreatedAt, want)
+	if want := u.UpdatedAt.Truncate(time.Microsecond); !got.UpdatedAt.Equal(want) || got.UpdatedAt.Location() != time.UTC {
+		t.Errorf("UpdatedAt: got %v, want %v in UTC", got.UpdatedAt, want)
 	}
-}
-
-// TestTwoDBs opens two DBs on one database, as two instances of sessiond
-// would, and checks that each sees the other's writes at once.
-func TestTwoDBs(t *testing.T) {
-	url := testenv.PostgresSchema(t)
-	a, b := openAt(t, url), openAt(t, url)
-
-	u := newUser("alice")
-	mustCreate(t, a, u)
-	got, err := b.ByUsername(ctx, "alice")
-	if err != nil || got.ID != u.ID {
-		t.Fatalf("ByUsername through the other DB: got %+v, %v", got, err)
-	}
-	got.Disabled = true
-	if err := b.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := a.ByID(ctx, u.ID); err != nil || !got.Disabled {
-		t.Errorf("after Update through the other DB: got %+v, %v, want disabled", got, err)
-	}
-	if err := b.Create(ctx, newUser("alice")); err != users.ErrExists {
-		t.Errorf("Create of a username taken through the other DB: got %v, want users.ErrExists", err)
-	}
-
-	e := event("login.succeeded", u.ID)
-	if err := a.Append(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	if got := query(t, b, audit.Filter{UserID: u.ID}); len(got) != 1 || got[0].ID != e.ID {
-		t.Errorf("Query through the other DB: got %+v, want event %d", got, e.ID)
+	for _, tm := range []time.Time{time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		e := &audit.Event{Type: "t", Time: tm}
+		if err := db.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if got := directorytest.Query(t, db, audit.Filter{Type: "t", Limit: 1}); len(got) != 1 || !got[0].Time.Equal(tm.Truncate(time.Microsecond)) {
+			t.Errorf("event with time %v: got %+v, want the time to the microsecond", tm, got)
+		}
 	}
 }
 
@@ -257,8 +146,8 @@ func TestConcurrentMigrations(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	u := newUser("alice")
-	mustCreate(t, dbs[0], u)
+	u := directorytest.NewUser("alice")
+	directorytest.MustCreate(t, dbs[0], u)
 	if _, err := dbs[n-1].ByID(ctx, u.ID); err != nil {
 		t.Errorf("ByID through another DB: %v", err)
 	}
@@ -271,17 +160,24 @@ func TestConcurrentMigrations(t *testing.T) {
 // component in the database at url.
 func schemaVersions(t *testing.T, url string) []int {
 	t.Helper()
+	return column[int](t, url, "SELECT version FROM sessiond_schema_migrations WHERE component = $1 ORDER BY version", component)
+}
+
+// column returns the one column of the rows sql selects in the database
+// at url, through a connection of its own.
+func column[T any](t *testing.T, url, sql string, args ...any) []T {
+	t.Helper()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, "SELECT version FROM sessiond_schema_migrations WHERE component = $1 ORDER BY version", component)
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	rows, _ := conn.Query(ctx, sql, args...)
+	list, err := pgx.CollectRows(rows, pgx.RowTo[T])
 	if err != nil {
 		t.Fatal(err)
 	}
-	return versions
+	return list
 }
 
 // allVersions returns 1 to len(migrations).
@@ -305,27 +201,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
-func TestReopenKeepsData(t *testing.T) {
-	url := testenv.PostgresSchema(t)
-	db, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := newUser("alice")
-	mustCreate(t, db, u)
-	e := event("user.created", u.ID)
-	if err := db.Append(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	db = openAt(t, url)
-	if got, err := db.ByID(ctx, u.ID); err != nil || !reflect.DeepEqual(got, u) {
-		t.Errorf("after reopening: got %+v, %v, want %+v", got, err, u)
-	}
-	if got := query(t, db, audit.Filter{}); len(got) != 1 || got[0] != *e {
-		t.Errorf("events after reopening: got %+v, want %+v", got, e)
-	}
-}
+func second[T any](_ T, err error) error { return err }
 
 // TestDatabaseGone checks that a DB whose connections are gone fails every
 // call with an error, never with an answer: above all, a lookup must not
@@ -333,17 +209,17 @@ func TestReopenKeepsData(t *testing.T) {
 // "wrong username or password".
 func TestDatabaseGone(t *testing.T) {
 	db := openTemp(t)
-	u := newUser("alice")
-	mustCreate(t, db, u)
+	u := directorytest.NewUser("alice")
+	directorytest.MustCreate(t, db, u)
 	db.pool.Close()
 	for name, err := range map[string]error{
 		"ByID":         second(db.ByID(ctx, u.ID)),
 		"ByUsername":   second(db.ByUsername(ctx, "nobody")),
 		"List":         second(db.List(ctx)),
 		"Count":        second(db.Count(ctx)),
-		"Create":       db.Create(ctx, newUser("bob")),
+		"Create":       db.Create(ctx, directorytest.NewUser("bob")),
 		"Update":       db.Update(ctx, u),
-		"Append":       db.Append(ctx, event("x", u.ID)),
+		"Append":       db.Append(ctx, directorytest.NewEvent("x", u.ID)),
 		"Query":        second(db.Query(ctx, audit.Filter{})),
 		"Query family": second(db.Query(ctx, audit.Filter{Type: "session."})),
 	} {
