@@ -35,9 +35,26 @@ type Filter struct {
 	Type string
 	// Before selects events with ID below it, for paging back in time.
 	Before int64
-	// Limit caps the number of events returned; 0 means 100, and at most
-	// 1000 are returned.
+	// Limit caps the number of events returned; 0 (or less) means
+	// DefaultLimit, and at most MaxLimit are returned.
 	Limit int
+}
+
+// The bounds on Filter.Limit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// EffectiveLimit is the number of events f asks for, within the bounds.
+func (f Filter) EffectiveLimit() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultLimit
+	case f.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return f.Limit
 }
 
 // Log stores audit events.

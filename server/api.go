@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -318,8 +319,8 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			s.writeErr(w, r, errorf("invalid", "limit must be between 1 and 1000."))
+		if err != nil || n < 1 || n > audit.MaxLimit {
+			s.writeErr(w, r, errorf("invalid", fmt.Sprintf("limit must be between 1 and %d.", audit.MaxLimit)))
 			return
 		}
 		f.Limit = n

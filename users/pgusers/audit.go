@@ -17,12 +17,6 @@ import (
 // order of sqlAppend's parameters and of the Scan in scanEvents.
 const eventColumns = `time, type, user_id, username, session_id, actor, reason, ip, user_agent`
 
-// Limits on the number of events Query returns (see audit.Filter).
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
-
 const (
 	// sqlAppendLock is the first statement of an Append (see Append).
 	sqlAppendLock = `SELECT pg_advisory_xact_lock($1, 0)`
@@ -151,13 +145,7 @@ func familyEnd(prefix string) string { return prefix[:len(prefix)-1] + "/" }
 // types, querySQL instead reads the newest Limit events of each type, in
 // ID order from the index, and sorts only those.
 func querySQL(f audit.Filter, types []string) (string, []any) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = defaultLimit
-	case limit > maxLimit:
-		limit = maxLimit
-	}
+	limit := f.EffectiveLimit()
 	before := f.Before
 	if before == 0 {
 		before = math.MaxInt64

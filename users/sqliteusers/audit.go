@@ -14,12 +14,6 @@ import (
 // order of sqlAppend's parameters and of the Scan in Query.
 const eventColumns = `time, type, user_id, username, session_id, actor, reason, ip, user_agent`
 
-// Limits on the number of events Query returns (see audit.Filter).
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
-
 // Append implements audit.Log: it stores e and sets e.ID. e.Time is stored
 // as it is (the caller stamps it), to the nanosecond, and read back in UTC.
 func (db *DB) Append(ctx context.Context, e *audit.Event) error {
@@ -119,13 +113,7 @@ func familyTypes(ctx context.Context, tx *sql.Tx, prefix string) (types []string
 // types, querySQL instead reads the newest Limit events of each type, in
 // ID order from the index, and merges them.
 func querySQL(f audit.Filter, types []string) (string, []any) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = defaultLimit
-	case limit > maxLimit:
-		limit = maxLimit
-	}
+	limit := f.EffectiveLimit()
 	const cols = "id, " + eventColumns
 	var args []any
 
