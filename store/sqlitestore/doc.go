@@ -36,6 +36,20 @@
 // descriptor drops the POSIX locks SQLite holds on the file, unless OFD
 // locking is enabled (see modernc.org/sqlite.OFDLocking).
 //
+// # Memory-mapped reads
+//
+// On 64-bit platforms the read connections map the first GiB of the
+// database file into memory (PRAGMA mmap_size), which keeps a lookup in a
+// store of a million sessions nearly as fast as in one of a thousand. The
+// price is how a disk error shows: SQLite cannot catch an I/O error on a
+// mapped page, so where a failing disk would make a read return an error,
+// the kernel raises SIGBUS and the process crashes. Either way no session
+// validates, and nothing acknowledged is lost (see Durability); the writer
+// does not map the file. Never truncate or overwrite the database file
+// while it is open (restore a backup into a new file and point the server
+// at it): besides corrupting the data, that crashes every process reading
+// it.
+//
 // # Expiry
 //
 // Expiry is enforced on read: every lookup, list, count, Touch and Update
@@ -46,7 +60,10 @@
 //
 // # What is stored
 //
-// Each session is one row of the table sessions, with a column per field.
+// Each session is one row of the table sessions, with a column per field,
+// keyed by the first 63 bits of its token hash so that validating a token
+// is one lookup of an integer key (see ErrHashCollision for the one
+// consequence callers can see).
 // Tokens are never stored, only their SHA-256 hashes, so a copy of the file
 // holds no usable credential; it does hold user IDs, IP addresses, user
 // agents and application data, so a file that Open creates gets mode 0600

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,6 +15,15 @@ import (
 const columns = `id, token_hash, prev_token_hash, user_id, roles,
 	created_at, authenticated_at, rotated_at, last_seen_at, idle_deadline, absolute_deadline,
 	remember, created_ip, created_ua, last_ip, last_ua, data, version`
+
+// hashKey returns the table key (the column hash_key) of a session whose
+// token hash is h: its first 63 bits, big-endian, as a non-negative
+// integer. SHA-256 of a random token spreads these evenly, so two stored
+// sessions share a key with probability about n/2^63 per insert among n.
+// The key only finds a row; ByHash still compares the whole hash.
+func hashKey(h session.Hash) int64 {
+	return int64(binary.BigEndian.Uint64(h[:8]) >> 1)
+}
 
 // zeroTime is the stored form of the zero time.Time, which has no
 // nanosecond count of its own (it is in the year 1).

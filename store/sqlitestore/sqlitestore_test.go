@@ -6,12 +6,16 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,56 +380,190 @@ func TestCorruptRow(t *testing.T) {
 
 var namedParam = regexp.MustCompile(`:(\w+)`)
 
-// TestQueryPlans checks that no statement scans the whole table or sorts
-// in a temporary B-tree: each must find its rows through an index.
+// TestQueryPlans checks the plan of every statement: none scans the whole
+// table or sorts in a temporary B-tree, and ByHash finds a current token
+// by the table's integer key alone, touching the index of previous
+// tokens only in the arm that runs when that finds nothing.
 func TestQueryPlans(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sessions.db")
 	openAt(t, path)
 	db := rawDB(t, path)
-	for name, q := range map[string]string{
-		"ByHash": sqlByHash, "ByID": sqlByID, "ListByUser": sqlListByUser, "Exists": sqlExists, "Live": sqlLive,
-		"Update": sqlUpdate, "Touch": sqlTouch, "Delete": sqlDeleteID, "DeleteByUser": sqlDeleteByUser, "DeleteExpired": sqlDeleteExpired,
-	} {
-		// EXPLAIN runs nothing, but every parameter needs a value.
-		var args []any
-		for i := 1; strings.Contains(q, fmt.Sprintf("?%d", i)); i++ {
-			args = append(args, 0)
-		}
-		seen := map[string]bool{}
-		for _, m := range namedParam.FindAllStringSubmatch(q, -1) {
-			if !seen[m[1]] {
-				seen[m[1]] = true
-				args = append(args, sql.Named(m[1], 0))
+	const (
+		byKey  = "SEARCH sessions USING INTEGER PRIMARY KEY (rowid=?)"
+		byID   = "SEARCH sessions USING INDEX sqlite_autoindex_sessions_1 (id=?)"
+		byUser = "SEARCH sessions USING INDEX sessions_user_id (user_id=?)"
+	)
+	tests := []struct {
+		name, sql string
+		want      []string
+	}{
+		{"ByHash", sqlByHash, []string{
+			"COMPOUND QUERY",
+			"LEFT-MOST SUBQUERY",
+			byKey,
+			"UNION ALL",
+			"SEARCH sessions USING INDEX sessions_prev_token_hash (prev_token_hash=?)",
+		}},
+		{"ByID", sqlByID, []string{byID}},
+		{"ListByUser", sqlListByUser, []string{byUser}},
+		{"Exists", sqlExists, []string{byID}},
+		{"Live", sqlLive, []string{byUser}},
+		{"Update", sqlUpdate, []string{byID}},
+		{"Touch", sqlTouch, []string{byID}},
+		{"Delete", sqlDeleteID, []string{byID}},
+		{"DeleteByUser", sqlDeleteByUser, []string{"SEARCH sessions USING COVERING INDEX sessions_user_id (user_id=?)"}},
+		{"DeleteExpired", sqlDeleteExpired, []string{
+			byKey,
+			"LIST SUBQUERY 1",
+			"SEARCH sessions USING INDEX sessions_expires_at (expires_at<?)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// EXPLAIN runs nothing, but every parameter needs a value.
+			var args []any
+			for i := 1; strings.Contains(tt.sql, fmt.Sprintf("?%d", i)); i++ {
+				args = append(args, 0)
 			}
-		}
-		rows, err := db.Query("EXPLAIN QUERY PLAN "+q, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			seen := map[string]bool{}
+			for _, m := range namedParam.FindAllStringSubmatch(tt.sql, -1) {
+				if !seen[m[1]] {
+					seen[m[1]] = true
+					args = append(args, sql.Named(m[1], 0))
+				}
+			}
+			rows, err := db.Query("EXPLAIN QUERY PLAN "+tt.sql, args...)
+			if err != nil {
 				t.Fatal(err)
 			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		for _, step := range plan {
-			if strings.HasPrefix(step, "SCAN") || strings.Contains(step, "TEMP B-TREE") {
-				t.Errorf("%s: plan %q has the step %q", name, plan, step)
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
 			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN") || strings.Contains(step, "TEMP B-TREE") {
+					t.Errorf("plan %q has the step %q", plan, step)
+				}
+			}
+			if !slices.Equal(plan, tt.want) {
+				t.Errorf("plan:\n got %q\nwant %q", plan, tt.want)
+			}
+		})
+	}
+}
+
+// TestHashKey checks that the table key is the hash's first 63 bits, never
+// negative.
+func TestHashKey(t *testing.T) {
+	tests := []struct {
+		prefix string // the hash's first 8 bytes, in hex
+		want   int64
+	}{
+		{"0000000000000000", 0},
+		{"0000000000000001", 0},
+		{"0000000000000002", 1},
+		{"8000000000000000", 1 << 62},
+		{"ffffffffffffffff", math.MaxInt64},
+		{"0123456789abcdef", 0x0123456789abcdef >> 1},
+	}
+	for _, tt := range tests {
+		var h session.Hash
+		if _, err := hex.Decode(h[:8], []byte(tt.prefix)); err != nil {
+			t.Fatal(err)
+		}
+		for i := 8; i < len(h); i++ {
+			h[i] = 0xa5 // the rest of the hash plays no part
+		}
+		if got := hashKey(h); got != tt.want {
+			t.Errorf("hashKey(%s...) = %#x, want %#x", tt.prefix, got, tt.want)
 		}
 	}
 }
 
-// TestPragmas checks the settings durability and sharing depend on, on
-// every connection of both pools.
+// colliding returns a hash that differs from h but has the same table key:
+// the same first 63 bits.
+func colliding(h session.Hash) session.Hash {
+	h[7] ^= 1     // the 64th bit, which hashKey drops
+	h[31] ^= 0xff // and the tail
+	return h
+}
+
+// TestHashCollision checks that a session whose token hash has another
+// session's key is refused with ErrHashCollision, by Create (both ways it
+// commits) and by Update, and that neither session is disturbed.
+func TestHashCollision(t *testing.T) {
+	st := openTemp(t)
+	first := newSession(randID())
+	mustCreate(t, st, first)
+	clash := colliding(first.TokenHash)
+	if hashKey(clash) != hashKey(first.TokenHash) || clash == first.TokenHash {
+		t.Fatal("colliding does not collide")
+	}
+
+	for _, lim := range []session.Limit{{}, {Max: 10}} {
+		s := newSession(randID())
+		s.TokenHash = clash
+		if _, err := st.Create(ctx, s, lim); !errors.Is(err, ErrHashCollision) {
+			t.Errorf("Create with limit %d of a colliding hash: got %v, want ErrHashCollision", lim.Max, err)
+		}
+		if _, err := st.ByID(ctx, s.ID); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("the refused session was stored: ByID gave %v", err)
+		}
+	}
+
+	// Rotating another session to the colliding hash fails the same way.
+	other := newSession(randID())
+	mustCreate(t, st, other)
+	rotated := other.Clone()
+	rotated.PrevTokenHash, rotated.TokenHash = other.TokenHash, clash
+	if err := st.Update(ctx, rotated); !errors.Is(err, ErrHashCollision) {
+		t.Errorf("Update to a colliding hash: got %v, want ErrHashCollision", err)
+	}
+	if got, err := st.ByHash(ctx, other.TokenHash); err != nil || got.Version != other.Version {
+		t.Errorf("after the refused rotation, ByHash(old token) gave %+v, %v; want the unchanged session", got, err)
+	}
+
+	if _, err := st.ByHash(ctx, clash); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("ByHash(colliding hash): got %v, want ErrNotFound", err)
+	}
+	if got, err := st.ByHash(ctx, first.TokenHash); err != nil || got.ID != first.ID {
+		t.Errorf("ByHash(first hash): got %+v, %v; want session %s", got, err, first.ID)
+	}
+
+	// A duplicate ID is a different failure.
+	dup := newSession(randID())
+	dup.ID = first.ID
+	if _, err := st.Create(ctx, dup, session.Limit{}); err == nil || errors.Is(err, ErrHashCollision) {
+		t.Errorf("Create with a duplicate ID: got %v, want an error other than ErrHashCollision", err)
+	}
+}
+
+// TestPragmas checks the settings durability and sharing depend on, the
+// page size of a new file, and that only the readers map the file (on
+// 64-bit platforms), on every connection of both pools.
 func TestPragmas(t *testing.T) {
 	st := openTemp(t)
-	want := map[string]string{"journal_mode": "wal", "synchronous": "2", "busy_timeout": "5000"}
+	readerMmap := "0"
+	if strconv.IntSize == 64 {
+		readerMmap = strconv.Itoa(mmapSize)
+	}
 	for pool, db := range map[string]*sql.DB{"writer": st.w, "reader": st.r} {
+		want := map[string]string{
+			"journal_mode": "wal", "synchronous": "2", "busy_timeout": "5000",
+			"page_size": strconv.Itoa(pageSize), "mmap_size": "0",
+		}
+		if pool == "reader" {
+			want["mmap_size"] = readerMmap
+		}
 		// Hold several connections at once so that each is checked.
 		var conns []*sql.Conn
 		for range 3 {
