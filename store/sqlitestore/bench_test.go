@@ -14,7 +14,9 @@ import (
 )
 
 // BenchmarkByHash looks up random live sessions by token hash, the work
-// of validating one request, in stores of different sizes.
+// of validating one request, in stores of different sizes: from the
+// database (cache=off) and through the in-memory cache (cache=on), which
+// holds them all at 1k and a tenth of them at 1M.
 func BenchmarkByHash(b *testing.B) {
 	for _, n := range []int{1000, 1_000_000} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
@@ -23,16 +25,24 @@ func BenchmarkByHash(b *testing.B) {
 			hashes := bulkLoad(b, path, n)
 			b.Logf("loaded %d sessions in %v", n, time.Since(start).Round(time.Millisecond))
 
-			st := openAt(b, path)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				// Step through the hashes by a stride coprime with n, so
-				// successive lookups land far apart in the index.
-				i = (i + 7919) % n
-				if _, err := st.ByHash(ctx, hashes[i]); err != nil {
-					b.Fatalf("ByHash: %v", err)
-				}
+			for _, cached := range []bool{false, true} {
+				b.Run(map[bool]string{false: "cache=off", true: "cache=on"}[cached], func(b *testing.B) {
+					st := openAt(b, path)
+					if !cached {
+						st.cache.close()
+						st.cache = nil
+					}
+					b.ReportAllocs()
+					i := 0
+					for b.Loop() {
+						// Step through the hashes by a stride coprime with n, so
+						// successive lookups land far apart in the index.
+						i = (i + 7919) % n
+						if _, err := st.ByHash(ctx, hashes[i]); err != nil {
+							b.Fatalf("ByHash: %v", err)
+						}
+					}
+				})
 			}
 		})
 	}

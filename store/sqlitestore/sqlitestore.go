@@ -31,6 +31,9 @@ var (
 // about 10^13 at a million sessions); retrying with a new token succeeds.
 var ErrHashCollision = errors.New("sqlitestore: token hash collides with another session's in its first 63 bits")
 
+// cacheEntries bounds the sessions a Store keeps in memory for ByHash.
+const cacheEntries = 100_000
+
 // busyTimeout is how long a connection waits for another connection or
 // process to release a lock before failing with SQLITE_BUSY.
 const busyTimeout = 5 * time.Second
@@ -52,6 +55,10 @@ type Store struct {
 	byHash, byID, listByUser, exists                    *sql.Stmt
 	insert, update, touch, deleteID, deleteByUser, live *sql.Stmt
 	deleteExpired                                       *sql.Stmt
+
+	// cache answers ByHash from memory while provably current (cache.go);
+	// nil where memory maps are not available.
+	cache *cache
 }
 
 // Open opens the session database at path, creating the file (mode 0600)
@@ -68,6 +75,10 @@ func Open(path string) (*Store, error) {
 	_, err = os.Stat(abs)
 	st := &Store{path: abs}
 	if err := st.open(errors.Is(err, os.ErrNotExist)); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if st.cache, err = openCache(abs+"-epoch", cacheEntries); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -292,7 +303,7 @@ const (
 
 // Close closes the database. Sessions stay in the file for the next Open.
 func (st *Store) Close() error {
-	var errs []error
+	errs := []error{st.cache.close()}
 	for _, db := range []*sql.DB{st.r, st.w} { // closing the pools closes their statements
 		if db != nil {
 			errs = append(errs, db.Close())
@@ -355,6 +366,8 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 		if lim.Reject {
 			return nil, session.ErrTooManySessions
 		}
+		st.cache.begin() // evicting ends sessions others may have cached
+		defer st.cache.end()
 		del := tx.StmtContext(ctx, st.deleteID)
 		for _, id := range live[:n] {
 			if _, err := del.ExecContext(ctx, id); err != nil {
@@ -403,7 +416,12 @@ func queryIDs(ctx context.Context, stmt *sql.Stmt, args ...any) ([]string, error
 
 // ByHash implements session.Store.
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
-	return st.one(ctx, "by hash", st.byHash, h[:], time.Now().UnixNano(), hashKey(h))
+	if s, ok := st.cache.get(h); ok && !s.Expired(time.Now()) {
+		return s, nil
+	}
+	return st.cache.fill(h, func() (*session.Session, error) {
+		return st.one(ctx, "by hash", st.byHash, h[:], time.Now().UnixNano(), hashKey(h))
+	})
 }
 
 // ByID implements session.Store.
@@ -431,6 +449,8 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	if err != nil {
 		return fmt.Errorf("sqlitestore: update: %w", err)
 	}
+	st.cache.begin()
+	defer st.cache.end()
 	now := time.Now().UnixNano()
 	res, err := st.update.ExecContext(ctx,
 		sql.Named("id", s.ID),
@@ -490,11 +510,17 @@ func (st *Store) Touch(ctx context.Context, id string, t session.TouchInfo) erro
 	if err != nil {
 		return fmt.Errorf("sqlitestore: touch: %w", err)
 	}
-	return affectedOne(res, "touch")
+	if err := affectedOne(res, "touch"); err != nil {
+		return err
+	}
+	st.cache.touched(id, t)
+	return nil
 }
 
 // Delete implements session.Store.
 func (st *Store) Delete(ctx context.Context, id string) error {
+	st.cache.begin()
+	defer st.cache.end()
 	res, err := st.deleteID.ExecContext(ctx, id)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: delete: %w", err)
@@ -543,6 +569,8 @@ func (st *Store) ListByUser(ctx context.Context, userID string) ([]*session.Sess
 
 // DeleteByUser implements session.Store.
 func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]string, error) {
+	st.cache.begin()
+	defer st.cache.end()
 	ids, err := queryIDs(ctx, st.deleteByUser, userID, except)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: delete by user: %w", err)
