@@ -33,6 +33,10 @@ type Harness struct {
 	// Raw returns everything the store's backend holds for st, as bytes
 	// (files, dumped keys or rows), for the check that no token is stored.
 	Raw func(t *testing.T, st session.Store) []byte
+	// Shared returns another handle on st's backend, as a second process
+	// or instance would open it, for the checks that what one handle does
+	// the other sees at once. Nil skips them (a single-process store).
+	Shared func(t *testing.T, st session.Store) session.Store
 }
 
 // Run runs the conformance suite.
@@ -53,6 +57,8 @@ func Run(t *testing.T, h Harness) {
 		{"Rotation", testRotation},
 		{"Sweep", testSweep},
 		{"NoTokenStored", testNoTokenStored},
+		{"SharedBackend", testSharedBackend},
+		{"LimitAcrossHandles", testLimitAcrossHandles},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
@@ -597,5 +603,109 @@ func testNoTokenStored(t *testing.T, h Harness) {
 		if bytes.Contains(raw, []byte(tok)) || bytes.Contains(raw, bin) {
 			t.Fatalf("the store holds a raw token")
 		}
+	}
+}
+
+// shared returns two handles on one backend, or skips.
+func shared(t *testing.T, h Harness) (session.Store, session.Store) {
+	t.Helper()
+	if h.Shared == nil {
+		t.Skip("the store keeps its sessions in one process (no Shared)")
+	}
+	a := h.New(t)
+	return a, h.Shared(t, a)
+}
+
+func testSharedBackend(t *testing.T, h Harness) {
+	a, b := shared(t, h)
+	user := randID()
+	s := newSession(user)
+	mustCreate(t, a, s)
+	for range 2 { // the second read may come from a cache
+		if got, err := b.ByHash(ctx, s.TokenHash); err != nil || got.ID != s.ID {
+			t.Fatalf("the other handle does not see a new session: %v", err)
+		}
+		if _, err := a.ByHash(ctx, s.TokenHash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := s.LastSeenAt.Add(time.Minute)
+	if err := b.Touch(ctx, s.ID, session.TouchInfo{At: later, IP: "198.51.100.7", IdleDeadline: later.Add(time.Hour)}); err != nil {
+		t.Fatalf("Touch on the other handle: %v", err)
+	}
+	if got, err := a.ByID(ctx, s.ID); err != nil || got.LastIP != "198.51.100.7" {
+		t.Errorf("after a Touch on the other handle: %v, %v; want last IP 198.51.100.7", got, err)
+	}
+
+	old := s.TokenHash
+	cur, _ := b.ByID(ctx, s.ID)
+	cur.TokenHash = randHash()
+	if err := b.Update(ctx, cur); err != nil {
+		t.Fatalf("rotation on the other handle: %v", err)
+	}
+	if _, err := a.ByHash(ctx, old); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("the token replaced on the other handle still resolves: %v", err)
+	}
+	if _, err := a.ByHash(ctx, cur.TokenHash); err != nil {
+		t.Errorf("the new token does not resolve here: %v", err)
+	}
+	if err := b.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ByHash(ctx, cur.TokenHash); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("a session deleted on the other handle still resolves: %v", err)
+	}
+
+	others := []*session.Session{newSession(user), newSession(user)}
+	for _, o := range others {
+		mustCreate(t, b, o)
+		a.ByHash(ctx, o.TokenHash)
+	}
+	if gone, err := a.DeleteByUser(ctx, user, ""); err != nil || len(gone) != 2 {
+		t.Fatalf("DeleteByUser: removed %q, %v; want 2", gone, err)
+	}
+	for _, o := range others {
+		if _, err := b.ByHash(ctx, o.TokenHash); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("a session revoked on the other handle still resolves: %v", err)
+		}
+	}
+}
+
+func testLimitAcrossHandles(t *testing.T, h Harness) {
+	const perHandle, max = 15, 4
+	a, b := shared(t, h)
+	for _, reject := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Reject=%v", reject), func(t *testing.T) {
+			user := randID()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			ok := 0
+			for _, st := range []session.Store{a, b} {
+				for range perHandle {
+					wg.Go(func() {
+						_, err := st.Create(ctx, newSession(user), session.Limit{Max: max, Reject: reject})
+						mu.Lock()
+						defer mu.Unlock()
+						switch {
+						case err == nil:
+							ok++
+						case !reject || !errors.Is(err, session.ErrTooManySessions):
+							t.Errorf("Create: %v", err)
+						}
+					})
+				}
+			}
+			wg.Wait()
+			live, err := a.ListByUser(ctx, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(live) != max {
+				t.Errorf("after %d concurrent creates through two handles with limit %d, the user holds %d sessions", 2*perHandle, max, len(live))
+			}
+			if reject && ok != max {
+				t.Errorf("%d creates succeeded, want %d", ok, max)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +59,9 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) session.Store { return openTemp(t) },
 		Raw: func(t *testing.T, st session.Store) []byte { return dump(t, st.(*Store).pool) },
+		Shared: func(t *testing.T, st session.Store) session.Store {
+			return openAt(t, st.(*Store).pool.Config().ConnString())
+		},
 	})
 }
 
@@ -160,103 +162,6 @@ func mustCreate(t testing.TB, st session.Store, s *session.Session) {
 	t.Helper()
 	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
 		t.Fatalf("Create: %v", err)
-	}
-}
-
-// TestTwoStores opens two Stores on one database, as two instances of
-// sessiond would, and checks that each sees the other's writes at once:
-// above all, that a revocation through one holds through the other.
-func TestTwoStores(t *testing.T) {
-	url := testenv.PostgresSchema(t)
-	a, b := openAt(t, url), openAt(t, url)
-
-	user := randID()
-	s := newSession(user)
-	mustCreate(t, a, s)
-	got, err := b.ByHash(ctx, s.TokenHash)
-	if err != nil {
-		t.Fatalf("ByHash on the second Store of a session created on the first: %v", err)
-	}
-	if got.ID != s.ID || got.UserID != user {
-		t.Errorf("second Store returned session %s of user %s, want %s of %s", got.ID, got.UserID, s.ID, user)
-	}
-
-	later := time.Now().Add(time.Minute)
-	if err := b.Touch(ctx, s.ID, session.TouchInfo{At: later, IP: "198.51.100.7", IdleDeadline: later.Add(time.Minute)}); err != nil {
-		t.Fatalf("Touch on the second Store: %v", err)
-	}
-	if got, err := a.ByID(ctx, s.ID); err != nil || got.LastIP != "198.51.100.7" {
-		t.Errorf("first Store after a Touch on the second: got %+v, %v; want last IP 198.51.100.7", got, err)
-	}
-
-	if err := b.Delete(ctx, s.ID); err != nil {
-		t.Fatalf("Delete on the second Store: %v", err)
-	}
-	if _, err := a.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-		t.Errorf("first Store after Delete on the second: got %v, want ErrNotFound", err)
-	}
-
-	others := []*session.Session{newSession(user), newSession(user)}
-	for _, s := range others {
-		mustCreate(t, b, s)
-	}
-	if gone, err := a.DeleteByUser(ctx, user, ""); err != nil || len(gone) != 2 {
-		t.Fatalf("DeleteByUser on the first Store: removed %q, %v; want 2", gone, err)
-	}
-	for _, s := range others {
-		if _, err := b.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-			t.Errorf("second Store after revoke-all on the first: got %v, want ErrNotFound", err)
-		}
-	}
-}
-
-// TestLimitAcrossStores runs concurrent limited Creates for one user
-// through several Stores: the advisory lock in the database, not anything
-// in one Store, must keep the count right.
-func TestLimitAcrossStores(t *testing.T) {
-	const stores, perStore, max = 3, 15, 4
-	url := testenv.PostgresSchema(t)
-	var list []*Store
-	for range stores {
-		list = append(list, openAt(t, url))
-	}
-	for _, reject := range []bool{false, true} {
-		t.Run(fmt.Sprintf("Reject=%v", reject), func(t *testing.T) {
-			user := randID()
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			ok, evicted := 0, 0
-			for _, st := range list {
-				for range perStore {
-					wg.Go(func() {
-						gone, err := st.Create(ctx, newSession(user), session.Limit{Max: max, Reject: reject})
-						mu.Lock()
-						defer mu.Unlock()
-						switch {
-						case err == nil:
-							ok++
-							evicted += len(gone)
-						case !reject || !errors.Is(err, session.ErrTooManySessions):
-							t.Errorf("Create: %v", err)
-						}
-					})
-				}
-			}
-			wg.Wait()
-			live, err := list[0].ListByUser(ctx, user)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(live) != max {
-				t.Errorf("after %d concurrent creates through %d Stores with limit %d, the user holds %d sessions", stores*perStore, stores, max, len(live))
-			}
-			if reject && ok != max {
-				t.Errorf("%d creates succeeded, want %d", ok, max)
-			}
-			if !reject && ok-evicted != max {
-				t.Errorf("%d creates succeeded and %d sessions were evicted: %d should remain, want %d", ok, evicted, ok-evicted, max)
-			}
-		})
 	}
 }
 

@@ -71,6 +71,7 @@ func TestStore(t *testing.T) {
 			}
 			return raw
 		},
+		Shared: func(t *testing.T, st session.Store) session.Store { return openAt(t, st.(*Store).path) },
 	})
 }
 
@@ -112,83 +113,6 @@ func mustCreate(t *testing.T, st session.Store, s *session.Session) {
 	t.Helper()
 	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
 		t.Fatalf("Create: %v", err)
-	}
-}
-
-// TestTwoHandles opens two Stores on one file, as two processes sharing it
-// would, and checks that each sees the other's writes at once.
-func TestTwoHandles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sessions.db")
-	a, b := openAt(t, path), openAt(t, path)
-
-	user := randID()
-	s := newSession(user)
-	mustCreate(t, a, s)
-	got, err := b.ByHash(ctx, s.TokenHash)
-	if err != nil {
-		t.Fatalf("ByHash on the second handle of a session created on the first: %v", err)
-	}
-	if got.ID != s.ID || got.UserID != user {
-		t.Errorf("second handle returned session %s of user %s, want %s of %s", got.ID, got.UserID, s.ID, user)
-	}
-
-	later := time.Now().Add(time.Minute)
-	if err := b.Touch(ctx, s.ID, session.TouchInfo{At: later, IP: "198.51.100.7", IdleDeadline: later.Add(time.Minute)}); err != nil {
-		t.Fatalf("Touch on the second handle: %v", err)
-	}
-	if got, err := a.ByID(ctx, s.ID); err != nil || got.LastIP != "198.51.100.7" {
-		t.Errorf("first handle after a Touch on the second: got %+v, %v; want last IP 198.51.100.7", got, err)
-	}
-
-	if err := b.Delete(ctx, s.ID); err != nil {
-		t.Fatalf("Delete on the second handle: %v", err)
-	}
-	if _, err := a.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-		t.Errorf("first handle after revocation on the second: got %v, want ErrNotFound", err)
-	}
-
-	others := []*session.Session{newSession(user), newSession(user)}
-	for _, s := range others {
-		mustCreate(t, b, s)
-	}
-	if gone, err := a.DeleteByUser(ctx, user, ""); err != nil || len(gone) != 2 {
-		t.Fatalf("DeleteByUser on the first handle: removed %q, %v; want 2", gone, err)
-	}
-	for _, s := range others {
-		if _, err := b.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-			t.Errorf("second handle after revoke-all on the first: got %v, want ErrNotFound", err)
-		}
-	}
-}
-
-// TestLimitAcrossHandles runs concurrent limited Creates through several
-// handles on one file: the IMMEDIATE transaction, not a mutex in one Store,
-// must keep the count right.
-func TestLimitAcrossHandles(t *testing.T) {
-	const handles, perHandle, max = 3, 10, 4
-	path := filepath.Join(t.TempDir(), "sessions.db")
-	var stores []*Store
-	for range handles {
-		stores = append(stores, openAt(t, path))
-	}
-	user := randID()
-	var wg sync.WaitGroup
-	for _, st := range stores {
-		for range perHandle {
-			wg.Go(func() {
-				if _, err := st.Create(ctx, newSession(user), session.Limit{Max: max}); err != nil {
-					t.Errorf("Create: %v", err)
-				}
-			})
-		}
-	}
-	wg.Wait()
-	list, err := stores[0].ListByUser(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list) != max {
-		t.Errorf("after %d concurrent creates through %d handles with limit %d, the user holds %d sessions", handles*perHandle, handles, max, len(list))
 	}
 }
 
