@@ -140,7 +140,13 @@ func TestStore(t *testing.T) {
 	for _, mode := range []CacheMode{CacheFenced, CacheUnsafeUnfenced, CacheOff} {
 		t.Run("cache="+string(mode), func(t *testing.T) {
 			t.Parallel()
-			storetest.Run(t, harness(func(t *testing.T) *Store { return localStore(t, "cache", string(mode)) }))
+			h := harness(func(t *testing.T) *Store { return localStore(t, "cache", string(mode)) })
+			if mode != CacheUnsafeUnfenced { // which serves stale reads across clients, by design
+				h.Shared = func(t *testing.T, st session.Store) session.Store {
+					return openTest(t, withOptions("redis://"+testenv.Redis(t), "prefix", st.(*Store).prefix, "cache", string(mode)))
+				}
+			}
+			storetest.Run(t, h)
 		})
 	}
 }
