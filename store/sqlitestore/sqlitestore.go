@@ -104,15 +104,16 @@ func retryBusy(f func() error) error {
 }
 
 // pageSize is the page size of a database file that Open creates: 16 KiB,
-// four times SQLite's default. A million sessions then fit in a table
-// B-tree whose interior pages are a few dozen (about 400 at 4 KiB), small
-// enough to stay in the CPU's caches, so a lookup's one trip to memory
-// that is not cached is the leaf; that took a million-session ByHash from
-// about 17 µs to 16 µs on our test VM against 14 µs for a thousand (see
-// docs/benchmarks.md). The cost is in writes: a commit writes whole pages
-// to the write-ahead log, so a Touch (about three pages) writes 48 KiB
-// instead of 12 KiB; its time is the fsync's either way, and we measured
-// no difference.
+// four times SQLite's default. The table of a million sessions is then
+// three levels deep instead of four, with 23 interior pages instead of
+// 386: few enough to stay in the CPU's caches, so that the one page a
+// lookup must fetch from memory is the leaf that holds the row. With
+// mapped reads (see mmapSize) that took ByHash among a million sessions
+// from 19.2 µs to 16.5 µs on our test VM, against 15-16 µs among a
+// thousand (docs/benchmarks.md). The cost is in writes: a commit writes
+// whole pages to the write-ahead log, so a Touch (two or three pages)
+// writes up to 48 KiB instead of 12 KiB. Its time is the fsync's either
+// way; we saw no difference beyond the noise of our measurements.
 const pageSize = 16384
 
 // setup makes a new file private, switches the database to WAL mode (a
@@ -159,11 +160,11 @@ func setup(ctx context.Context, w *sql.DB, path string, isNew bool) error {
 //
 // A mapped page is read in place, so a lookup that misses the
 // connection's small page cache, as almost every lookup in a large store
-// does, costs no system call and no copy. With a million sessions this
-// takes a lookup from about 28 µs to 20 µs on our test VM, and is what
-// keeps ByHash there within 20% of its cost with a thousand sessions (see
-// docs/benchmarks.md); it also shares one copy of the file, the kernel's,
-// between all the connections instead of one page cache each.
+// does, costs no system call and no copy. With a million sessions it took
+// ByHash from 20.4 µs to 16.5 µs on our test VM (30.5 µs to 23.3 µs with
+// the schema and page size we had before), against 15-16 µs with a
+// thousand (docs/benchmarks.md); and it shares one copy of the file, the
+// kernel's, between all the connections instead of a page cache each.
 //
 // The cost (https://sqlite.org/mmap.html): SQLite cannot catch an I/O
 // error on a mapped page. The kernel raises SIGBUS instead, which the Go

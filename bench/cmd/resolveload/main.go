@@ -38,7 +38,9 @@ func main() {
 	} else {
 		err = drive(os.Args[1:])
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "resolveload:", err)
 		os.Exit(1)
 	}
@@ -47,11 +49,11 @@ func main() {
 // A caseSpec is one server under test.
 type caseSpec struct {
 	name     string
-	kind     string // bare, sqlite, memstore
+	kind     string // bare, bare-headers, sqlite, memstore
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
-	// before each round, so that a request's first sight of a session
-	// writes its idle deadline back to the store.
+	// before each run, so that a request's first sight of a session writes
+	// its idle deadline back to the store.
 	touch bool
 }
 
@@ -92,8 +94,8 @@ type run struct {
 	maxLat                  time.Duration
 	serverCPU, wrkCPU, wall time.Duration
 	// otherCPU is the CPU time the rest of the machine used meanwhile
-	// (every process but the server and wrk, and the kernel's interrupt
-	// work), steal the time the hypervisor gave to other guests.
+	// (other processes, kernel threads, interrupt work not charged to the
+	// server or wrk); steal is the time the hypervisor gave other guests.
 	otherCPU, steal time.Duration
 }
 
@@ -240,8 +242,8 @@ func drive(args []string) error {
 				logf("profile of %s disturbed by the rest of the machine (%.2f cores): taking it again", p, other)
 			}
 		}
-		fmt.Printf("\nCPU profile of %s under load (%.0f req/s, %.1f µs of server CPU per request meanwhile): %s\n  go tool pprof -top %s\n",
-			p, r.rps(), float64(r.serverCPU)/float64(r.requests)/1e3, path, path)
+		fmt.Printf("\nCPU profile of %s under load (%.0f req/s, %.1f µs of server CPU per request, %d errors, %d non-2xx answers, %.2f cores used by the rest of the machine meanwhile): %s\n  go tool pprof -top %s\n",
+			p, r.rps(), float64(r.serverCPU)/float64(r.requests)/1e3, r.errors, r.non2xx, float64(r.otherCPU)/float64(r.wall), path, path)
 	}
 	return nil
 }

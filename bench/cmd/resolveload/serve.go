@@ -198,8 +198,10 @@ func sessiondHandler(kind string, n int, dir string, clk *clock) (http.Handler, 
 	// Sessions: through a Manager of their own with a clock stopped at t0
 	// and no event sink, so that every session was last seen at t0 and no
 	// audit event is written per session. The server's clock starts at t0
-	// too (see clock).
-	t0 := time.Now()
+	// too (see clock). t0 is clockLead ahead of the real time because the
+	// stores expire sessions by the real clock (IdleTimeout, 30 minutes by
+	// default, after t0), and a run on a busy machine can take longer.
+	t0 := time.Now().Add(clockLead)
 	clk.t0 = t0
 	clk.set(0)
 	loader, err := session.New(store, session.Config{Now: func() time.Time { return t0 }})
@@ -235,6 +237,10 @@ func sessiondHandler(kind string, n int, dir string, clk *clock) (http.Handler, 
 	}
 	return srv, cookies, nil
 }
+
+// clockLead is how far ahead of the real time the servers' clocks run:
+// longer than any run of the driver.
+const clockLead = 6 * time.Hour
 
 // clock is the server's clock: the real one, shifted so that it reads t0
 // (when the sessions were created) plus a chosen offset at the moment the
