@@ -170,28 +170,6 @@ func StartRedis(t testing.TB, args ...string) *RedisServer {
 	return r
 }
 
-// StartRedisSentinel starts a Sentinel (redis-server --sentinel) on a free
-// port that monitors the master at masterAddr under the name master, with
-// a quorum of 1, waits until it answers, and stops it when the test ends.
-func StartRedisSentinel(t testing.TB, master, masterAddr string) *RedisServer {
-	t.Helper()
-	r := &RedisServer{t: t, bin: RedisServerBinary(t), Port: FreePort(t), Dir: t.TempDir()}
-	host, port, err := net.SplitHostPort(masterAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(r.Dir, "sentinel.conf")
-	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 2000\nsentinel failover-timeout %s 10000\n",
-		r.Port, r.Dir, filepath.Join(r.Dir, "sentinel.log"), master, host, port, master, master)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.args = []string{conf, "--sentinel"}
-	t.Cleanup(r.Kill)
-	r.Start()
-	return r
-}
-
 // Addr returns the server's host:port.
 func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)) }
 
