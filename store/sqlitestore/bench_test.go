@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,4 +143,26 @@ func bulkLoad(b testing.TB, path string, n int) []session.Hash {
 		b.Fatal(err)
 	}
 	return hashes
+}
+
+// BenchmarkTouch writes idle-deadline extensions from 64 goroutines at
+// once, as a server under load does when its sessions come due for one,
+// to random sessions out of 10,000. Each Touch waits for its fsync'd
+// commit; touches that arrive together share one.
+func BenchmarkTouch(b *testing.B) {
+	const n = 10_000
+	path := filepath.Join(b.TempDir(), "sessions.db")
+	bulkLoad(b, path, n)
+	st := openAt(b, path)
+	b.SetParallelism(32) // 64 goroutines on 2 CPUs
+	var seq atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(7919) % n
+			t := session.TouchInfo{At: time.Now(), IP: "192.0.2.2", UserAgent: "bench", IdleDeadline: time.Now().Add(time.Hour)}
+			if err := st.Touch(ctx, fmt.Sprintf("sess-%09d", i), t); err != nil {
+				b.Fatalf("Touch: %v", err)
+			}
+		}
+	})
 }

@@ -8,7 +8,10 @@
 // the write-ahead log to stable storage before Create, Update, Touch or
 // Delete returns. A session that Create acknowledged therefore survives the
 // process being killed (kill -9) and, as far as the disk and filesystem
-// honour fsync, a power loss. A killed process leaves a -wal file beside
+// honour fsync, a power loss. Touches that arrive while another commit is
+// under way are written together in the next one, so that a server whose
+// sessions all come due for an idle-deadline write at once pays one fsync
+// per group instead of one per request. A killed process leaves a -wal file beside
 // the database; the next Open replays it. Back up the database with
 // SQLite's backup API or VACUUM INTO, not by copying the file alone, which
 // misses whatever is still in the -wal file.

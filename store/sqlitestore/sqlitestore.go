@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -59,6 +60,13 @@ type Store struct {
 	// cache answers ByHash from memory while provably current (cache.go);
 	// nil where memory maps are not available.
 	cache *cache
+
+	// touches queue Touch calls for the toucher goroutine (touch.go),
+	// which runs until quit closes and then closes toucherDone.
+	touches     chan *touchReq
+	quit        chan struct{}
+	toucherDone chan struct{}
+	closeOnce   sync.Once
 }
 
 // Open opens the session database at path, creating the file (mode 0600)
@@ -82,6 +90,10 @@ func Open(path string) (*Store, error) {
 		st.Close()
 		return nil, err
 	}
+	st.touches = make(chan *touchReq)
+	st.quit = make(chan struct{})
+	st.toucherDone = make(chan struct{})
+	go st.toucher()
 	return st, nil
 }
 
@@ -304,12 +316,19 @@ const (
 
 // Close closes the database. Sessions stay in the file for the next Open.
 func (st *Store) Close() error {
-	errs := []error{st.cache.close()}
-	for _, db := range []*sql.DB{st.r, st.w} { // closing the pools closes their statements
-		if db != nil {
-			errs = append(errs, db.Close())
+	var errs []error
+	st.closeOnce.Do(func() {
+		if st.quit != nil {
+			close(st.quit)
+			<-st.toucherDone
 		}
-	}
+		errs = append(errs, st.cache.close())
+		for _, db := range []*sql.DB{st.r, st.w} { // closing the pools closes their statements
+			if db != nil {
+				errs = append(errs, db.Close())
+			}
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlitestore: close: %w", err)
 	}
@@ -496,26 +515,6 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 		return fmt.Errorf("sqlitestore: update: %w", err)
 	}
 	return session.ErrConflict
-}
-
-// Touch implements session.Store.
-func (st *Store) Touch(ctx context.Context, id string, t session.TouchInfo) error {
-	res, err := st.touch.ExecContext(ctx,
-		sql.Named("id", id),
-		sql.Named("now", time.Now().UnixNano()),
-		sql.Named("at", encodeTime(t.At)),
-		sql.Named("ip", t.IP),
-		sql.Named("ua", t.UserAgent),
-		sql.Named("idle_deadline", encodeTime(t.IdleDeadline)),
-	)
-	if err != nil {
-		return fmt.Errorf("sqlitestore: touch: %w", err)
-	}
-	if err := affectedOne(res, "touch"); err != nil {
-		return err
-	}
-	st.cache.touched(id, t)
-	return nil
 }
 
 // Delete implements session.Store.
