@@ -49,7 +49,7 @@ func main() {
 // A caseSpec is one server under test.
 type caseSpec struct {
 	name     string
-	kind     string // bare, bare-headers, sqlite, memstore
+	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-nocache, postgres
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
 	// before each run, so that a request's first sight of a session writes
@@ -65,6 +65,9 @@ var knownCases = []caseSpec{
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
+	{"redis-100k", "redis", 100_000, false},
+	{"redis-100k-nocache", "redis-nocache", 100_000, false},
+	{"postgres-100k", "postgres", 100_000, false},
 }
 
 const defaultCases = "bare,bare-headers,sqlite-1k,sqlite-100k,memstore-1k,memstore-100k,sqlite-100k-touch"
@@ -93,16 +96,23 @@ type run struct {
 	p50, p90, p99, p999     time.Duration
 	maxLat                  time.Duration
 	serverCPU, wrkCPU, wall time.Duration
+	// storeCPU is the CPU time the server of the case's store (Redis,
+	// PostgreSQL) used meanwhile; zero for a store in the server process.
+	storeCPU time.Duration
 	// otherCPU is the CPU time the rest of the machine used meanwhile
 	// (other processes, kernel threads, interrupt work not charged to the
-	// server or wrk); steal is the time the hypervisor gave other guests.
+	// server, its store or wrk); steal is the time the hypervisor gave
+	// other guests.
 	otherCPU, steal time.Duration
 }
 
 func (r run) rps() float64 { return float64(r.requests) / r.seconds }
 
-// cpuPerReq is the CPU time the server and wrk spent per request.
-func (r run) cpuPerReq() float64 { return float64(r.serverCPU+r.wrkCPU) / float64(r.requests) }
+// cpuPerReq is the CPU time the server, its store and wrk spent per
+// request.
+func (r run) cpuPerReq() float64 {
+	return float64(r.serverCPU+r.storeCPU+r.wrkCPU) / float64(r.requests)
+}
 
 func drive(args []string) error {
 	fs := flag.NewFlagSet("resolveload", flag.ContinueOnError)
@@ -119,6 +129,8 @@ func drive(args []string) error {
 	retries := fs.Int("retries", 1, "most times a run disturbed by the rest of the machine is run again; the last attempt is kept")
 	think := fs.Duration("think", 10*time.Millisecond, "after each round's saturation runs, run every case again with each connection pausing this long (whole ms) between a response and its next request, for latency below saturation; 0: skip")
 	out := fs.String("out", "", "directory for the databases, server logs and profiles (default: a new temporary directory, removed at the end unless -profile is set)")
+	redisURL := fs.String("redis", defaultRedis, "redis:// URL of the Redis for the redis-* cases (one server, on this machine for its CPU time to count); each case keeps its keys under resolveload:CASE: and removes them")
+	pgURL := fs.String("postgres", defaultPostgres, "URL of the PostgreSQL database for the postgres-* cases (on this machine, for its CPU time to count); each case works in a schema resolveload_CASE that it drops at the end")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -167,7 +179,7 @@ func drive(args []string) error {
 
 	logf("machine: %d CPUs (GOMAXPROCS %d), %s; server and wrk share them, nothing is pinned", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	logf("starting %d servers in %s (preloading sessions)", len(specs), dir)
-	children, err := startAll(specs, dir)
+	children, err := startAll(specs, dir, "-redis", *redisURL, "-postgres", *pgURL)
 	defer func() {
 		for _, c := range children {
 			c.stop()
@@ -272,8 +284,9 @@ func (c *child) clockForNextRun() time.Duration {
 	return 61*time.Second + time.Duration(c.runs-1)*90*time.Second
 }
 
-// startAll starts a server process per case, preloading in parallel.
-func startAll(specs []caseSpec, dir string) ([]*child, error) {
+// startAll starts a server process per case, preloading in parallel,
+// with the extra arguments args.
+func startAll(specs []caseSpec, dir string, args ...string) ([]*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -283,7 +296,7 @@ func startAll(specs []caseSpec, dir string) ([]*child, error) {
 	var wg sync.WaitGroup
 	for i, spec := range specs {
 		wg.Go(func() {
-			children[i], errs[i] = start(self, spec, filepath.Join(dir, spec.name))
+			children[i], errs[i] = start(self, spec, filepath.Join(dir, spec.name), args)
 		})
 	}
 	wg.Wait()
@@ -291,7 +304,7 @@ func startAll(specs []caseSpec, dir string) ([]*child, error) {
 	return children, errors.Join(errs...)
 }
 
-func start(self string, spec caseSpec, dir string) (*child, error) {
+func start(self string, spec caseSpec, dir string, args []string) (*child, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -299,7 +312,7 @@ func start(self string, spec caseSpec, dir string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "serve", "-kind", spec.kind, "-sessions", strconv.Itoa(spec.sessions), "-dir", dir)
+	cmd := exec.Command(self, append([]string{"serve", "-kind", spec.kind, "-sessions", strconv.Itoa(spec.sessions), "-dir", dir}, args...)...)
 	cmd.Stderr = logFile
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -335,6 +348,21 @@ func (c *child) stop() {
 		c.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// storeCPU returns the CPU time the server of c's store has used so far.
+func (c *child) storeCPU() (time.Duration, error) {
+	res, err := http.Get(c.ctl + "/store-cpu")
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: the store's CPU time: %s: %s", c.spec.name, res.Status, b)
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return time.Duration(n), err
 }
 
 func (c *child) setClock(at time.Duration) error {
@@ -420,6 +448,10 @@ func (w wrkRunner) measure(c *child, d, think time.Duration) (run, error) {
 	if err != nil {
 		return r, err
 	}
+	store0, err := c.storeCPU()
+	if err != nil {
+		return r, err
+	}
 	busy0, steal0 := machineCPU()
 	began := time.Now()
 	cmd, out, err := w.wrk(c, d, think)
@@ -432,9 +464,14 @@ func (w wrkRunner) measure(c *child, d, think time.Duration) (run, error) {
 	if err != nil {
 		return r, err
 	}
+	store1, err := c.storeCPU()
+	if err != nil {
+		return r, err
+	}
 	r.serverCPU = after - before
+	r.storeCPU = max(0, store1-store0)
 	r.wrkCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	r.otherCPU = max(0, busy1-busy0-r.serverCPU-r.wrkCPU)
+	r.otherCPU = max(0, busy1-busy0-r.serverCPU-r.storeCPU-r.wrkCPU)
 	r.steal = steal1 - steal0
 	m := resultRE.FindStringSubmatch(out)
 	if m == nil {

@@ -29,27 +29,27 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 	}
 	fmt.Fprintf(w, "\n### %s\n\nwrk -t%d -c%d, %v measured after %v of warm-up, %d rounds; latencies from wrk's HdrHistogram.\n", load, threads, conns, d, warmup, rounds)
 	fmt.Fprintf(w, "\nEvery run:\n\n")
-	fmt.Fprintln(w, "| round | case | req/s | × bare | p50 | p90 | p99 | p99.9 | max | server CPU/req | wrk CPU/req | × bare by CPU | cores: server / wrk / other / steal | errors | non-2xx |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| round | case | req/s | × bare | p50 | p90 | p99 | p99.9 | max | server CPU/req | store CPU/req | wrk CPU/req | × bare by CPU | cores: server / store / wrk / other / steal | errors | non-2xx |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range runs {
 		cores := func(d time.Duration) float64 { return float64(d) / float64(r.wall) }
-		fmt.Fprintf(w, "| %d | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %.3f | %.2f / %.2f / %.2f / %.2f | %d | %d |\n",
+		fmt.Fprintf(w, "| %d | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %.3f | %.2f / %.2f / %.2f / %.2f / %.2f | %d | %d |\n",
 			r.round, r.spec.name, r.rps(), r.rps()/bare[r.round], ms(r.p50), ms(r.p90), ms(r.p99), ms(r.p999), ms(r.maxLat),
-			perReq(r.serverCPU, r.requests), perReq(r.wrkCPU, r.requests), bareCPU[r.round]/r.cpuPerReq(),
-			cores(r.serverCPU), cores(r.wrkCPU), cores(r.otherCPU), cores(r.steal), r.errors, r.non2xx)
+			perReq(r.serverCPU, r.requests), perReq(r.storeCPU, r.requests), perReq(r.wrkCPU, r.requests), bareCPU[r.round]/r.cpuPerReq(),
+			cores(r.serverCPU), cores(r.storeCPU), cores(r.wrkCPU), cores(r.otherCPU), cores(r.steal), r.errors, r.non2xx)
 	}
 
-	fmt.Fprintf(w, "\nMedians over the rounds. \"× bare\" is the median of each round's ratio to bare's req/s in that round; \"by CPU\" the same for CPU time (server + wrk) per request, bare's over the case's: the ratio of throughputs when the two CPUs are the limit, which other work on the machine disturbs less.\n\n")
+	fmt.Fprintf(w, "\nMedians over the rounds. \"× bare\" is the median of each round's ratio to bare's req/s in that round; \"by CPU\" the same for CPU time (server + its store's server + wrk) per request, bare's over the case's: the ratio of throughputs when the two CPUs are the limit, which other work on the machine disturbs less.\n\n")
 	withHeaders := len(bareHeaders) > 0
 	hdrCol, hdrSep := "", ""
 	if withHeaders {
 		fmt.Fprintf(w, "\"× bare-headers\" is the ratio to bare-headers' req/s in the same round.\n\n")
 		hdrCol, hdrSep = " × bare-headers |", "---|"
 	}
-	fmt.Fprintln(w, "| case | req/s | × bare (min–max) | × bare by CPU (min–max) |"+hdrCol+" p50 | p99 | p99.9 | server CPU/req | wrk CPU/req |")
-	fmt.Fprintln(w, "|---|---|---|---|"+hdrSep+"---|---|---|---|---|")
+	fmt.Fprintln(w, "| case | req/s | × bare (min–max) | × bare by CPU (min–max) |"+hdrCol+" p50 | p99 | p99.9 | server CPU/req | store CPU/req | wrk CPU/req |")
+	fmt.Fprintln(w, "|---|---|---|---|"+hdrSep+"---|---|---|---|---|---|")
 	for _, s := range specs {
-		var rps, ratio, cpuRatio, hdrRatio, p50, p99, p999, scpu, wcpu []float64
+		var rps, ratio, cpuRatio, hdrRatio, p50, p99, p999, scpu, stcpu, wcpu []float64
 		for _, r := range runs {
 			if r.spec.name != s.name {
 				continue
@@ -62,6 +62,7 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 			p99 = append(p99, float64(r.p99))
 			p999 = append(p999, float64(r.p999))
 			scpu = append(scpu, float64(r.serverCPU)/float64(r.requests))
+			stcpu = append(stcpu, float64(r.storeCPU)/float64(r.requests))
 			wcpu = append(wcpu, float64(r.wrkCPU)/float64(r.requests))
 		}
 		if len(rps) == 0 {
@@ -71,10 +72,10 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 		if withHeaders {
 			hdr = fmt.Sprintf(" %.3f |", median(hdrRatio))
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) |%s %s | %s | %s | %s | %s |\n", s.name, median(rps),
+		fmt.Fprintf(w, "| %s | %.0f | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) |%s %s | %s | %s | %s | %s | %s |\n", s.name, median(rps),
 			median(ratio), slices.Min(ratio), slices.Max(ratio), median(cpuRatio), slices.Min(cpuRatio), slices.Max(cpuRatio), hdr,
 			ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), ms(time.Duration(median(p999))),
-			us(time.Duration(median(scpu))), us(time.Duration(median(wcpu))))
+			us(time.Duration(median(scpu))), us(time.Duration(median(stcpu))), us(time.Duration(median(wcpu))))
 	}
 }
 

@@ -15,15 +15,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/store/memstore"
-	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
-	"github.com/sessiond/sessiond/users/sqliteusers"
 )
 
 // userAgent is a browser's User-Agent, sent with every request (as a
@@ -44,9 +42,11 @@ const sessionsPerUser = 10
 // serves net/http/pprof and /clock.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("resolveload serve", flag.ContinueOnError)
-	kind := fs.String("kind", "", "bare, bare-headers, sqlite or memstore")
+	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-nocache or postgres")
 	n := fs.Int("sessions", 1000, "sessions to preload (bare: random cookies to send)")
-	dir := fs.String("dir", "", "directory for the database and the cookie file")
+	dir := fs.String("dir", "", "directory for the database and the cookie file; its base name names the case's Redis keys and PostgreSQL schema")
+	redisURL := fs.String("redis", defaultRedis, "the Redis of the redis kinds")
+	pgURL := fs.String("postgres", defaultPostgres, "the PostgreSQL database of the postgres kind")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +69,7 @@ func serveMain(args []string) error {
 	var (
 		h       http.Handler
 		cookies []string
+		be      *backend
 		err     error
 	)
 	switch *kind {
@@ -76,10 +77,16 @@ func serveMain(args []string) error {
 		h, cookies = bareHandler(*n, false)
 	case "bare-headers":
 		h, cookies = bareHandler(*n, true)
-	case "sqlite", "memstore":
-		h, cookies, err = sessiondHandler(*kind, *n, *dir, clk)
 	default:
-		return fmt.Errorf("serve: unknown -kind %q", *kind)
+		if be, err = openBackend(context.Background(), *kind, *dir, *redisURL, *pgURL); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer func() {
+			if err := be.close(); err != nil {
+				fmt.Fprintln(os.Stderr, "resolveload:", err)
+			}
+		}()
+		h, cookies, err = sessiondHandler(be, *n, clk)
 	}
 	if err != nil {
 		return err
@@ -107,7 +114,7 @@ func serveMain(args []string) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	go hs.Serve(ln)
-	go http.Serve(ctl, controlMux(clk))
+	go http.Serve(ctl, controlMux(clk, be))
 	ready.Store(true)
 	fmt.Printf("READY http://%s http://%s %s\n", ln.Addr(), ctl.Addr(), cookieFile)
 	<-stop
@@ -148,27 +155,12 @@ func bareHandler(n int, sameHeaders bool) (http.Handler, []string) {
 }
 
 // sessiondHandler is sessiond's real server (server.New, as "sessiond
-// serve" builds it: the user directory and audit log in SQLite, logs as
-// text at level info) on the session store kind, with n live sessions,
-// sessionsPerUser per user. It returns the cookies naming them.
-func sessiondHandler(kind string, n int, dir string, clk *clock) (http.Handler, []string, error) {
+// serve" builds it: logs as text at level info) on the stores of be, with
+// n live sessions, sessionsPerUser per user. It returns the cookies naming
+// them.
+func sessiondHandler(be *backend, n int, clk *clock) (http.Handler, []string, error) {
 	ctx := context.Background()
-	dbPath := filepath.Join(dir, "sessiond.db")
-	var store session.Store
-	switch kind {
-	case "sqlite":
-		st, err := sqlitestore.Open(dbPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		store = st
-	case "memstore":
-		store = memstore.New()
-	}
-	udir, err := sqliteusers.Open(dbPath) // as serve: the users live in the session file
-	if err != nil {
-		return nil, nil, err
-	}
+	store, udir := be.store, be.dir
 	accounts := users.NewAccounts(udir, users.Params{})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := server.New(server.Config{Now: clk.Now}, server.Deps{
@@ -188,7 +180,7 @@ func sessiondHandler(kind string, n int, dir string, clk *clock) (http.Handler, 
 		id := fmt.Sprintf("u_load%06d", i)
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		u := &users.User{ID: id, Username: fmt.Sprintf("user%06d", i), Roles: []string{"member"}, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
-		if err := udir.Create(ctx, u); err != nil {
+		if err := be.loadDir.Create(ctx, u); err != nil {
 			return nil, nil, fmt.Errorf("creating user %d: %w", i, err)
 		}
 		userIDs[i] = id
@@ -204,22 +196,34 @@ func sessiondHandler(kind string, n int, dir string, clk *clock) (http.Handler, 
 	t0 := time.Now().Add(clockLead)
 	clk.t0 = t0
 	clk.set(0)
-	loader, err := session.New(store, session.Config{Now: func() time.Time { return t0 }})
+	loader, err := session.New(be.loadStore, session.Config{Now: func() time.Time { return t0 }})
 	if err != nil {
 		return nil, nil, err
 	}
 	cookies := make([]string, n)
 	start = time.Now()
-	for i := range cookies {
-		_, tok, err := loader.Create(ctx, session.Login{
-			UserID: userIDs[i%nUsers],
-			Roles:  []string{"member"},
-			Client: session.Client{IP: "127.0.0.1", UserAgent: userAgent},
+	// be.loaders goroutines, goroutine g creating sessions g, g+loaders, ...
+	errs := make([]error, be.loaders)
+	var wg sync.WaitGroup
+	for g := range be.loaders {
+		wg.Go(func() {
+			for i := g; i < n; i += be.loaders {
+				_, tok, err := loader.Create(ctx, session.Login{
+					UserID: userIDs[i%nUsers],
+					Roles:  []string{"member"},
+					Client: session.Client{IP: "127.0.0.1", UserAgent: userAgent},
+				})
+				if err != nil {
+					errs[g] = fmt.Errorf("creating session %d: %w", i, err)
+					return
+				}
+				cookies[i] = srv.Sessions().Config().Cookie.Name + "=" + tok
+			}
 		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("creating session %d: %w", i, err)
-		}
-		cookies[i] = srv.Sessions().Config().Cookie.Name + "=" + tok
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "resolveload: %d sessions in %v\n", n, time.Since(start).Round(time.Millisecond))
 
@@ -260,8 +264,11 @@ func (c *clock) set(at time.Duration) {
 	c.shift.Store(int64(c.t0.Add(at).Sub(time.Now())))
 }
 
-// controlMux serves net/http/pprof and POST /clock?at=DURATION.
-func controlMux(clk *clock) *http.ServeMux {
+// controlMux serves net/http/pprof, POST /clock?at=DURATION and GET
+// /store-cpu: the CPU time, in nanoseconds, that the server of the
+// case's store has used so far (0 for a store in this process, and for
+// bare).
+func controlMux(clk *clock, be *backend) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -273,6 +280,17 @@ func controlMux(clk *clock) *http.ServeMux {
 			return
 		}
 		clk.set(at)
+	})
+	mux.HandleFunc("GET /store-cpu", func(w http.ResponseWriter, r *http.Request) {
+		var d time.Duration
+		if be != nil {
+			var err error
+			if d, err = be.storeCPU(r.Context()); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		fmt.Fprint(w, int64(d))
 	})
 	return mux
 }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
+	"github.com/sessiond/sessiond/store/pgstore"
+	"github.com/sessiond/sessiond/store/redisstore"
+	"github.com/sessiond/sessiond/store/sqlitestore"
+	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/pgusers"
+	"github.com/sessiond/sessiond/users/sqliteusers"
+)
+
+// Defaults of -redis and -postgres: the services of the test machine.
+const (
+	defaultRedis    = "redis://127.0.0.1:6379/0"
+	defaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+)
+
+// directory is what serve keeps the users and the audit log in.
+type directory interface {
+	users.Directory
+	audit.Log
+}
+
+// backend is where a case's server keeps its sessions, users and audit
+// log, laid out as "sessiond serve" lays them out for the same --store.
+type backend struct {
+	store session.Store
+	dir   directory
+	// loadStore and loadDir take the preload: store and dir, or handles
+	// on connections of their own that commit without waiting for the
+	// disk (the preload is not under test), with loaders goroutines.
+	loadStore session.Store
+	loadDir   users.Directory
+	loaders   int
+	// storeCPU returns the CPU time the store's server has used so far
+	// (zero for a store in the process).
+	storeCPU func(context.Context) (time.Duration, error)
+	// close closes every handle and removes what the case stored in a
+	// shared server (its Redis keys, its PostgreSQL schema).
+	close func() error
+}
+
+// openBackend opens the stores of kind: sqlite and memstore in dir,
+// redis and redis-nocache in the Redis at redisURL under a key prefix of
+// the case's own (resolveload:NAME:, NAME being dir's base name),
+// postgres in a schema of its own (resolveload_NAME) of the database at
+// pgURL. Keys and schema are removed first, if an interrupted run left
+// them, and again by close.
+func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backend, error) {
+	name := filepath.Base(dir)
+	dbPath := filepath.Join(dir, "sessiond.db")
+	b := &backend{loaders: 1, storeCPU: func(context.Context) (time.Duration, error) { return 0, nil }}
+	var closers []func() error
+	b.close = func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (*backend, error) { return nil, errors.Join(err, b.close()) }
+	sqliteUsers := func() error { // as serve: users in the SQLite file
+		udir, err := sqliteusers.Open(dbPath)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, udir.Close)
+		b.dir, b.loadDir = udir, udir
+		return nil
+	}
+
+	switch kind {
+	case "sqlite":
+		st, err := sqlitestore.Open(dbPath)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, st.Close)
+		b.store = st
+		if err := sqliteUsers(); err != nil {
+			return fail(err)
+		}
+	case "memstore":
+		b.store = memstore.New()
+		if err := sqliteUsers(); err != nil {
+			return fail(err)
+		}
+
+	case "redis", "redis-nocache":
+		prefix := "resolveload:" + name + ":"
+		admin, err := redisAdmin(redisURL)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() error { admin.Close(); return nil })
+		if err := unlinkPrefix(ctx, admin, prefix); err != nil {
+			return fail(err)
+		}
+		closers = append(closers, func() error { return unlinkPrefix(context.Background(), admin, prefix) })
+		u, err := withQuery(redisURL, "prefix", prefix)
+		if err != nil {
+			return fail(err)
+		}
+		if kind == "redis-nocache" {
+			u, _ = withQuery(u, "cache", "off")
+		}
+		st, err := redisstore.Open(ctx, u)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, func() error { st.Close(); return nil })
+		b.store, b.loadStore, b.loaders = st, st, 32
+		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return redisCPU(ctx, admin) }
+		if err := sqliteUsers(); err != nil {
+			return fail(err)
+		}
+
+	case "postgres":
+		schema := "resolveload_" + regexp.MustCompile(`[^a-z0-9_]`).ReplaceAllString(strings.ToLower(name), "_")
+		recreate := func(ctx context.Context) error {
+			return pgExec(ctx, pgURL, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		}
+		if err := recreate(ctx); err != nil {
+			return nil, err
+		}
+		if err := pgExec(ctx, pgURL, "CREATE SCHEMA "+schema); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() error { return recreate(context.Background()) })
+		u, err := withQuery(pgURL, "search_path", schema)
+		if err != nil {
+			return fail(err)
+		}
+		// The preload's connections commit without waiting for the disk,
+		// many at once: 100k durable one-row commits take minutes.
+		load, _ := withQuery(u, "synchronous_commit", "off")
+		load, _ = withQuery(load, "pool_max_conns", "32")
+		for _, h := range []struct {
+			url   string
+			store *session.Store
+			dir   *directory
+		}{{u, &b.store, &b.dir}, {load, &b.loadStore, nil}} {
+			st, err := pgstore.Open(ctx, h.url)
+			if err != nil {
+				return fail(err)
+			}
+			closers = append(closers, func() error { st.Close(); return nil })
+			*h.store = st
+			d, err := pgusers.Open(ctx, h.url) // as serve: users in the same database
+			if err != nil {
+				return fail(err)
+			}
+			closers = append(closers, func() error { d.Close(); return nil })
+			if h.dir != nil {
+				*h.dir = d
+			} else {
+				b.loadDir = d
+			}
+		}
+		b.loaders = 32
+		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
+
+	default:
+		return nil, fmt.Errorf("unknown store kind %q", kind)
+	}
+	if b.loadStore == nil {
+		b.loadStore = b.store
+	}
+	return b, nil
+}
+
+// withQuery returns the URL s with the query parameter key set to value.
+func withQuery(s, key, value string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// redisAdmin connects to the Redis at a redis:// URL, for what the store
+// never does itself: SCAN, and INFO for the CPU time.
+func redisAdmin(redisURL string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("-redis %q: %w (a redis:// URL of one server)", redisURL, err)
+	}
+	opt.DisableCache = true
+	return rueidis.NewClient(opt)
+}
+
+// unlinkPrefix removes every key that starts with prefix.
+func unlinkPrefix(ctx context.Context, c rueidis.Client, prefix string) error {
+	cursor := uint64(0)
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return fmt.Errorf("removing the keys %s*: %w", prefix, err)
+		}
+		if len(e.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				return fmt.Errorf("removing the keys %s*: %w", prefix, err)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// redisCPU returns the CPU time (user + system) the Redis server has used
+// since it started, from INFO cpu.
+func redisCPU(ctx context.Context, c rueidis.Client) (time.Duration, error) {
+	info, err := c.Do(ctx, c.B().Info().Section("cpu").Build()).ToString()
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %s: %w", line, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second)), nil
+}
+
+// pgExec runs one statement on a connection of its own.
+func pgExec(ctx context.Context, pgURL, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return fmt.Errorf("-postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// postgresCPU returns the CPU time the PostgreSQL server's processes
+// (each backend and background process that pg_stat_activity lists, of
+// every database, but the one answering this question) have used, read
+// from /proc: PostgreSQL must run on this machine. Processes that end
+// between two readings take their time with them; the case's own
+// connections outlive its runs.
+func postgresCPU(ctx context.Context, pgURL string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity")
+	if err != nil {
+		return 0, err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return 0, err
+	}
+	self := int32(conn.PgConn().PID()) // this connection's backend, left out
+	if _, err := cpuTime(int(self)); err != nil {
+		return 0, fmt.Errorf("PostgreSQL does not seem to run on this machine (its CPU time is read from /proc): %w", err)
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		if pid == self {
+			continue
+		}
+		d, err := cpuTime(int(pid))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // ended meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
