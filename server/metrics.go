@@ -10,6 +10,7 @@ type metrics struct {
 	reg             *prometheus.Registry
 	sessionEvents   *prometheus.CounterVec
 	resolves        *prometheus.CounterVec
+	resolvedOK      prometheus.Counter // resolves{outcome="ok"}, looked up once
 	resolveDuration prometheus.Histogram
 	loginFailures   *prometheus.CounterVec
 	storeErrors     prometheus.Counter
@@ -45,6 +46,7 @@ func newMetrics() *metrics {
 			Help: "Requests refused with 429, by limit: login_ip, login_account, invalid_token.",
 		}, []string{"limit"}),
 	}
+	m.resolvedOK = m.resolves.WithLabelValues("ok")
 	m.reg.MustRegister(m.sessionEvents, m.resolves, m.resolveDuration, m.loginFailures, m.storeErrors, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

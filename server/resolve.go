@@ -28,16 +28,26 @@ type identity struct {
 	username string
 }
 
-func (id *identity) headers() map[string]string {
+// setHeaders sets the identity headers in h. The keys are written
+// canonical, and the values share one array, to keep the resolve path's
+// allocations down.
+func (id *identity) setHeaders(h http.Header) {
 	s := id.session
-	return map[string]string{
-		"Remote-User":                id.username,
-		"Remote-Groups":              strings.Join(s.Roles, ","),
-		"X-User-Id":                  s.UserID,
-		"X-Session-Id":               s.ID,
-		"X-Session-Expires-At":       s.ExpiresAt().UTC().Format(time.RFC3339),
-		"X-Session-Authenticated-At": s.AuthenticatedAt.UTC().Format(time.RFC3339),
+	v := [...]string{
+		id.username,
+		strings.Join(s.Roles, ","),
+		s.UserID,
+		s.ID,
+		s.ExpiresAt().UTC().Format(time.RFC3339),
+		s.AuthenticatedAt.UTC().Format(time.RFC3339),
 	}
+	vals := v[:]
+	h["Remote-User"] = vals[0:1:1]
+	h["Remote-Groups"] = vals[1:2:2]
+	h["X-User-Id"] = vals[2:3:3]
+	h["X-Session-Id"] = vals[3:4:4]
+	h["X-Session-Expires-At"] = vals[4:5:5]
+	h["X-Session-Authenticated-At"] = vals[5:6:6]
 }
 
 type identityKey struct{}
@@ -65,12 +75,7 @@ var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
 // without a valid one, *errRateLimited when the client has sent too many
 // invalid tokens, and another error if the store fails.
 func (s *Server) identify(r *http.Request) (*identity, error) {
-	token, _ := s.sessions.TokenFromRequest(r)
-	var sess *session.Session
-	err := session.ErrNotFound
-	if token != "" {
-		sess, err = s.sessions.Validate(r.Context(), token, s.sessions.ClientOf(r))
-	}
+	sess, err := s.sessions.Load(r)
 	if errors.Is(err, session.ErrNotFound) {
 		if s.presentsCredential(r) {
 			if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
@@ -128,18 +133,17 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 		s.deny(w, r, err, r.URL.Query().Get("redirect") == "1")
 		return
 	}
-	s.metrics.resolves.WithLabelValues("ok").Inc()
+	s.metrics.resolvedOK.Inc()
 	h := w.Header()
-	for k, v := range id.headers() {
-		h.Set(k, v)
-	}
-	h.Set("Cache-Control", "no-store")
+	id.setHeaders(h)
+	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(http.StatusOK)
 }
 
 // deny answers a request identify refused. Browsers get a way to the
 // login page: a Location header, or with redirect a 302.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) {
+	setBodyHeaders(w.Header())
 	var limited *errRateLimited
 	switch {
 	case errors.As(err, &limited):
@@ -165,14 +169,18 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	}
 }
 
+// isResolve reports whether path is the resolve endpoint's.
+func isResolve(path string) bool {
+	return path == "/resolve" || strings.HasPrefix(path, "/resolve/")
+}
+
 // originalURL is the URL the browser asked the proxy for: X-Original-URL
 // (nginx), or X-Forwarded-Proto, -Host and -Uri (Traefik, Caddy), or the
 // path after /resolve with Host (Envoy ext_authz), each believed only from
 // a trusted proxy; or the request itself when sessiond is the proxy. It
 // only ever becomes a login redirect's rd, which login checks again.
 func (s *Server) originalURL(r *http.Request) string {
-	resolving := r.URL.Path == "/resolve" || strings.HasPrefix(r.URL.Path, "/resolve/")
-	if !resolving {
+	if !isResolve(r.URL.Path) {
 		return r.URL.RequestURI()
 	}
 	if !s.trusted(peerAddr(r)) {

@@ -190,19 +190,34 @@ func (s *Server) routes() http.Handler {
 }
 
 // secure sets the headers every response carries and bounds bodies.
+// Forward-auth answers are the exception: a proxy reads a 200 from
+// /resolve for its identity headers and drops the rest, so those get
+// only HSTS, and deny adds the others to the refusals, which have a body
+// that may reach a browser. (Three headers fewer keep a 200's header map
+// within one bucket group, which net/http clones on every response.)
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
 		if s.cfg.TLS {
 			// RFC 6797: browsers then refuse plain HTTP to this host.
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			h["Strict-Transport-Security"] = []string{"max-age=63072000; includeSubDomains"}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if !isResolve(r.URL.Path) {
+			setBodyHeaders(h)
+		}
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setBodyHeaders sets the headers that keep a browser from misreading or
+// framing a response body, or leaking the URL in a Referer.
+func setBodyHeaders(h http.Header) {
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Referrer-Policy"] = []string{"no-referrer"}
+	h["X-Frame-Options"] = []string{"DENY"}
 }
 
 // jsonFallback answers requests no route matches (404) or matches with
@@ -210,8 +225,13 @@ func (s *Server) secure(next http.Handler) http.Handler {
 func (s *Server) jsonFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r) // sets the path values h reads
+		switch {
+		case pattern == "":
+		case strings.Contains(pattern, "{"):
+			mux.ServeHTTP(w, r) // matches again, and sets the path values h reads
+			return
+		default:
+			h.ServeHTTP(w, r)
 			return
 		}
 		probe := &statusProbe{header: http.Header{}}
@@ -307,9 +327,7 @@ func (s *Server) proxy() http.Handler {
 			pr.Out.Host = pr.In.Host
 			stripIdentity(pr.Out.Header)
 			if id := identityFrom(pr.In.Context()); id != nil {
-				for k, v := range id.headers() {
-					pr.Out.Header.Set(k, v)
-				}
+				id.setHeaders(pr.Out.Header)
 			}
 			// The app never sees sessiond's token.
 			pr.Out.Header.Del("Authorization")

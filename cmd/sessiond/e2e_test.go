@@ -2,7 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -596,4 +605,110 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	if code := <-stopped; code != 0 {
 		t.Errorf("exit code %d", code)
 	}
+}
+
+// TestSecurityHeaders checks the headers that keep browsers from sniffing,
+// framing or leaking sessiond's responses: on pages, API answers, errors
+// and resolve's refusals (which a proxy may pass to the browser), and
+// HSTS on every answer when serving TLS is configured. A resolve 200
+// answers a proxy, which keeps only the identity headers; it must not be
+// cached.
+func TestSecurityHeaders(t *testing.T) {
+	in := start(t)
+	tok := in.login("admin", adminPassword)
+	browserHeaders := map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+	for _, r := range []req{
+		{method: "GET", path: "/login"},
+		{method: "GET", path: "/account", cookie: tok},
+		{method: "GET", path: "/api/v1/session", cookie: tok},
+		{method: "GET", path: "/api/v1/nothing-here"},
+		{method: "GET", path: "/resolve"},
+		{method: "GET", path: "/resolve", header: map[string]string{"Accept": "text/html"}},
+		{method: "GET", path: "/resolve/app/page", cookie: strings.Repeat("A", 43)},
+	} {
+		got := in.do(r)
+		for k, v := range browserHeaders {
+			if got.Header.Get(k) != v {
+				t.Errorf("%s %s (%d): %s = %q, want %q", r.method, r.path, got.StatusCode, k, got.Header.Get(k), v)
+			}
+		}
+	}
+	r := in.do(req{method: "GET", path: "/resolve", cookie: tok})
+	if r.StatusCode != 200 || r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Remote-User") != "admin" {
+		t.Errorf("resolve with a session: %d, Cache-Control %q, Remote-User %q", r.StatusCode, r.Header.Get("Cache-Control"), r.Header.Get("Remote-User"))
+	}
+}
+
+// TestTLS serves HTTPS from a certificate file and key: every answer, a
+// resolve 200 included, then carries HSTS, and the session cookie works
+// over it.
+func TestTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(in.URL, "https://") {
+		t.Fatalf("listening on %s, want https", in.URL)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+
+	res, err := client.Post(in.URL+"/login", "application/json", strings.NewReader(`{"username":"admin","password":"`+adminPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var tok string
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-sid" {
+			tok = c.Value
+		}
+	}
+	if res.StatusCode != 200 || tok == "" {
+		t.Fatalf("login over TLS: %d, cookie %t", res.StatusCode, tok != "")
+	}
+	for _, path := range []string{"/login", "/resolve", "/api/v1/session"} {
+		r, _ := http.NewRequest("GET", in.URL+path, nil)
+		r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: tok})
+		res, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Strict-Transport-Security"), "max-age=") {
+			t.Errorf("GET %s over TLS: %d, Strict-Transport-Security %q", path, res.StatusCode, res.Header.Get("Strict-Transport-Security"))
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

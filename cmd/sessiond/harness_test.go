@@ -47,7 +47,7 @@ type instance struct {
 	env  map[string]string
 }
 
-var listening = regexp.MustCompile(`sessiond listening.*url=(http://127\.0\.0\.1:\d+)`)
+var listening = regexp.MustCompile(`sessiond listening.*url=(https?://127\.0\.0\.1:\d+)`)
 
 // start runs "sessiond serve" with args on a fresh data directory (or the
 // one of share, to run a second instance on the same store).
