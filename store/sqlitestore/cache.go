@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,13 +36,13 @@ import (
 // process on it (flock) and brings ended level again: it fails safe.
 type cache struct {
 	file    *os.File
-	mem     []byte
 	begun   *atomic.Uint64
 	ended   *atomic.Uint64
 	mu      sync.RWMutex
 	entries map[session.Hash]cached
 	byID    map[string]session.Hash // the hash each cached session was filled under
 	max     int
+	closed  atomic.Bool
 }
 
 type cached struct {
@@ -69,7 +70,6 @@ func openCache(path string, max int) (*cache, error) {
 	}
 	c := &cache{
 		file:    f,
-		mem:     mem,
 		begun:   (*atomic.Uint64)(unsafe.Pointer(&mem[0])),
 		ended:   (*atomic.Uint64)(unsafe.Pointer(&mem[8])),
 		entries: map[session.Hash]cached{},
@@ -86,18 +86,21 @@ func openCache(path string, max int) (*cache, error) {
 		syscall.Munmap(mem)
 		return fail(err)
 	}
+	// The counters stay mapped until c is unreachable, not just closed: a
+	// Store used after Close, by mistake, then gets errors instead of a
+	// fault on an unmapped page.
+	runtime.AddCleanup(c, func(mem []byte) { syscall.Munmap(mem) }, mem)
 	return c, nil
 }
 
+// close stops caching and releases the file (and its lock). The mapping
+// goes when c is collected.
 func (c *cache) close() error {
 	if c == nil {
 		return nil
 	}
-	err := syscall.Munmap(c.mem)
-	if cerr := c.file.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	c.closed.Store(true)
+	return c.file.Close()
 }
 
 // begin and end bracket a write that can end or change sessions: begin
@@ -117,7 +120,7 @@ func (c *cache) end() {
 // get returns a copy of the cached session for h, if still provably
 // current.
 func (c *cache) get(h session.Hash) (*session.Session, bool) {
-	if c == nil {
+	if c == nil || c.closed.Load() {
 		return nil, false
 	}
 	c.mu.RLock()
@@ -132,7 +135,7 @@ func (c *cache) get(h session.Hash) (*session.Session, bool) {
 // fill reads the session for h with read and caches it if no write could
 // have raced the read.
 func (c *cache) fill(h session.Hash, read func() (*session.Session, error)) (*session.Session, error) {
-	if c == nil {
+	if c == nil || c.closed.Load() {
 		return read()
 	}
 	tag := c.begun.Load()

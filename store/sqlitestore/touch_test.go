@@ -72,18 +72,34 @@ func TestTouchGroup(t *testing.T) {
 	}
 }
 
-// TestTouchAfterClose fails instead of waiting for a writer that is gone.
-func TestTouchAfterClose(t *testing.T) {
+// TestUseAfterClose: a Store used after Close, by mistake, answers with
+// errors (Touch without waiting for a writer that is gone), and never
+// with a session or a crash, even for a session it had cached.
+func TestUseAfterClose(t *testing.T) {
 	st, err := Open(t.TempDir() + "/sessions.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newSession("user-1")
 	mustCreate(t, st, s)
+	if _, err := st.ByHash(ctx, s.TokenHash); err != nil { // now cached
+		t.Fatal(err)
+	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Minute)}); !errors.Is(err, errClosed) {
-		t.Fatalf("Touch after Close: %v, want errClosed", err)
+		t.Errorf("Touch after Close: %v, want errClosed", err)
+	}
+	for _, h := range []session.Hash{s.TokenHash, randHash()} {
+		if got, err := st.ByHash(ctx, h); err == nil || errors.Is(err, session.ErrNotFound) || got != nil {
+			t.Errorf("ByHash after Close: %v, %v; want a store error", got, err)
+		}
+	}
+	if _, err := st.Create(ctx, newSession("user-1"), session.Limit{}); err == nil {
+		t.Error("Create after Close succeeded")
+	}
+	if err := st.Delete(ctx, s.ID); err == nil {
+		t.Error("Delete after Close succeeded")
 	}
 }
