@@ -82,7 +82,13 @@ func toError(err error) *Error {
 // failure: fail closed) without detail.
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	e := toError(err)
-	if e == nil {
+	switch {
+	case e != nil:
+	case r.Context().Err() != nil:
+		// The client went away first: not a backend's failure.
+		s.log.DebugContext(r.Context(), "request ended before it was answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = errorf("store_unavailable", "A backend is unavailable; try again shortly.")
+	default:
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.metrics.storeErrors.Inc()
 		e = errorf("store_unavailable", "A backend is unavailable; try again shortly.")

@@ -26,7 +26,7 @@ func newMetrics() *metrics {
 		}, []string{"type"}),
 		resolves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiond_resolve_total",
-			Help: "Resolve (forward-auth) answers by outcome: ok, unauthenticated, rate_limited, store_unavailable.",
+			Help: "Resolve (forward-auth) answers by outcome: ok, unauthenticated, rate_limited, store_unavailable, canceled (the client went away first).",
 		}, []string{"outcome"}),
 		resolveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sessiond_resolve_duration_seconds",

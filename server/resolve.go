@@ -163,6 +163,9 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 			}
 		}
 		writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+	case r.Context().Err() != nil:
+		s.metrics.resolves.WithLabelValues("canceled").Inc()
+		s.writeErr(w, r, err)
 	default:
 		s.metrics.resolves.WithLabelValues("store_unavailable").Inc()
 		s.writeErr(w, r, err)

@@ -98,7 +98,7 @@ func (m *Manager) Create(ctx context.Context, l Login) (*Session, string, error)
 	evicted, err := m.store.Create(ctx, s, lim)
 	if err != nil {
 		if !errors.Is(err, ErrTooManySessions) {
-			m.log.ErrorContext(ctx, "session store failed", "op", "create", "user_id", l.UserID, "err", err)
+			m.storeFailed(ctx, "create", err, "user_id", l.UserID)
 		}
 		return nil, "", err
 	}
@@ -143,7 +143,7 @@ func (m *Manager) validateHash(ctx context.Context, h Hash, c Client) (*Session,
 		return nil, false, ErrNotFound
 	case err != nil:
 		if !errors.Is(err, ErrNotFound) {
-			m.log.ErrorContext(ctx, "session store failed", "op", "validate", "err", err)
+			m.storeFailed(ctx, "validate", err)
 		}
 		return nil, false, err
 	}
@@ -190,7 +190,7 @@ func (m *Manager) touch(ctx context.Context, s *Session, now time.Time, c Client
 // end deletes s and reports why with an event of type typ.
 func (m *Manager) end(ctx context.Context, s *Session, typ EventType, actor, reason string) {
 	if err := m.store.Delete(ctx, s.ID); err != nil && !errors.Is(err, ErrNotFound) {
-		m.log.ErrorContext(ctx, "session store failed", "op", "delete", "session_id", s.ID, "err", err)
+		m.storeFailed(ctx, "delete", err, "session_id", s.ID)
 		return
 	}
 	m.emit(ctx, Event{Type: typ, SessionID: s.ID, UserID: s.UserID, Actor: actor, Reason: reason})
@@ -375,6 +375,17 @@ func (m *Manager) Sweep(ctx context.Context, limit int) (int, error) {
 		m.emit(ctx, Event{Type: EventExpired, SessionID: s.ID, UserID: s.UserID, Actor: ActorSystem})
 	}
 	return len(gone), err
+}
+
+// storeFailed logs a store error: at level error, unless the request's
+// context has ended (the client went away, or its deadline passed), which
+// says nothing about the store and is logged at level debug.
+func (m *Manager) storeFailed(ctx context.Context, op string, err error, attrs ...any) {
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	m.log.Log(ctx, level, "session store failed", append([]any{"op", op, "err", err}, attrs...)...)
 }
 
 // emit stamps e and hands it to the event sink, if any.

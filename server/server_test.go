@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/sqlitestore"
+	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/sqliteusers"
+)
+
+// testServer is a Server on store with its users in a SQLite file, cheap
+// password hashing, and its logs at level debug in logs.
+type testServer struct {
+	*Server
+	accounts *users.Accounts
+	maker    *session.Manager // makes sessions without audit events
+	logs     *syncBuffer
+}
+
+func newTestServer(tb testing.TB, store session.Store) *testServer {
+	tb.Helper()
+	dir, err := sqliteusers.Open(filepath.Join(tb.TempDir(), "users.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { dir.Close() })
+	ts := &testServer{accounts: users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1}), logs: &syncBuffer{}}
+	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if ts.Server, err = New(Config{}, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
+		tb.Fatal(err)
+	}
+	if ts.maker, err = session.New(store, session.Config{}); err != nil {
+		tb.Fatal(err)
+	}
+	return ts
+}
+
+// resolveRequests makes n sessions for n/10 new users and returns a
+// GET /resolve request carrying each one's cookie.
+func (ts *testServer) resolveRequests(tb testing.TB, n int) []*http.Request {
+	tb.Helper()
+	ctx := context.Background()
+	reqs := make([]*http.Request, n)
+	var u *users.User
+	for i := range reqs {
+		if i%10 == 0 {
+			var err error
+			if u, err = ts.accounts.Add(ctx, fmt.Sprintf("user%03d", i/10), "a long enough password", []string{"member"}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		_, tok, err := ts.maker.Create(ctx, session.Login{UserID: u.ID, Roles: u.Roles, Client: session.Client{IP: "192.0.2.1", UserAgent: "test"}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://sessiond.internal/resolve", nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+		r.Header.Set("Cookie", ts.sessions.Config().Cookie.Name+"="+tok)
+		reqs[i] = r
+	}
+	return reqs
+}
+
+// metric returns the value of the counter name (with the one label
+// value label, if not ""), as /metrics would show it; 0 if it has none.
+func (ts *testServer) metric(t *testing.T, name, label string) float64 {
+	t.Helper()
+	families, err := ts.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label == "" || len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// syncBuffer is a strings.Builder safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestClientGoneIsNotAStoreFailure resolves a session for a client that
+// has gone away before the store answered (its context is cancelled): the
+// answer is not a 200, and it is neither logged as an error nor counted as
+// a store failure, which would page someone for nothing.
+func TestClientGoneIsNotAStoreFailure(t *testing.T) {
+	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "sessions.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ts := newTestServer(t, st)
+	r := ts.resolveRequests(t, 1)[0]
+	ctx, cancel := context.WithCancel(r.Context())
+	cancel()
+	w := httptest.NewRecorder()
+	ts.ServeHTTP(w, r.WithContext(ctx))
+	if w.Code == http.StatusOK {
+		t.Fatalf("resolve with a cancelled context: 200; the store cannot have vouched for it")
+	}
+	if strings.Contains(ts.logs.String(), "level=ERROR") {
+		t.Errorf("logged as an error:\n%s", ts.logs)
+	}
+	if n := ts.metric(t, "sessiond_store_errors_total", ""); n != 0 {
+		t.Errorf("store errors counted: %v", n)
+	}
+	if n := ts.metric(t, "sessiond_resolve_total", "canceled"); n != 1 {
+		t.Errorf(`resolves{outcome="canceled"} = %v, want 1`, n)
+	}
+
+	// The same store failing for a client still waiting is an error.
+	st.Close()
+	w = httptest.NewRecorder()
+	ts.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(ts.logs.String(), "level=ERROR") || ts.metric(t, "sessiond_store_errors_total", "") != 1 {
+		t.Errorf("closed store: %d, store errors %v, logs:\n%s", w.Code, ts.metric(t, "sessiond_store_errors_total", ""), ts.logs)
+	}
+}
