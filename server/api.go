@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/sessiond/sessiond/audit"
@@ -11,9 +12,23 @@ import (
 )
 
 // authed passes on requests with a valid session (cookie or bearer) and
-// answers the others: 401, 429 after a flood of invalid tokens, 403 for a
-// cross-origin state change by cookie, 503 when the store is down.
+// answers the others: 401 (a browser's GET is sent to the login page), 429
+// after a flood of invalid tokens, 403 for a cross-origin state change by
+// cookie, 503 when the store is down.
 func (s *Server) authed(next http.Handler) http.Handler {
+	return s.requireSession(next, func(w http.ResponseWriter, r *http.Request) {
+		if wantsHTML(r) && r.Method == http.MethodGet {
+			http.Redirect(w, r, s.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+	})
+}
+
+// requireSession is authed with the answer to a request without a valid
+// session left to unauthenticated. Every route behind it gets the session
+// middleware's checks, CSRF defence included.
+func (s *Server) requireSession(next http.Handler, unauthenticated http.HandlerFunc) http.Handler {
 	return s.sessions.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if session.FromContext(r.Context()) == nil {
 			if s.presentsCredential(r) {
@@ -22,11 +37,7 @@ func (s *Server) authed(next http.Handler) http.Handler {
 					return
 				}
 			}
-			if wantsHTML(r) && r.Method == http.MethodGet {
-				http.Redirect(w, r, s.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
-				return
-			}
-			writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+			unauthenticated(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -84,8 +95,19 @@ func (s *Server) mySessions(w http.ResponseWriter, r *http.Request) {
 // revokeMySession is DELETE /api/v1/sessions/{id}: sign out one of the
 // user's own sessions. Another user's session is "not found".
 func (s *Server) revokeMySession(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.revokeOwn(w, r, r.PathValue("id")); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"revoked": 1})
+}
+
+// revokeOwn ends session id of the user r is signed in as; another user's
+// session is session.ErrNotFound. If id is r's own session, its cookie is
+// expired on w too, and self is true.
+func (s *Server) revokeOwn(w http.ResponseWriter, r *http.Request, id string) (self bool, err error) {
 	me := session.FromContext(r.Context())
-	target, err := s.sessions.Get(r.Context(), r.PathValue("id"))
+	target, err := s.sessions.Get(r.Context(), id)
 	if err == nil && target.UserID != me.UserID {
 		err = session.ErrNotFound
 	}
@@ -93,24 +115,30 @@ func (s *Server) revokeMySession(w http.ResponseWriter, r *http.Request) {
 		err = s.sessions.Revoke(r.Context(), target.ID, me.UserID, "signed out by the user")
 	}
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return false, err
 	}
 	if target.ID == me.ID {
 		s.sessions.Logout(w, r) // the cookie of an ended session goes too
+		return true, nil
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"revoked": 1})
+	return false, nil
 }
 
 // revokeMyOthers is POST /api/v1/sessions/revoke-others.
 func (s *Server) revokeMyOthers(w http.ResponseWriter, r *http.Request) {
-	me := session.FromContext(r.Context())
-	n, err := s.sessions.RevokeUser(r.Context(), me.UserID, me.ID, me.UserID, "signed out everywhere else")
+	n, err := s.revokeOthers(r)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+}
+
+// revokeOthers ends every session of r's user but r's own and returns how
+// many it ended.
+func (s *Server) revokeOthers(r *http.Request) (int, error) {
+	me := session.FromContext(r.Context())
+	return s.sessions.RevokeUser(r.Context(), me.UserID, me.ID, me.UserID, "signed out everywhere else")
 }
 
 // changePassword is POST /api/v1/password: it re-checks the current
@@ -125,49 +153,63 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
+	ch, err := s.setOwnPassword(w, r, req.Current, req.New)
+	if err != nil {
+		s.writeLoginErr(w, r, err)
+		return
+	}
+	body := map[string]any{"session": viewSession(ch.session, ch.session.ID), "revoked": ch.revoked}
+	if ch.token != "" {
+		body["token"] = ch.token
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// passwordChange is what setOwnPassword did.
+type passwordChange struct {
+	session *session.Session // r's session, with its new token
+	token   string           // the new token for a bearer client; "" if it went out as a cookie
+	revoked int              // how many other sessions ended
+}
+
+// setOwnPassword changes the password of r's user from current to next:
+// it re-checks current (under the per-account login rate limit, so that a
+// stolen session is no way to guess the password), gives r's session a
+// new token (a cookie set on w, or passwordChange.token for a bearer
+// client), ends every other session and audits the change. A wrong
+// current password is the "wrong_password" Error; a rate limit an
+// *errRateLimited.
+func (s *Server) setOwnPassword(w http.ResponseWriter, r *http.Request, current, next string) (passwordChange, error) {
+	var ch passwordChange
 	sess, u, err := s.currentUser(r)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return ch, err
 	}
-	// A stolen session must not become a way to guess the password.
 	if ok, wait := s.loginAccount.allow(u.Username, s.cfg.Now()); !ok {
-		s.writeLoginErr(w, r, &errRateLimited{"login_account", wait})
-		return
+		return ch, &errRateLimited{"login_account", wait}
 	}
-	if ok, err := s.accounts.CheckPassword(r.Context(), u, req.Current); err != nil || !ok {
+	if ok, err := s.accounts.CheckPassword(r.Context(), u, current); err != nil || !ok {
 		if err == nil {
 			err = errorf("wrong_password", "The current password is wrong.")
 		}
-		s.writeErr(w, r, err)
-		return
+		return ch, err
 	}
-	if err := s.accounts.SetPassword(r.Context(), u, req.New); err != nil {
-		s.writeErr(w, r, err)
-		return
+	if err := s.accounts.SetPassword(r.Context(), u, next); err != nil {
+		return ch, err
 	}
-	body := map[string]any{}
-	_, fromCookie := s.sessions.TokenFromRequest(r)
-	var rotated *session.Session
-	if fromCookie {
-		rotated, err = s.sessions.Renew(w, r, session.Change{Reauthenticated: true})
+	if _, fromCookie := s.sessions.TokenFromRequest(r); fromCookie {
+		ch.session, err = s.sessions.Renew(w, r, session.Change{Reauthenticated: true})
 	} else {
-		var token string
-		rotated, token, err = s.sessions.Rotate(r.Context(), sess.ID, session.Change{Reauthenticated: true})
-		body["token"] = token
+		ch.session, ch.token, err = s.sessions.Rotate(r.Context(), sess.ID, session.Change{Reauthenticated: true})
 	}
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return ch, err
 	}
-	n, err := s.sessions.RevokeUser(r.Context(), u.ID, sess.ID, u.ID, "password changed")
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
+	if ch.revoked, err = s.sessions.RevokeUser(r.Context(), u.ID, sess.ID, u.ID, "password changed"); err != nil {
+		return ch, err
 	}
 	s.Record(r.Context(), audit.Event{Type: "password.changed", UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID, IP: s.clientIP(r), UserAgent: r.UserAgent()})
-	body["session"], body["revoked"] = viewSession(rotated, rotated.ID), n
-	writeJSON(w, http.StatusOK, body)
+	return ch, nil
 }
 
 // adminTarget returns the user named by the {user} path value (ID or
@@ -186,13 +228,22 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	u, err := s.accounts.Add(r.Context(), req.Username, req.Password, req.Roles)
+	u, err := s.createUser(r, req.Username, req.Password, req.Roles)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
-	s.recordAdmin(r, "user.created", u, "")
 	writeJSON(w, http.StatusCreated, map[string]any{"user": viewUser(u)})
+}
+
+// createUser adds a user on behalf of the admin making r and audits it.
+func (s *Server) createUser(r *http.Request, username, password string, roles []string) (*users.User, error) {
+	u, err := s.accounts.Add(r.Context(), username, password, roles)
+	if err != nil {
+		return nil, err
+	}
+	s.recordAdmin(r, "user.created", u, "")
+	return u, nil
 }
 
 func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
@@ -256,76 +307,74 @@ func (s *Server) adminSetRoles(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, errorf("invalid", "roles is required (an empty list removes every role)."))
 		return
 	}
-	s.adminChange(w, r, "roles.changed", func(u *users.User) error { return s.accounts.SetRoles(r.Context(), u, req.Roles) })
+	s.adminChange(w, r, "roles.changed", s.setRoles(r, req.Roles))
 }
 
 func (s *Server) adminDisable(w http.ResponseWriter, r *http.Request) {
-	s.adminChange(w, r, "user.disabled", func(u *users.User) error { return s.accounts.SetDisabled(r.Context(), u, true) })
+	s.adminChange(w, r, "user.disabled", s.setDisabled(r, true))
 }
 
 func (s *Server) adminEnable(w http.ResponseWriter, r *http.Request) {
-	s.adminChange(w, r, "user.enabled", func(u *users.User) error { return s.accounts.SetDisabled(r.Context(), u, false) })
+	s.adminChange(w, r, "user.enabled", s.setDisabled(r, false))
+}
+
+// setRoles and setDisabled are the changes changeUser makes for the
+// admin API and console.
+func (s *Server) setRoles(r *http.Request, roles []string) func(*users.User) error {
+	return func(u *users.User) error { return s.accounts.SetRoles(r.Context(), u, roles) }
+}
+
+func (s *Server) setDisabled(r *http.Request, disabled bool) func(*users.User) error {
+	return func(u *users.User) error { return s.accounts.SetDisabled(r.Context(), u, disabled) }
 }
 
 // adminChange applies change to the {user}, ends their sessions and
 // answers {"user","revoked"}.
 func (s *Server) adminChange(w http.ResponseWriter, r *http.Request, event string, change func(*users.User) error) {
-	u, err := s.adminTarget(r)
+	u, n, err := s.changeUser(r, r.PathValue("user"), event, change)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": viewUser(u), "revoked": n})
+}
+
+// changeUser applies change to the user ref names (ID or username) on
+// behalf of the admin making r, ends the user's sessions (a change of
+// privilege or status takes effect at once), audits it as event and
+// returns the user and how many sessions ended.
+func (s *Server) changeUser(r *http.Request, ref, event string, change func(*users.User) error) (*users.User, int, error) {
+	u, err := s.accounts.Lookup(r.Context(), ref)
 	if err == nil {
 		err = change(u)
 	}
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, 0, err
 	}
 	n, err := s.endAll(r, u, event)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return nil, 0, err
 	}
 	s.recordAdmin(r, event, u, "")
-	writeJSON(w, http.StatusOK, map[string]any{"user": viewUser(u), "revoked": n})
+	return u, n, nil
 }
 
 func (s *Server) adminRevokeSession(w http.ResponseWriter, r *http.Request) {
-	if err := s.sessions.Revoke(r.Context(), r.PathValue("id"), session.FromContext(r.Context()).UserID, "revoked by an admin"); err != nil {
+	if err := s.revokeAsAdmin(r, r.PathValue("id")); err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": 1})
 }
 
+// revokeAsAdmin ends session id on behalf of the admin making r.
+func (s *Server) revokeAsAdmin(r *http.Request, id string) error {
+	return s.sessions.Revoke(r.Context(), id, session.FromContext(r.Context()).UserID, "revoked by an admin")
+}
+
 // adminAudit is GET /api/v1/admin/audit?user=&type=&before=&limit=.
 func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := audit.Filter{Type: q.Get("type")}
-	if ref := q.Get("user"); ref != "" {
-		u, err := s.accounts.Lookup(r.Context(), ref)
-		if err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
-		f.UserID = u.ID
-	}
-	for name, dst := range map[string]*int64{"before": &f.Before} {
-		if v := q.Get(name); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				s.writeErr(w, r, errorf("invalid", name+" must be a non-negative integer."))
-				return
-			}
-			*dst = n
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > audit.MaxLimit {
-			s.writeErr(w, r, errorf("invalid", fmt.Sprintf("limit must be between 1 and %d.", audit.MaxLimit)))
-			return
-		}
-		f.Limit = n
-	}
-	events, err := s.audit.Query(r.Context(), f)
+	events, err := s.queryAudit(r, r.URL.Query())
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -334,6 +383,35 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request) {
 		events = []audit.Event{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": events})
+}
+
+// queryAudit returns the audit events q selects: user (ID or username),
+// type (an event type, or a family ending in "."), before (an event ID)
+// and limit.
+func (s *Server) queryAudit(r *http.Request, q url.Values) ([]audit.Event, error) {
+	f := audit.Filter{Type: q.Get("type")}
+	if ref := q.Get("user"); ref != "" {
+		u, err := s.accounts.Lookup(r.Context(), ref)
+		if err != nil {
+			return nil, err
+		}
+		f.UserID = u.ID
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, errorf("invalid", "before must be a non-negative integer.")
+		}
+		f.Before = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > audit.MaxLimit {
+			return nil, errorf("invalid", fmt.Sprintf("limit must be between 1 and %d.", audit.MaxLimit))
+		}
+		f.Limit = n
+	}
+	return s.audit.Query(r.Context(), f)
 }
 
 // recordAdmin audits an admin's action on u.

@@ -166,7 +166,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if isForm(r) || wantsHTML(r) {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -163,7 +163,6 @@ func (s *Server) routes() http.Handler {
 	self("DELETE /api/v1/sessions/{id}", s.revokeMySession)
 	self("POST /api/v1/sessions/revoke-others", s.revokeMyOthers)
 	self("POST /api/v1/password", s.changePassword)
-	self("GET /account", s.accountPage)
 
 	// Admin: role "admin" only.
 	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(s.adminOnly(h))) }
@@ -176,6 +175,26 @@ func (s *Server) routes() http.Handler {
 	admin("POST /api/v1/admin/users/{user}/enable", s.adminEnable)
 	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
 	admin("GET /api/v1/admin/audit", s.adminAudit)
+
+	// Web pages: any signed-in user, and the admin console for role
+	// "admin" (403 page for others). Without a session a browser goes to
+	// the login page; every form post passes the session middleware's
+	// cross-origin check.
+	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(h)) }
+	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
+	page("GET /account", s.accountPage)
+	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
+	page("POST /account/sessions/revoke-others", s.accountRevokeOthers)
+	page("POST /account/password", s.accountPassword)
+	console("GET /admin", s.adminUsersPage)
+	console("POST /admin/users", s.adminCreateUserForm)
+	console("GET /admin/users/{user}", s.adminUserPage)
+	console("POST /admin/users/{user}/roles", s.adminSetRolesForm())
+	console("POST /admin/users/{user}/disable", s.adminDisableForm())
+	console("POST /admin/users/{user}/enable", s.adminEnableForm())
+	console("POST /admin/users/{user}/revoke", s.adminRevokeUserForm)
+	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
+	console("GET /admin/audit", s.adminAuditPage)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", s.readyz)

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/sessiond/sessiond/session"
+)
+
+// sessionRow is a session as the pages show it.
+type sessionRow struct {
+	ID                    string
+	Device                string // browser and OS, from the user agent
+	IP                    string
+	CreatedAt, LastSeenAt time.Time
+	LastActive            string // "5 minutes ago"
+	Current               bool   // the session of the request
+	Remember              bool
+}
+
+// sessionRows returns list as the pages show it: the session currentID
+// first, then the most recently used.
+func (s *Server) sessionRows(list []*session.Session, currentID string) []sessionRow {
+	now := s.cfg.Now()
+	rows := make([]sessionRow, 0, len(list))
+	for _, x := range list {
+		rows = append(rows, sessionRow{
+			ID: x.ID, Device: parseDevice(x.LastUserAgent).String(), IP: x.LastIP,
+			CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt, LastActive: ago(x.LastSeenAt, now),
+			Current: x.ID == currentID, Remember: x.Remember,
+		})
+	}
+	slices.SortStableFunc(rows, func(a, b sessionRow) int {
+		if a.Current != b.Current {
+			if a.Current {
+				return -1
+			}
+			return 1
+		}
+		return b.LastSeenAt.Compare(a.LastSeenAt)
+	})
+	return rows
+}
+
+// sessionTable is a table of sessions with a button per row that posts
+// to Action + ID + "/revoke".
+type sessionTable struct {
+	Rows           []sessionRow
+	Action, Button string
+}
+
+// accountData is the account page's data.
+type accountData struct {
+	Sessions sessionTable
+	Others   int // sessions other than this one
+}
+
+// accountPage is GET /account: where the user is signed in, and their
+// password.
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
+	s.renderAccount(w, r, http.StatusOK, "")
+}
+
+// renderAccount shows the account page with status and, after a failed
+// form post, errMsg.
+func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status int, errMsg string) {
+	v, err := s.signedIn(r, "Your account", "account")
+	var list []*session.Session
+	if err == nil {
+		list, err = s.sessions.List(r.Context(), session.FromContext(r.Context()).UserID)
+	}
+	if err != nil {
+		s.pageErr(w, r, err)
+		return
+	}
+	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
+	v.Error = errMsg
+	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1}
+	s.render(w, status, "account.html", v)
+}
+
+// formFailed answers a form post that failed with err: the page again
+// (render) with a message for the client's errors, an error page for
+// backend failures.
+func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, render func(status int, msg string)) {
+	status, msg, ok := formError(err)
+	if !ok {
+		s.pageErr(w, r, err)
+		return
+	}
+	render(status, msg)
+}
+
+// parseForm reads a form post's body.
+func parseForm(r *http.Request) error {
+	if !isForm(r) {
+		return errorf("unsupported_media", "Send the form as application/x-www-form-urlencoded.")
+	}
+	if err := r.ParseForm(); err != nil {
+		return errorf("bad_request", "The form could not be read.")
+	}
+	return nil
+}
+
+// accountRevoke is POST /account/sessions/{id}/revoke: sign out one of
+// the user's sessions. Signing out this one ends at the login page.
+func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request) {
+	self, err := s.revokeOwn(w, r, r.PathValue("id"))
+	switch {
+	case err != nil:
+		s.formFailed(w, r, err, func(status int, msg string) { s.renderAccount(w, r, status, msg) })
+	case self:
+		http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
+	default:
+		done(w, r, "/account", "signed-out", 1)
+	}
+}
+
+// accountRevokeOthers is POST /account/sessions/revoke-others.
+func (s *Server) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
+	n, err := s.revokeOthers(r)
+	if err != nil {
+		s.pageErr(w, r, err)
+		return
+	}
+	done(w, r, "/account", "signed-out-others", n)
+}
+
+// accountPassword is POST /account/password: current_password,
+// new_password and confirm_password. It signs the user out everywhere
+// else and gives this browser a new cookie.
+func (s *Server) accountPassword(w http.ResponseWriter, r *http.Request) {
+	failed := func(status int, msg string) { s.renderAccount(w, r, status, msg) }
+	if err := parseForm(r); err != nil {
+		s.formFailed(w, r, err, failed)
+		return
+	}
+	f := r.PostForm
+	if f.Get("new_password") != f.Get("confirm_password") {
+		failed(http.StatusBadRequest, "The new password and its confirmation differ.")
+		return
+	}
+	ch, err := s.setOwnPassword(w, r, f.Get("current_password"), f.Get("new_password"))
+	if err != nil {
+		s.formFailed(w, r, err, failed)
+		return
+	}
+	done(w, r, "/account", "password", ch.revoked)
+}

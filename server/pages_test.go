@@ -1,0 +1,374 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
+	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/users/sqliteusers"
+)
+
+// The web pages in a real browser: cmd/sessiond/browser_test.go. The tests
+// here check, over plain HTTP, what holds for every page and every form.
+
+// pageServer is a Server on httptest with an admin ("root") and a user
+// ("ivy"), with cheap password hashing.
+type pageServer struct {
+	t   *testing.T
+	url string
+	srv *Server
+}
+
+func newPageServer(t *testing.T, cfg Config) *pageServer {
+	t.Helper()
+	dir, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	acc := users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1})
+	srv, err := New(cfg, Deps{Store: memstore.New(), Accounts: acc, Audit: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, u := range []struct {
+		name  string
+		roles []string
+	}{{"root", []string{"admin"}}, {"ivy", nil}} {
+		if _, err := acc.Add(ctx, u.name, u.name+"-password", u.roles); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &pageServer{t: t, url: hs.URL, srv: srv}
+}
+
+var client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// do sends a request with the session token as cookie (if not "") and a
+// form body (if not nil), and returns the response and its body.
+func (ps *pageServer) do(method, path, token string, form url.Values, header map[string]string) (*http.Response, string) {
+	ps.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	r, err := http.NewRequest(method, ps.url+path, body)
+	if err != nil {
+		ps.t.Fatal(err)
+	}
+	if form != nil {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if token != "" {
+		r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: token})
+	}
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	res, err := client.Do(r)
+	if err != nil {
+		ps.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+// login signs username in through the login form and returns the token.
+func (ps *pageServer) login(username string) string {
+	ps.t.Helper()
+	res, body := ps.do("POST", "/login", "", url.Values{"username": {username}, "password": {username + "-password"}}, nil)
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-sid" && c.Value != "" {
+			return c.Value
+		}
+	}
+	ps.t.Fatalf("login %s: %d %s", username, res.StatusCode, body)
+	return ""
+}
+
+// valid reports whether token names a live session.
+func (ps *pageServer) valid(token string) bool {
+	ps.t.Helper()
+	_, err := ps.srv.Sessions().Validate(ps.t.Context(), token, session.Client{})
+	return err == nil
+}
+
+var postForm = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
+
+// forms returns the actions of the post forms on the pages an admin sees.
+func (ps *pageServer) forms(token string) []string {
+	ps.t.Helper()
+	var actions []string
+	for _, page := range []string{"/account", "/admin", "/admin/users/ivy", "/admin/users/root", "/admin/audit"} {
+		res, body := ps.do("GET", page, token, nil, nil)
+		if res.StatusCode != 200 {
+			ps.t.Fatalf("GET %s: %d", page, res.StatusCode)
+		}
+		for _, m := range postForm.FindAllStringSubmatch(body, -1) {
+			if a := m[1]; !slices.Contains(actions, a) {
+				actions = append(actions, a)
+			}
+		}
+	}
+	return actions
+}
+
+// TestPageFormsRefuseCrossOrigin posts every form of every page from
+// another origin, with a valid session cookie: each is refused with 403
+// and changes nothing.
+func TestPageFormsRefuseCrossOrigin(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin, other, ivy := ps.login("root"), ps.login("root"), ps.login("ivy")
+	actions := ps.forms(admin)
+	// Every kind of form: one session, the others, password, logout, and
+	// the console's create, roles, disable, revoke one, revoke all.
+	for _, want := range []string{"/account/sessions/revoke-others", "/account/password", "/logout", "/admin/users", "/admin/users/{user}/roles", "/admin/users/{user}/disable", "/admin/users/{user}/revoke", "/admin/users/{user}/sessions/{id}/revoke", "/account/sessions/{id}/revoke"} {
+		re := regexp.MustCompile("^" + strings.NewReplacer(`\{user\}`, "u_[^/]+", `\{id\}`, "[^/]+").Replace(regexp.QuoteMeta(want)) + "$")
+		if !slices.ContainsFunc(actions, re.MatchString) {
+			t.Errorf("no form posts to %s; the pages' forms: %q", want, actions)
+		}
+	}
+	form := url.Values{
+		"username": {"mallory"}, "password": {"mallory-password"}, "roles": {"admin"},
+		"current_password": {"root-password"}, "new_password": {"pwned-password"}, "confirm_password": {"pwned-password"},
+	}
+	for _, action := range actions {
+		for _, h := range []map[string]string{
+			{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+			{"Sec-Fetch-Site": "same-site", "Origin": "https://other.127.0.0.1.example"},
+			{"Origin": "https://evil.example"}, // an older browser: Origin only
+		} {
+			if res, body := ps.do("POST", action, admin, form, h); res.StatusCode != http.StatusForbidden {
+				t.Errorf("cross-origin POST %s (%v): %d %.200s, want 403", action, h, res.StatusCode, body)
+			}
+		}
+	}
+	for name, tok := range map[string]string{"this": admin, "another": other, "ivy's": ivy} {
+		if !ps.valid(tok) {
+			t.Errorf("a cross-origin form post ended %s session", name)
+		}
+	}
+	if _, err := ps.srv.accounts.Lookup(t.Context(), "mallory"); err == nil {
+		t.Error("a cross-origin form post created a user")
+	}
+	if u, _ := ps.srv.accounts.Lookup(t.Context(), "ivy"); u.Disabled || len(u.Roles) != 0 {
+		t.Errorf("a cross-origin form post changed ivy: %+v", u)
+	}
+	if ps.login("root") == "" { // the password is unchanged
+		t.Error("the password changed")
+	}
+}
+
+// TestPageFormsNeedASession posts every form without a session: each
+// sends the browser to the login page, to come back to the form's page.
+func TestPageFormsNeedASession(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin := ps.login("root")
+	for _, action := range ps.forms(admin) {
+		if action == "/logout" || action == "/login" {
+			continue
+		}
+		res, _ := ps.do("POST", action, "", url.Values{"roles": {"admin"}}, map[string]string{"Sec-Fetch-Site": "same-origin"})
+		want := "/login?rd=" + url.QueryEscape(formPage(action))
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != want {
+			t.Errorf("POST %s without a session: %d Location %q, want 303 %q", action, res.StatusCode, res.Header.Get("Location"), want)
+		}
+	}
+}
+
+// TestAdminPagesNeedTheRole: a signed-in user without role admin gets a
+// 403 page from every console route, and changes nothing.
+func TestAdminPagesNeedTheRole(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	ivy := ps.login("ivy")
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/admin"}, {"GET", "/admin/audit"}, {"GET", "/admin/users/root"},
+		{"POST", "/admin/users"}, {"POST", "/admin/users/ivy/roles"}, {"POST", "/admin/users/root/disable"},
+		{"POST", "/admin/users/root/revoke"},
+	} {
+		var form url.Values
+		if r.method == "POST" {
+			form = url.Values{"username": {"mallory"}, "password": {"mallory-password"}, "roles": {"admin"}}
+		}
+		res, body := ps.do(r.method, r.path, ivy, form, nil)
+		if res.StatusCode != http.StatusForbidden || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "needs the admin role") {
+			t.Errorf("%s %s as a user: %d %s, want the 403 page", r.method, r.path, res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	}
+	if u, _ := ps.srv.accounts.Lookup(t.Context(), "ivy"); len(u.Roles) != 0 {
+		t.Errorf("ivy gave herself roles %v", u.Roles)
+	}
+	if _, err := ps.srv.accounts.Lookup(t.Context(), "mallory"); err == nil {
+		t.Error("a user without role admin created a user")
+	}
+}
+
+// inline finds what a strict CSP blocks: scripts, event handler
+// attributes, inline styles, javascript: URLs.
+var inline = regexp.MustCompile(`(?i)<script|<style|\s(on[a-z]+|style)\s*=|javascript:`)
+
+// TestPagesHeaders: every page has the strict CSP, is never cached, and
+// holds no script and no inline style (the CSP would block them).
+func TestPagesHeaders(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin := ps.login("root")
+	for _, page := range []struct{ path, token string }{
+		{"/login", ""}, {"/account", admin}, {"/admin", admin}, {"/admin/users/ivy", admin},
+		{"/admin/audit", admin}, {"/admin/users/nobody", admin}, {"/admin/audit?user=nobody", admin},
+	} {
+		res, body := ps.do("GET", page.path, page.token, nil, nil)
+		h := res.Header
+		if h.Get("Content-Security-Policy") != contentSecurityPolicy || h.Get("Cache-Control") != "no-store" || h.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Errorf("GET %s: CSP %q, Cache-Control %q, Content-Type %q", page.path, h.Get("Content-Security-Policy"), h.Get("Cache-Control"), h.Get("Content-Type"))
+		}
+		if m := inline.FindString(body); m != "" {
+			t.Errorf("GET %s holds script or inline style: %q", page.path, m)
+		}
+		for _, need := range []string{`<html lang="en">`, `<main id="main"`, `href="#main"`, "<h1>", `name="viewport"`} {
+			if !strings.Contains(body, need) {
+				t.Errorf("GET %s lacks %s", page.path, need)
+			}
+		}
+	}
+	for _, bad := range []string{"script-src", "unsafe-inline", "unsafe-eval", "*"} {
+		if strings.Contains(contentSecurityPolicy, bad) {
+			t.Errorf("the CSP allows %q", bad)
+		}
+	}
+}
+
+// TestLoginPageMessages: the login form's answers, in words that do not
+// tell which usernames exist.
+func TestLoginPageMessages(t *testing.T) {
+	ps := newPageServer(t, Config{LoginAccountBurst: 3, LoginAccountInterval: time.Hour})
+	post := func(user, pw string) (*http.Response, string) {
+		return ps.do("POST", "/login", "", url.Values{"username": {user}, "password": {pw}, "rd": {"/admin"}}, nil)
+	}
+	wrong, wrongBody := post("ivy", "guess")
+	unknown, unknownBody := post("nobody", "guess")
+	if wrong.StatusCode != 401 || unknown.StatusCode != 401 || !strings.Contains(wrongBody, "Wrong username or password.") {
+		t.Errorf("wrong password %d, unknown user %d, want 401 with the same words", wrong.StatusCode, unknown.StatusCode)
+	}
+	if strings.ReplaceAll(unknownBody, "nobody", "ivy") != wrongBody {
+		t.Error("the page for an unknown username differs from the one for a wrong password")
+	}
+	if !strings.Contains(wrongBody, `name="rd" value="/admin"`) {
+		t.Error("a failed login loses rd")
+	}
+	post("ivy", "guess")
+	post("ivy", "guess")
+	res, body := post("ivy", "ivy-password")
+	if res.StatusCode != 429 || !strings.Contains(body, "Too many sign-in attempts.") || res.Header.Get("Retry-After") == "" {
+		t.Errorf("login over the per-account limit: %d Retry-After %q", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	// Disabled: only with the right password.
+	ivy, _ := ps.srv.accounts.Lookup(t.Context(), "ivy")
+	ps.srv.accounts.SetDisabled(t.Context(), ivy, true)
+	ps.srv.accounts.Add(t.Context(), "jo", "jo-password", nil)
+	jo, _ := ps.srv.accounts.Lookup(t.Context(), "jo")
+	ps.srv.accounts.SetDisabled(t.Context(), jo, true)
+	if res, body := post("jo", "guess"); res.StatusCode != 401 || strings.Contains(body, "disabled") {
+		t.Errorf("a wrong password for a disabled account: %d, and the page tells it is disabled: %v", res.StatusCode, strings.Contains(body, "disabled"))
+	}
+	if res, body := post("jo", "jo-password"); res.StatusCode != 403 || !strings.Contains(body, "This account is disabled.") {
+		t.Errorf("the right password for a disabled account: %d", res.StatusCode)
+	}
+}
+
+func TestNotice(t *testing.T) {
+	for _, tt := range []struct{ query, want string }{
+		{"done=signed-out", "Signed out of that session."},
+		{"done=signed-out-others&n=3", "Signed out of every other session (3)."},
+		{"done=signed-out-others", "Signed out of every other session."},
+		{"done=signed-out-others&n=-1", "Signed out of every other session."},
+		{"done=signed-out-others&n=<b>", "Signed out of every other session."},
+		{"done=You+won+a+prize", ""},
+		{"", ""},
+	} {
+		q, _ := url.ParseQuery(tt.query)
+		if got := notice(q); got != tt.want {
+			t.Errorf("notice(%q) = %q, want %q", tt.query, got, tt.want)
+		}
+	}
+}
+
+func TestAgo(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "just now"}, {-time.Minute, "just now"}, {59 * time.Second, "just now"},
+		{time.Minute, "1 minute ago"}, {59 * time.Minute, "59 minutes ago"},
+		{time.Hour, "1 hour ago"}, {47 * time.Hour, "47 hours ago"},
+		{48 * time.Hour, "2 days ago"}, {30 * 24 * time.Hour, "30 days ago"},
+	} {
+		if got := ago(now.Add(-tt.d), now); got != tt.want {
+			t.Errorf("ago(now - %v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+func TestFormPage(t *testing.T) {
+	for path, want := range map[string]string{
+		"/account/password":                    "/account",
+		"/account/sessions/abc/revoke":         "/account",
+		"/admin/users":                         "/admin",
+		"/admin/users/u_1/roles":               "/admin/users/u_1",
+		"/admin/users/u_1/sessions/abc/revoke": "/admin/users/u_1",
+		"/admin/users//roles":                  "/admin",
+	} {
+		if got := formPage(path); got != want {
+			t.Errorf("formPage(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestSplitRoles(t *testing.T) {
+	for in, want := range map[string][]string{
+		"editor, admin": {"editor", "admin"},
+		" a,b  c,,":     {"a", "b", "c"},
+		"":              {},
+		" , ":           {},
+	} {
+		if got := splitRoles(in); !slices.Equal(got, want) || got == nil {
+			t.Errorf("splitRoles(%q) = %#v, want %#v", in, got, want)
+		}
+	}
+}
+
+// TestSessionRows: this device first, then the most recently active.
+func TestSessionRows(t *testing.T) {
+	now := time.Now()
+	s := &Server{cfg: Config{Now: func() time.Time { return now }}}
+	list := []*session.Session{
+		{ID: "old", LastSeenAt: now.Add(-3 * time.Hour), LastUserAgent: "curl/8.0"},
+		{ID: "recent", LastSeenAt: now.Add(-time.Minute)},
+		{ID: "me", LastSeenAt: now.Add(-2 * time.Hour)},
+	}
+	rows := s.sessionRows(list, "me")
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	if want := []string{"me", "recent", "old"}; !slices.Equal(ids, want) {
+		t.Errorf("order %v, want %v", ids, want)
+	}
+	if !rows[0].Current || rows[1].Current || rows[2].Device != "curl 8" || rows[1].LastActive != "1 minute ago" {
+		t.Errorf("rows %+v", rows)
+	}
+}
