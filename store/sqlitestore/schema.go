@@ -65,33 +65,34 @@ var migrations = []string{
 // transaction, so when several processes open a new file at once, one
 // creates the schema and the others, waiting for the write lock, then find
 // it done. It refuses a database whose schema is newer than this code.
+// Open runs it (through sqlitefile) and prefixes its errors.
 func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: see the writer DSN
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the writer pool's (see sqlitefile)
 	if err != nil {
-		return fmt.Errorf("sqlitestore: migrate: %w", err)
+		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback()
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("sqlitestore: read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	switch {
 	case version == len(migrations):
 		return nil
 	case version > len(migrations):
-		return fmt.Errorf("sqlitestore: database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
+		return fmt.Errorf("database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
 	}
 	for v := version; v < len(migrations); v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("sqlitestore: migrate schema to version %d: %w", v+1, err)
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
 	}
 	// PRAGMA takes no parameters; len(migrations) is a constant integer.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-		return fmt.Errorf("sqlitestore: write schema version: %w", err)
+		return fmt.Errorf("write schema version: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlitestore: migrate: %w", err)
+		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
 }

@@ -5,17 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/sessiond/sessiond/internal/sqlitefile"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -34,10 +31,6 @@ var ErrHashCollision = errors.New("sqlitestore: token hash collides with another
 
 // cacheEntries bounds the sessions a Store keeps in memory for ByHash.
 const cacheEntries = 100_000
-
-// busyTimeout is how long a connection waits for another connection or
-// process to release a lock before failing with SQLITE_BUSY.
-const busyTimeout = 5 * time.Second
 
 // Store is a session.Store backed by a SQLite database file. It is safe for
 // concurrent use, and several Stores, in one process or in several, may
@@ -73,20 +66,13 @@ type Store struct {
 // and its parent directory (mode 0700) if they do not exist, and creates or
 // upgrades its schema. Close the Store when done.
 func Open(path string) (*Store, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("sqlitestore: %w", err)
-	}
-	_, err = os.Stat(abs)
-	st := &Store{path: abs}
-	if err := st.open(errors.Is(err, os.ErrNotExist)); err != nil {
+	st := &Store{}
+	if err := st.open(path); err != nil {
 		st.Close()
-		return nil, err
+		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	if st.cache, err = openCache(abs+"-epoch", cacheEntries); err != nil {
+	var err error
+	if st.cache, err = openCache(st.path+"-epoch", cacheEntries); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -95,24 +81,6 @@ func Open(path string) (*Store, error) {
 	st.toucherDone = make(chan struct{})
 	go st.toucher()
 	return st, nil
-}
-
-// retryBusy calls f until it returns something other than SQLITE_BUSY,
-// for at most busyTimeout. SQLite's busy handler does not cover every
-// case: when several connections open a new file at once, the switch from
-// the rollback journal to WAL can fail with SQLITE_BUSY at once, because
-// waiting could deadlock. Retrying the whole step from the start (a new
-// connection, a new transaction) resolves it.
-func retryBusy(f func() error) error {
-	deadline := time.Now().Add(busyTimeout)
-	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		err := f()
-		var e *sqlite.Error
-		if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		time.Sleep(wait)
-	}
 }
 
 // pageSize is the page size of a database file that Open creates: 16 KiB,
@@ -127,43 +95,6 @@ func retryBusy(f func() error) error {
 // writes up to 48 KiB instead of 12 KiB. Its time is the fsync's either
 // way; we saw no difference beyond the noise of our measurements.
 const pageSize = 16384
-
-// setup makes a new file private, switches the database to WAL mode (a
-// setting kept in the file) and brings its schema up to date.
-func setup(ctx context.Context, w *sql.DB, path string, isNew bool) error {
-	c, err := w.Conn(ctx) // opens, and if need be creates, the file
-	if err != nil {
-		return fmt.Errorf("sqlitestore: open: %w", err)
-	}
-	defer c.Close()
-	if isNew {
-		// SQLite creates the file with mode 0644 less the umask. Tighten
-		// it before anything is written to it; SQLite then gives the -wal
-		// and -shm files the same mode. (Creating the file ourselves would
-		// mean closing a descriptor of it, which drops the locks any other
-		// connection in this process may already hold on it.)
-		if err := os.Chmod(path, 0o600); err != nil {
-			return fmt.Errorf("sqlitestore: %w", err)
-		}
-	}
-	// The page size of a file is fixed when its first page is written,
-	// which the switch to WAL mode below does for a new file; for an
-	// existing file this does nothing.
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d", pageSize)); err != nil {
-		return fmt.Errorf("sqlitestore: set page size: %w", err)
-	}
-	var mode string
-	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-		return fmt.Errorf("sqlitestore: enable WAL mode: %w", err)
-	}
-	if mode != "wal" {
-		return fmt.Errorf("sqlitestore: cannot enable WAL mode (the journal mode stays %q): is the file on a filesystem that supports shared memory?", mode)
-	}
-	if err := c.Close(); err != nil { // give the connection back for migrate
-		return fmt.Errorf("sqlitestore: open: %w", err)
-	}
-	return migrate(ctx, w)
-}
 
 // mmapSize is how much of the database file each read connection maps
 // into memory (PRAGMA mmap_size), on 64-bit platforms: 1 GiB, about two
@@ -192,79 +123,41 @@ func setup(ctx context.Context, w *sql.DB, path string, isNew bool) error {
 // connection) would crowd the address space, so there is none.
 const mmapSize = 1 << 30
 
-// dsn returns the modernc.org/sqlite data source name for the file at abs
-// with query parameters q. A file: URI with an escaped path keeps any '?'
-// or '#' in the path from being read as the start of the parameters.
-func dsn(abs string, q url.Values) string {
-	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
-	return u.String()
-}
-
-// open opens the connection pools, sets the file up and prepares the
-// statements. isNew says the file did not exist before Open.
-func (st *Store) open(isNew bool) error {
-	pragmas := func(extra ...string) url.Values {
-		q := url.Values{}
-		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-		q.Add("_pragma", "synchronous(FULL)")
-		for _, p := range extra {
-			q.Add("_pragma", p)
-		}
-		return q
+// open opens the database file through sqlitefile, with this package's
+// schema, page size, memory-mapped readers and number of readers, and
+// prepares the statements.
+func (st *Store) open(path string) error {
+	o := sqlitefile.Options{
+		Migrate:  migrate,
+		PageSize: pageSize,
+		// Reads are CPU-bound once the pages are cached, and
+		// modernc.org/sqlite runs them on Go threads, so a few connections
+		// per CPU keep the CPUs busy; each connection has its own page
+		// cache, so not many more.
+		Readers: max(4, 2*runtime.GOMAXPROCS(0)),
 	}
-
-	wq := pragmas()
-	wq.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite", dsn(st.path, wq))
+	if strconv.IntSize == 64 {
+		o.ReaderMmapSize = mmapSize
+	}
+	db, err := sqlitefile.Open(path, o)
 	if err != nil {
-		return fmt.Errorf("sqlitestore: %w", err)
-	}
-	st.w = w
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-
-	ctx := context.Background()
-	if err := retryBusy(func() error { return setup(ctx, w, st.path, isNew) }); err != nil {
 		return err
 	}
-
-	readerPragmas := []string{"query_only(1)"}
-	if strconv.IntSize == 64 {
-		readerPragmas = append(readerPragmas, fmt.Sprintf("mmap_size(%d)", mmapSize))
-	}
-	r, err := sql.Open("sqlite", dsn(st.path, pragmas(readerPragmas...)))
-	if err != nil {
-		return fmt.Errorf("sqlitestore: %w", err)
-	}
-	st.r = r
-	// Reads are CPU-bound once the pages are cached, and modernc.org/sqlite
-	// runs them on Go threads, so a few connections per CPU keep the CPUs
-	// busy; each connection has its own page cache, so not many more.
-	readers := max(4, 2*runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(readers)
-	r.SetMaxIdleConns(readers)
-	r.SetConnMaxLifetime(0)
-	r.SetConnMaxIdleTime(0)
-
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		db   *sql.DB
-		sql  string
-	}{
-		{&st.byHash, r, sqlByHash}, {&st.byID, r, sqlByID}, {&st.listByUser, r, sqlListByUser},
-		{&st.exists, w, sqlExists}, {&st.live, w, sqlLive},
-		{&st.insert, w, sqlInsert}, {&st.update, w, sqlUpdate}, {&st.touch, w, sqlTouch},
-		{&st.deleteID, w, sqlDeleteID}, {&st.deleteByUser, w, sqlDeleteByUser}, {&st.deleteExpired, w, sqlDeleteExpired},
-	} {
-		stmt, err := p.db.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("sqlitestore: prepare %q: %w", p.sql, err)
-		}
-		*p.stmt = stmt
-	}
-	return nil
+	st.path, st.w, st.r = db.Path, db.W, db.R
+	r, w := st.r, st.w
+	return sqlitefile.Prepare(context.Background(),
+		sqlitefile.Stmt{Dst: &st.byHash, DB: r, SQL: sqlByHash},
+		sqlitefile.Stmt{Dst: &st.byID, DB: r, SQL: sqlByID},
+		sqlitefile.Stmt{Dst: &st.listByUser, DB: r, SQL: sqlListByUser},
+		sqlitefile.Stmt{Dst: &st.exists, DB: w, SQL: sqlExists},
+		sqlitefile.Stmt{Dst: &st.live, DB: w, SQL: sqlLive},
+		sqlitefile.Stmt{Dst: &st.insert, DB: w, SQL: sqlInsert},
+		sqlitefile.Stmt{Dst: &st.update, DB: w, SQL: sqlUpdate},
+		sqlitefile.Stmt{Dst: &st.touch, DB: w, SQL: sqlTouch},
+		sqlitefile.Stmt{Dst: &st.deleteID, DB: w, SQL: sqlDeleteID},
+		sqlitefile.Stmt{Dst: &st.deleteByUser, DB: w, SQL: sqlDeleteByUser},
+		sqlitefile.Stmt{Dst: &st.deleteExpired, DB: w, SQL: sqlDeleteExpired},
+	)
 }
 
 // The statements a Store prepares. Positional parameters ?1 and ?2 are
@@ -409,8 +302,7 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 // key's uniqueness failing, and err otherwise. The primary key is
 // hash_key; a duplicate ID fails the UNIQUE constraint on id instead.
 func keyError(err error) error {
-	var e *sqlite.Error
-	if errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+	if sqlitefile.IsExtendedCode(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
 		return fmt.Errorf("%w: %w", ErrHashCollision, err)
 	}
 	return err

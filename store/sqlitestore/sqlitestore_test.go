@@ -145,19 +145,17 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 }
 
-func TestOpenCreatesPrivateFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state", "sessiond")
-	path := filepath.Join(dir, "sessions.db")
-	st := openAt(t, path)
-	mustCreate(t, st, newSession(randID()))
-	for name, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600} {
-		fi, err := os.Stat(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fi.Mode().Perm(); got != want {
-			t.Errorf("mode of %s: got %v, want %v", name, got, want)
-		}
+// TestEpochFilePrivate checks the mode of the file of cache counters that
+// Open creates beside the database. (sqlitefile's tests check the
+// database's own files and directory.)
+func TestEpochFilePrivate(t *testing.T) {
+	st := openTemp(t)
+	fi, err := os.Stat(st.path + "-epoch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("mode of %s-epoch: got %v, want 0600", st.path, got)
 	}
 }
 
@@ -471,49 +469,36 @@ func TestHashCollision(t *testing.T) {
 	}
 }
 
-// TestPragmas checks the settings durability and sharing depend on, the
-// page size of a new file, and that only the readers map the file (on
-// 64-bit platforms), on every connection of both pools.
+// TestPragmas checks this package's own settings of the file, the
+// options it gives sqlitefile: the page size of a new file, and that only
+// the readers map the file (on 64-bit platforms). sqlitefile's tests check
+// that options reach every connection, and the settings every file gets
+// (WAL, synchronous=FULL, busy_timeout, read-only readers, IMMEDIATE
+// writes).
 func TestPragmas(t *testing.T) {
 	st := openTemp(t)
-	readerMmap := "0"
+	readerMmap := 0
 	if strconv.IntSize == 64 {
-		readerMmap = strconv.Itoa(mmapSize)
+		readerMmap = mmapSize
 	}
-	for pool, db := range map[string]*sql.DB{"writer": st.w, "reader": st.r} {
-		want := map[string]string{
-			"journal_mode": "wal", "synchronous": "2", "busy_timeout": "5000",
-			"page_size": strconv.Itoa(pageSize), "mmap_size": "0",
-		}
-		if pool == "reader" {
-			want["mmap_size"] = readerMmap
-		}
-		// Hold several connections at once so that each is checked.
-		var conns []*sql.Conn
-		for range 3 {
-			c, err := db.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conns = append(conns, c)
-			for pragma, v := range want {
-				var got string
-				if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
-					t.Fatal(err)
-				}
-				if got != v {
-					t.Errorf("%s pool: PRAGMA %s is %s, want %s", pool, pragma, got, v)
-				}
-			}
-			if pool == "writer" {
-				break // it has one connection
-			}
-		}
-		for _, c := range conns {
-			c.Close()
-		}
+	tests := []struct {
+		pool   string
+		db     *sql.DB
+		pragma string
+		want   int
+	}{
+		{"writer", st.w, "page_size", pageSize},
+		{"reader", st.r, "page_size", pageSize},
+		{"writer", st.w, "mmap_size", 0},
+		{"reader", st.r, "mmap_size", readerMmap},
 	}
-	if _, err := st.r.ExecContext(ctx, "DELETE FROM sessions"); err == nil {
-		t.Errorf("the reader pool can write")
+	for _, tt := range tests {
+		var got int
+		if err := tt.db.QueryRowContext(ctx, "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("%s pool: PRAGMA %s is %d, want %d", tt.pool, tt.pragma, got, tt.want)
+		}
 	}
 }

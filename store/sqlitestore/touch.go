@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/sqlitefile"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -65,7 +66,7 @@ func (st *Store) toucher() {
 // or, if the transaction fails, its error for all of them.
 func (st *Store) writeTouches(group []*touchReq) []error {
 	errs := make([]error, len(group))
-	err := retryBusy(func() error {
+	err := sqlitefile.RetryBusy(func() error {
 		// The group outlives any one caller's request, so no caller's
 		// context bounds it; busy_timeout bounds the wait for the lock.
 		ctx := context.Background()

@@ -15,10 +15,10 @@
 //
 // # Durability and sharing
 //
-// The settings are the session store's: WAL mode, synchronous=FULL (a
-// commit is synced to stable storage before Create, Update or Append
-// returns), a five-second busy_timeout, and write transactions that begin
-// IMMEDIATE. Several DBs, in one process or in several, may share a file;
+// The settings are the session store's, because both packages open the
+// file through internal/sqlitefile: WAL mode, synchronous=FULL (a commit
+// is synced to stable storage before Create, Update or Append returns), a
+// five-second busy_timeout, and write transactions that begin IMMEDIATE. Several DBs, in one process or in several, may share a file;
 // each sees the others' commits at its next read. The file must be on a
 // local filesystem (see store/sqlitestore for why).
 //

@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"runtime"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/sqlitefile"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -45,68 +44,37 @@ type DB struct {
 // upgrades this package's tables in it. The file may be the one
 // store/sqlitestore keeps sessions in. Close the DB when done.
 func Open(path string) (*DB, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("sqliteusers: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("sqliteusers: %w", err)
-	}
-	_, err = os.Stat(abs)
-	db := &DB{path: abs}
-	if err := db.open(errors.Is(err, os.ErrNotExist)); err != nil {
+	db := &DB{}
+	if err := db.open(path); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("sqliteusers: %w", err)
 	}
 	return db, nil
 }
 
-// open opens the connection pools, sets the file up and prepares the
-// statements. isNew says the file did not exist before Open.
-func (db *DB) open(isNew bool) error {
-	w, err := sql.Open("sqlite", dsn(db.path, true))
+// open opens the database file through sqlitefile, with this package's
+// schema and number of readers, and prepares the statements.
+func (db *DB) open(path string) error {
+	f, err := sqlitefile.Open(path, sqlitefile.Options{
+		Migrate: migrate,
+		// Account lookups are few next to session lookups (a login is
+		// bounded by password hashing), so a few readers suffice.
+		Readers: max(2, runtime.GOMAXPROCS(0)),
+	})
 	if err != nil {
-		return fmt.Errorf("sqliteusers: %w", err)
-	}
-	db.w = w
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-
-	ctx := context.Background()
-	if err := retryBusy(func() error { return setup(ctx, w, db.path, isNew) }); err != nil {
 		return err
 	}
-
-	r, err := sql.Open("sqlite", dsn(db.path, false, "query_only(1)"))
-	if err != nil {
-		return fmt.Errorf("sqliteusers: %w", err)
-	}
-	db.r = r
-	// Account lookups are few next to session lookups (a login is bounded
-	// by password hashing), so a few readers suffice.
-	readers := max(2, runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(readers)
-	r.SetMaxIdleConns(readers)
-	r.SetConnMaxLifetime(0)
-	r.SetConnMaxIdleTime(0)
-
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		db   *sql.DB
-		sql  string
-	}{
-		{&db.byID, r, sqlByID}, {&db.byUsername, r, sqlByUsername}, {&db.list, r, sqlList}, {&db.count, r, sqlCount},
-		{&db.insert, w, sqlInsert}, {&db.update, w, sqlUpdate}, {&db.appendEvent, w, sqlAppend},
-	} {
-		stmt, err := p.db.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("sqliteusers: prepare %q: %w", p.sql, err)
-		}
-		*p.stmt = stmt
-	}
-	return nil
+	db.path, db.w, db.r = f.Path, f.W, f.R
+	r, w := db.r, db.w
+	return sqlitefile.Prepare(context.Background(),
+		sqlitefile.Stmt{Dst: &db.byID, DB: r, SQL: sqlByID},
+		sqlitefile.Stmt{Dst: &db.byUsername, DB: r, SQL: sqlByUsername},
+		sqlitefile.Stmt{Dst: &db.list, DB: r, SQL: sqlList},
+		sqlitefile.Stmt{Dst: &db.count, DB: r, SQL: sqlCount},
+		sqlitefile.Stmt{Dst: &db.insert, DB: w, SQL: sqlInsert},
+		sqlitefile.Stmt{Dst: &db.update, DB: w, SQL: sqlUpdate},
+		sqlitefile.Stmt{Dst: &db.appendEvent, DB: w, SQL: sqlAppend},
+	)
 }
 
 // userColumns lists the stored fields of a user in the order scanUser
@@ -198,7 +166,7 @@ func (db *DB) Update(ctx context.Context, u *users.User) error {
 // broke the UNIQUE constraint, which the table has on username alone (the
 // ID, its primary key, fails with SQLITE_CONSTRAINT_PRIMARYKEY instead).
 func writeErr(op string, err error) error {
-	if isExtendedCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+	if sqlitefile.IsExtendedCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
 		return users.ErrExists
 	}
 	return fmt.Errorf("sqliteusers: %s: %w", op, err)

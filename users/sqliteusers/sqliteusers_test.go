@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/sqlitefile"
 	"github.com/sessiond/sessiond/users/directorytest"
 )
 
@@ -119,43 +119,11 @@ func TestTimeRange(t *testing.T) {
 	}
 }
 
-// TestConcurrentOpen opens a new file from several handles at once: the
-// schema must be created exactly once, without errors.
-func TestConcurrentOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "new", "sessiond.db")
-	const n = 8
-	dbs := make([]*DB, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { dbs[i], errs[i] = Open(path) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open %d: %v", i, err)
-			continue
-		}
-		defer dbs[i].Close()
-	}
-	if t.Failed() {
-		return
-	}
-	u := directorytest.NewUser("alice")
-	directorytest.MustCreate(t, dbs[0], u)
-	if _, err := dbs[n-1].ByID(ctx, u.ID); err != nil {
-		t.Errorf("ByID through another handle: %v", err)
-	}
-	if v := schemaVersion(t, path); v != len(migrations) {
-		t.Errorf("schema version: got %d, want %d", v, len(migrations))
-	}
-}
-
 // rawDB opens path with no settings of this package, for tests to look at
 // or tamper with the file.
 func rawDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", dsn(path, false))
+	db, err := sql.Open("sqlite", sqlitefile.DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,72 +150,6 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if db, err := Open(path); err == nil {
 		db.Close()
 		t.Fatal("Open of a database with a newer schema succeeded, want an error")
-	}
-}
-
-func TestOpenCreatesPrivateFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state", "sessiond")
-	path := filepath.Join(dir, "sessiond.db")
-	db := openAt(t, path)
-	directorytest.MustCreate(t, db, directorytest.NewUser("alice"))
-	for name, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600} {
-		fi, err := os.Stat(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fi.Mode().Perm(); got != want {
-			t.Errorf("mode of %s: got %v, want %v", name, got, want)
-		}
-	}
-}
-
-// TestPragmas checks the settings durability and sharing depend on, on
-// every connection of both pools.
-func TestPragmas(t *testing.T) {
-	db := openTemp(t)
-	want := map[string]string{"journal_mode": "wal", "synchronous": "2", "busy_timeout": "5000"}
-	for pool, p := range map[string]*sql.DB{"writer": db.w, "reader": db.r} {
-		// Hold several connections at once so that each is checked.
-		var conns []*sql.Conn
-		for range 2 {
-			c, err := p.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conns = append(conns, c)
-			for pragma, v := range want {
-				var got string
-				if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
-					t.Fatal(err)
-				}
-				if got != v {
-					t.Errorf("%s pool: PRAGMA %s is %s, want %s", pool, pragma, got, v)
-				}
-			}
-			if pool == "writer" {
-				break // it has one connection
-			}
-		}
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	if _, err := db.r.ExecContext(ctx, "DELETE FROM users"); err == nil {
-		t.Errorf("the reader pool can write")
-	}
-	// Write transactions take the write lock at BEGIN: a second writer
-	// through another handle waits rather than failing to upgrade later.
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	other := rawDB(t, db.path)
-	if _, err := other.Exec("PRAGMA busy_timeout = 0"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Exec("INSERT INTO audit_events (type, user_id, username, session_id, actor, reason, ip, user_agent) VALUES ('x', '', '', '', '', '', '', '')"); err == nil {
-		t.Errorf("a write through another connection succeeded while a transaction of the writer pool was open: it did not BEGIN IMMEDIATE")
 	}
 }
 
