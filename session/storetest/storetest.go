@@ -7,6 +7,9 @@
 // It uses the wall clock, because stores enforce expiry by their own clock,
 // and random user IDs, so stores that share one backend across tests do
 // not see each other's sessions.
+//
+// It also exports the few helpers the stores' own tests share (NewSession,
+// NewID, NewHash, MustCreate).
 package storetest
 
 import (
@@ -67,27 +70,28 @@ func Run(t *testing.T, h Harness) {
 
 var ctx = context.Background()
 
-// randID returns a random string for IDs and user IDs.
-func randID() string {
+// NewID returns a random string for session IDs and user IDs.
+func NewID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func randHash() session.Hash {
+// NewHash returns a random token hash.
+func NewHash() session.Hash {
 	var b [32]byte
 	rand.Read(b[:])
 	return sha256.Sum256(b[:])
 }
 
-// newSession returns a session for userID, live for an hour, with every
-// field set. Times are whole microseconds, the finest resolution a store
+// NewSession returns a session for userID with a fresh ID and token hash,
+// live for an hour, with every field set. Times are whole microseconds, the finest resolution a store
 // must keep.
-func newSession(userID string) *session.Session {
+func NewSession(userID string) *session.Session {
 	now := time.Now().Truncate(time.Microsecond)
 	return &session.Session{
-		ID:               randID(),
-		TokenHash:        randHash(),
+		ID:               NewID(),
+		TokenHash:        NewHash(),
 		UserID:           userID,
 		Roles:            []string{"admin", "ops"},
 		CreatedAt:        now,
@@ -105,7 +109,8 @@ func newSession(userID string) *session.Session {
 	}
 }
 
-func mustCreate(t *testing.T, st session.Store, s *session.Session) {
+// MustCreate stores s without a limit and fails the test on an error.
+func MustCreate(t testing.TB, st session.Store, s *session.Session) {
 	t.Helper()
 	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
 		t.Fatalf("Create: %v", err)
@@ -150,9 +155,9 @@ func sameSession(got, want *session.Session) string {
 
 func testRoundTrip(t *testing.T, h Harness) {
 	st := h.New(t)
-	s := newSession(randID())
+	s := NewSession(NewID())
 	s.Remember = true
-	mustCreate(t, st, s)
+	MustCreate(t, st, s)
 
 	byHash, err := st.ByHash(ctx, s.TokenHash)
 	if err != nil {
@@ -169,9 +174,9 @@ func testRoundTrip(t *testing.T, h Harness) {
 		t.Errorf("ByID returned a different session: %s", d)
 	}
 
-	bare := newSession(randID())
+	bare := NewSession(NewID())
 	bare.Roles, bare.Data = nil, nil
-	mustCreate(t, st, bare)
+	MustCreate(t, st, bare)
 	got, err := st.ByID(ctx, bare.ID)
 	if err != nil {
 		t.Fatalf("ByID: %v", err)
@@ -183,26 +188,26 @@ func testRoundTrip(t *testing.T, h Harness) {
 
 func testNotFound(t *testing.T, h Harness) {
 	st := h.New(t)
-	if _, err := st.ByHash(ctx, randHash()); !errors.Is(err, session.ErrNotFound) {
+	if _, err := st.ByHash(ctx, NewHash()); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("ByHash(unknown): got %v, want ErrNotFound", err)
 	}
-	if _, err := st.ByID(ctx, randID()); !errors.Is(err, session.ErrNotFound) {
+	if _, err := st.ByID(ctx, NewID()); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("ByID(unknown): got %v, want ErrNotFound", err)
 	}
-	if err := st.Delete(ctx, randID()); !errors.Is(err, session.ErrNotFound) {
+	if err := st.Delete(ctx, NewID()); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("Delete(unknown): got %v, want ErrNotFound", err)
 	}
-	if err := st.Update(ctx, newSession(randID())); !errors.Is(err, session.ErrNotFound) {
+	if err := st.Update(ctx, NewSession(NewID())); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("Update(unknown): got %v, want ErrNotFound", err)
 	}
-	if err := st.Touch(ctx, randID(), session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Hour)}); !errors.Is(err, session.ErrNotFound) {
+	if err := st.Touch(ctx, NewID(), session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Hour)}); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("Touch(unknown): got %v, want ErrNotFound", err)
 	}
-	if got, err := st.ListByUser(ctx, randID()); err != nil || len(got) != 0 {
+	if got, err := st.ListByUser(ctx, NewID()); err != nil || len(got) != 0 {
 		t.Errorf("ListByUser(unknown user): got %d sessions, %v; want none", len(got), err)
 	}
-	s := newSession(randID())
-	mustCreate(t, st, s)
+	s := NewSession(NewID())
+	MustCreate(t, st, s)
 	if err := st.Delete(ctx, s.ID); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -213,15 +218,15 @@ func testNotFound(t *testing.T, h Harness) {
 
 func testExpiryOnRead(t *testing.T, h Harness) {
 	st := h.New(t)
-	user := randID()
-	idle := newSession(user)
+	user := NewID()
+	idle := NewSession(user)
 	idle.IdleDeadline = time.Now().Add(-time.Second)
-	absolute := newSession(user)
+	absolute := NewSession(user)
 	absolute.AbsoluteDeadline = time.Now().Add(-time.Second)
-	soon := newSession(user)
+	soon := NewSession(user)
 	soon.IdleDeadline = time.Now().Add(300 * time.Millisecond)
 	for _, s := range []*session.Session{idle, absolute, soon} {
-		mustCreate(t, st, s)
+		MustCreate(t, st, s)
 	}
 	for name, s := range map[string]*session.Session{"idle": idle, "absolute": absolute} {
 		if _, err := st.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
@@ -248,8 +253,8 @@ func testExpiryOnRead(t *testing.T, h Harness) {
 
 func testCompareAndSwap(t *testing.T, h Harness) {
 	st := h.New(t)
-	s := newSession(randID())
-	mustCreate(t, st, s)
+	s := NewSession(NewID())
+	MustCreate(t, st, s)
 
 	a, _ := st.ByID(ctx, s.ID)
 	b, _ := st.ByID(ctx, s.ID)
@@ -295,9 +300,9 @@ func testCompareAndSwap(t *testing.T, h Harness) {
 
 func testConcurrentUpdates(t *testing.T, h Harness) {
 	st := h.New(t)
-	s := newSession(randID())
+	s := NewSession(NewID())
 	s.Data = []byte(`0`)
-	mustCreate(t, st, s)
+	MustCreate(t, st, s)
 	const writers = 20
 	var wg sync.WaitGroup
 	for range writers {
@@ -334,8 +339,8 @@ func testConcurrentUpdates(t *testing.T, h Harness) {
 
 func testTouch(t *testing.T, h Harness) {
 	st := h.New(t)
-	s := newSession(randID())
-	mustCreate(t, st, s)
+	s := NewSession(NewID())
+	MustCreate(t, st, s)
 	later := s.LastSeenAt.Add(time.Minute)
 	touch := session.TouchInfo{At: later, IP: "198.51.100.7", UserAgent: "curl/8", IdleDeadline: later.Add(30 * time.Minute)}
 	if err := st.Touch(ctx, s.ID, touch); err != nil {
@@ -376,16 +381,16 @@ func testTouch(t *testing.T, h Harness) {
 
 func testByUser(t *testing.T, h Harness) {
 	st := h.New(t)
-	alice, bob := randID(), randID()
+	alice, bob := NewID(), NewID()
 	var mine []*session.Session
 	for i := range 3 {
-		s := newSession(alice)
+		s := NewSession(alice)
 		s.CreatedAt = s.CreatedAt.Add(time.Duration(i) * time.Second)
-		mustCreate(t, st, s)
+		MustCreate(t, st, s)
 		mine = append(mine, s)
 	}
-	other := newSession(bob)
-	mustCreate(t, st, other)
+	other := NewSession(bob)
+	MustCreate(t, st, other)
 
 	list, err := st.ListByUser(ctx, alice)
 	if err != nil {
@@ -435,14 +440,14 @@ func testByUser(t *testing.T, h Harness) {
 
 func testLimit(t *testing.T, h Harness) {
 	st := h.New(t)
-	user := randID()
+	user := NewID()
 	lim := session.Limit{Max: 3}
-	expired := newSession(user)
+	expired := NewSession(user)
 	expired.IdleDeadline = time.Now().Add(-time.Second)
-	mustCreate(t, st, expired) // does not count towards the limit
+	MustCreate(t, st, expired) // does not count towards the limit
 	var made []*session.Session
 	for i := range 3 {
-		s := newSession(user)
+		s := NewSession(user)
 		s.CreatedAt = s.CreatedAt.Add(time.Duration(i) * time.Second)
 		evicted, err := st.Create(ctx, s, lim)
 		if err != nil || len(evicted) != 0 {
@@ -450,7 +455,7 @@ func testLimit(t *testing.T, h Harness) {
 		}
 		made = append(made, s)
 	}
-	next := newSession(user)
+	next := NewSession(user)
 	next.CreatedAt = next.CreatedAt.Add(time.Hour)
 	if _, err := st.Create(ctx, next, session.Limit{Max: 3, Reject: true}); !errors.Is(err, session.ErrTooManySessions) {
 		t.Fatalf("Create at the limit with Reject: got %v, want ErrTooManySessions", err)
@@ -478,12 +483,12 @@ func testLimitConcurrent(t *testing.T, h Harness) {
 	for _, reject := range []bool{false, true} {
 		t.Run(fmt.Sprintf("Reject=%v", reject), func(t *testing.T) {
 			st := h.New(t)
-			user := randID()
+			user := NewID()
 			var wg sync.WaitGroup
 			errs := make(chan error, creates)
 			for range creates {
 				wg.Go(func() {
-					_, err := st.Create(ctx, newSession(user), session.Limit{Max: max, Reject: reject})
+					_, err := st.Create(ctx, NewSession(user), session.Limit{Max: max, Reject: reject})
 					errs <- err
 				})
 			}
@@ -514,10 +519,10 @@ func testLimitConcurrent(t *testing.T, h Harness) {
 
 func testRotation(t *testing.T, h Harness) {
 	st := h.New(t)
-	s := newSession(randID())
-	mustCreate(t, st, s)
+	s := NewSession(NewID())
+	MustCreate(t, st, s)
 	old := s.TokenHash
-	s.PrevTokenHash, s.TokenHash = old, randHash()
+	s.PrevTokenHash, s.TokenHash = old, NewHash()
 	if err := st.Update(ctx, s); err != nil {
 		t.Fatalf("Update (rotate with grace): %v", err)
 	}
@@ -530,7 +535,7 @@ func testRotation(t *testing.T, h Harness) {
 			t.Errorf("ByHash(%s token) returned %s with hashes %x/%x", name, got.ID, got.TokenHash, got.PrevTokenHash)
 		}
 	}
-	s.PrevTokenHash, s.TokenHash = session.Hash{}, randHash()
+	s.PrevTokenHash, s.TokenHash = session.Hash{}, NewHash()
 	if err := st.Update(ctx, s); err != nil {
 		t.Fatalf("Update (rotate, old token dead): %v", err)
 	}
@@ -548,12 +553,12 @@ func testSweep(t *testing.T, h Harness) {
 	if !ok {
 		t.Skip("store expires sessions by itself (no Sweeper)")
 	}
-	user := randID()
-	expired := newSession(user)
+	user := NewID()
+	expired := NewSession(user)
 	expired.AbsoluteDeadline = time.Now().Add(-time.Minute)
-	live := newSession(user)
-	mustCreate(t, st, expired)
-	mustCreate(t, st, live)
+	live := NewSession(user)
+	MustCreate(t, st, expired)
+	MustCreate(t, st, live)
 	gone, err := sw.DeleteExpired(ctx, time.Now(), 1000)
 	if err != nil {
 		t.Fatalf("DeleteExpired: %v", err)
@@ -584,7 +589,7 @@ func testNoTokenStored(t *testing.T, h Harness) {
 	}
 	var tokens []string
 	for range 20 {
-		s, token, err := m.Create(ctx, session.Login{UserID: randID(), Client: session.Client{IP: "192.0.2.1", UserAgent: "test"}})
+		s, token, err := m.Create(ctx, session.Login{UserID: NewID(), Client: session.Client{IP: "192.0.2.1", UserAgent: "test"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -618,9 +623,9 @@ func shared(t *testing.T, h Harness) (session.Store, session.Store) {
 
 func testSharedBackend(t *testing.T, h Harness) {
 	a, b := shared(t, h)
-	user := randID()
-	s := newSession(user)
-	mustCreate(t, a, s)
+	user := NewID()
+	s := NewSession(user)
+	MustCreate(t, a, s)
 	for range 2 { // the second read may come from a cache
 		if got, err := b.ByHash(ctx, s.TokenHash); err != nil || got.ID != s.ID {
 			t.Fatalf("the other handle does not see a new session: %v", err)
@@ -639,7 +644,7 @@ func testSharedBackend(t *testing.T, h Harness) {
 
 	old := s.TokenHash
 	cur, _ := b.ByID(ctx, s.ID)
-	cur.TokenHash = randHash()
+	cur.TokenHash = NewHash()
 	if err := b.Update(ctx, cur); err != nil {
 		t.Fatalf("rotation on the other handle: %v", err)
 	}
@@ -656,9 +661,9 @@ func testSharedBackend(t *testing.T, h Harness) {
 		t.Errorf("a session deleted on the other handle still resolves: %v", err)
 	}
 
-	others := []*session.Session{newSession(user), newSession(user)}
+	others := []*session.Session{NewSession(user), NewSession(user)}
 	for _, o := range others {
-		mustCreate(t, b, o)
+		MustCreate(t, b, o)
 		a.ByHash(ctx, o.TokenHash)
 	}
 	if gone, err := a.DeleteByUser(ctx, user, ""); err != nil || len(gone) != 2 {
@@ -676,14 +681,14 @@ func testLimitAcrossHandles(t *testing.T, h Harness) {
 	a, b := shared(t, h)
 	for _, reject := range []bool{false, true} {
 		t.Run(fmt.Sprintf("Reject=%v", reject), func(t *testing.T) {
-			user := randID()
+			user := NewID()
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			ok := 0
 			for _, st := range []session.Store{a, b} {
 				for range perHandle {
 					wg.Go(func() {
-						_, err := st.Create(ctx, newSession(user), session.Limit{Max: max, Reject: reject})
+						_, err := st.Create(ctx, NewSession(user), session.Limit{Max: max, Reject: reject})
 						mu.Lock()
 						defer mu.Unlock()
 						switch {

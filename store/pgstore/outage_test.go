@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // proxy forwards TCP connections from a loopback address to the database,
@@ -134,8 +135,8 @@ func TestDatabaseDown(t *testing.T) {
 	base := testenv.PostgresSchema(t)
 	p := startProxy(t, base)
 	st := openAt(t, p.url(base))
-	s := newSession(randID())
-	mustCreate(t, st, s)
+	s := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, st, s)
 	if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
 		t.Fatalf("ByHash through the proxy: %v", err)
 	}
@@ -143,24 +144,24 @@ func TestDatabaseDown(t *testing.T) {
 	p.stop()
 	ops := map[string]func(context.Context) error{
 		"Create": func(ctx context.Context) error {
-			_, err := st.Create(ctx, newSession(s.UserID), session.Limit{})
+			_, err := st.Create(ctx, storetest.NewSession(s.UserID), session.Limit{})
 			return err
 		},
 		"Create with limit": func(ctx context.Context) error {
-			_, err := st.Create(ctx, newSession(s.UserID), session.Limit{Max: 3})
+			_, err := st.Create(ctx, storetest.NewSession(s.UserID), session.Limit{Max: 3})
 			return err
 		},
 		"ByHash":          func(ctx context.Context) error { _, err := st.ByHash(ctx, s.TokenHash); return err },
-		"ByHash(unknown)": func(ctx context.Context) error { _, err := st.ByHash(ctx, randHash()); return err },
+		"ByHash(unknown)": func(ctx context.Context) error { _, err := st.ByHash(ctx, storetest.NewHash()); return err },
 		"ByID":            func(ctx context.Context) error { _, err := st.ByID(ctx, s.ID); return err },
-		"ByID(unknown)":   func(ctx context.Context) error { _, err := st.ByID(ctx, randID()); return err },
+		"ByID(unknown)":   func(ctx context.Context) error { _, err := st.ByID(ctx, storetest.NewID()); return err },
 		"Update":          func(ctx context.Context) error { return st.Update(ctx, s.Clone()) },
 		"Touch": func(ctx context.Context) error {
 			return st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Hour)})
 		},
-		"Delete":       func(ctx context.Context) error { return st.Delete(ctx, randID()) },
+		"Delete":       func(ctx context.Context) error { return st.Delete(ctx, storetest.NewID()) },
 		"ListByUser":   func(ctx context.Context) error { _, err := st.ListByUser(ctx, s.UserID); return err },
-		"DeleteByUser": func(ctx context.Context) error { _, err := st.DeleteByUser(ctx, randID(), ""); return err },
+		"DeleteByUser": func(ctx context.Context) error { _, err := st.DeleteByUser(ctx, storetest.NewID(), ""); return err },
 		"DeleteExpired": func(ctx context.Context) error {
 			_, err := st.DeleteExpired(ctx, time.Now(), 10)
 			return err

@@ -3,9 +3,6 @@ package pgstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -124,47 +121,6 @@ func dump(t testing.TB, pool *pgxpool.Pool) []byte {
 	return out.Bytes()
 }
 
-func randID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randHash() session.Hash {
-	var b [32]byte
-	rand.Read(b[:])
-	return sha256.Sum256(b[:])
-}
-
-// newSession returns a session for userID, live for an hour.
-func newSession(userID string) *session.Session {
-	now := time.Now()
-	return &session.Session{
-		ID:               randID(),
-		TokenHash:        randHash(),
-		UserID:           userID,
-		Roles:            []string{"user"},
-		CreatedAt:        now,
-		AuthenticatedAt:  now,
-		RotatedAt:        now,
-		LastSeenAt:       now,
-		IdleDeadline:     now.Add(30 * time.Minute),
-		AbsoluteDeadline: now.Add(time.Hour),
-		CreatedIP:        "192.0.2.1",
-		CreatedUserAgent: "test",
-		LastIP:           "192.0.2.1",
-		LastUserAgent:    "test",
-		Version:          1,
-	}
-}
-
-func mustCreate(t testing.TB, st session.Store, s *session.Session) {
-	t.Helper()
-	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-}
-
 // TestConcurrentMigrations opens Stores on a new schema from several
 // goroutines at once: the schema must be created exactly once, without
 // errors.
@@ -188,8 +144,8 @@ func TestConcurrentMigrations(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	s := newSession(randID())
-	mustCreate(t, stores[0], s)
+	s := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, stores[0], s)
 	if _, err := stores[n-1].ByID(ctx, s.ID); err != nil {
 		t.Errorf("ByID through another Store: %v", err)
 	}
@@ -224,12 +180,12 @@ func TestNewerSchemaRefused(t *testing.T) {
 // survives, and that times far from now keep their order relative to it.
 func TestTimes(t *testing.T) {
 	st := openTemp(t)
-	s := newSession(randID())
+	s := storetest.NewSession(storetest.NewID())
 	s.CreatedAt = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 	s.AuthenticatedAt = time.Time{}
 	s.RotatedAt = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.AbsoluteDeadline = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	got, err := st.ByID(ctx, s.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -283,9 +239,9 @@ func TestCorruptRow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			user := randID()
-			s := newSession(user)
-			mustCreate(t, st, s)
+			user := storetest.NewID()
+			s := storetest.NewSession(user)
+			storetest.MustCreate(t, st, s)
 			if _, err := db.Exec(ctx, tt.damage, s.ID); err != nil {
 				t.Fatalf("damaging the row: %v", err)
 			}
@@ -306,12 +262,12 @@ func TestCorruptRow(t *testing.T) {
 	}
 
 	t.Run("swept", func(t *testing.T) {
-		user := randID()
+		user := storetest.NewID()
 		var expired []*session.Session
 		for range 3 {
-			s := newSession(user)
+			s := storetest.NewSession(user)
 			s.AbsoluteDeadline = time.Now().Add(-time.Minute)
-			mustCreate(t, st, s)
+			storetest.MustCreate(t, st, s)
 			expired = append(expired, s)
 		}
 		damaged := expired[1]
@@ -357,7 +313,7 @@ func TestConcurrentSweepers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range live {
-		mustCreate(t, stores[0], newSession(randID()))
+		storetest.MustCreate(t, stores[0], storetest.NewSession(storetest.NewID()))
 	}
 	var (
 		mu   sync.Mutex
@@ -407,9 +363,9 @@ func TestConcurrentSweepers(t *testing.T) {
 // the database's deletes nothing the database still counts live.
 func TestSweepUsesEarlierClock(t *testing.T) {
 	st := openTemp(t)
-	s := newSession(randID())
+	s := storetest.NewSession(storetest.NewID())
 	s.IdleDeadline = time.Now().Add(time.Minute)
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	gone, err := st.DeleteExpired(ctx, time.Now().Add(time.Hour), 100)
 	if err != nil || len(gone) != 0 {
 		t.Errorf("DeleteExpired an hour ahead: got %d sessions, %v; want none", len(gone), err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // crashDBEnv names the database file TestCrashChild writes to.
@@ -87,7 +88,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user := randID()
+	user := storetest.NewID()
 	for i := 0; time.Since(start) < time.Minute; i++ {
 		// Alternate the two ways Create commits: a single INSERT, and an
 		// IMMEDIATE transaction for a limit (high enough to evict nothing).
@@ -95,7 +96,7 @@ func TestCrashChild(t *testing.T) {
 		if i%2 == 1 {
 			lim.Max = 1 << 30
 		}
-		s := newSession(user)
+		s := storetest.NewSession(user)
 		if _, err := st.Create(ctx, s, lim); err != nil {
 			t.Fatal(err)
 		}

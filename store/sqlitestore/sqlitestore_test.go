@@ -2,10 +2,7 @@ package sqlitestore
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -75,47 +72,6 @@ func TestStore(t *testing.T) {
 	})
 }
 
-func randID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randHash() session.Hash {
-	var b [32]byte
-	rand.Read(b[:])
-	return sha256.Sum256(b[:])
-}
-
-// newSession returns a session for userID, live for an hour.
-func newSession(userID string) *session.Session {
-	now := time.Now()
-	return &session.Session{
-		ID:               randID(),
-		TokenHash:        randHash(),
-		UserID:           userID,
-		Roles:            []string{"user"},
-		CreatedAt:        now,
-		AuthenticatedAt:  now,
-		RotatedAt:        now,
-		LastSeenAt:       now,
-		IdleDeadline:     now.Add(30 * time.Minute),
-		AbsoluteDeadline: now.Add(time.Hour),
-		CreatedIP:        "192.0.2.1",
-		CreatedUserAgent: "test",
-		LastIP:           "192.0.2.1",
-		LastUserAgent:    "test",
-		Version:          1,
-	}
-}
-
-func mustCreate(t *testing.T, st session.Store, s *session.Session) {
-	t.Helper()
-	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-}
-
 // TestConcurrentOpen opens a new file from several handles at once: the
 // schema must be created exactly once, without errors.
 func TestConcurrentOpen(t *testing.T) {
@@ -138,8 +94,8 @@ func TestConcurrentOpen(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	s := newSession(randID())
-	mustCreate(t, stores[0], s)
+	s := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, stores[0], s)
 	if _, err := stores[n-1].ByID(ctx, s.ID); err != nil {
 		t.Errorf("ByID through another handle: %v", err)
 	}
@@ -165,10 +121,10 @@ func TestReopenKeepsSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSession(randID())
-	s.PrevTokenHash = randHash()
+	s := storetest.NewSession(storetest.NewID())
+	s.PrevTokenHash = storetest.NewHash()
 	s.Data = []byte(`{"k":"v"}`)
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -199,12 +155,12 @@ func TestNewerSchemaRefused(t *testing.T) {
 // order relative to now.
 func TestTimes(t *testing.T) {
 	st := openTemp(t)
-	s := newSession(randID())
+	s := storetest.NewSession(storetest.NewID())
 	s.CreatedAt = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 	s.AuthenticatedAt = time.Time{}
 	s.RotatedAt = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.AbsoluteDeadline = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	got, err := st.ByID(ctx, s.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -258,9 +214,9 @@ func TestCorruptRow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			user := randID()
-			s := newSession(user)
-			mustCreate(t, st, s)
+			user := storetest.NewID()
+			s := storetest.NewSession(user)
+			storetest.MustCreate(t, st, s)
 			if _, err := db.Exec(tt.damage, s.ID); err != nil {
 				t.Fatalf("damaging the row: %v", err)
 			}
@@ -281,9 +237,9 @@ func TestCorruptRow(t *testing.T) {
 	}
 
 	t.Run("swept", func(t *testing.T) {
-		s := newSession(randID())
+		s := storetest.NewSession(storetest.NewID())
 		s.AbsoluteDeadline = time.Now().Add(-time.Minute)
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 		if _, err := db.Exec(`UPDATE sessions SET roles = 'garbage' WHERE id = ?1`, s.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -424,15 +380,15 @@ func colliding(h session.Hash) session.Hash {
 // commits) and by Update, and that neither session is disturbed.
 func TestHashCollision(t *testing.T) {
 	st := openTemp(t)
-	first := newSession(randID())
-	mustCreate(t, st, first)
+	first := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, st, first)
 	clash := colliding(first.TokenHash)
 	if hashKey(clash) != hashKey(first.TokenHash) || clash == first.TokenHash {
 		t.Fatal("colliding does not collide")
 	}
 
 	for _, lim := range []session.Limit{{}, {Max: 10}} {
-		s := newSession(randID())
+		s := storetest.NewSession(storetest.NewID())
 		s.TokenHash = clash
 		if _, err := st.Create(ctx, s, lim); !errors.Is(err, ErrHashCollision) {
 			t.Errorf("Create with limit %d of a colliding hash: got %v, want ErrHashCollision", lim.Max, err)
@@ -443,8 +399,8 @@ func TestHashCollision(t *testing.T) {
 	}
 
 	// Rotating another session to the colliding hash fails the same way.
-	other := newSession(randID())
-	mustCreate(t, st, other)
+	other := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, st, other)
 	rotated := other.Clone()
 	rotated.PrevTokenHash, rotated.TokenHash = other.TokenHash, clash
 	if err := st.Update(ctx, rotated); !errors.Is(err, ErrHashCollision) {
@@ -462,7 +418,7 @@ func TestHashCollision(t *testing.T) {
 	}
 
 	// A duplicate ID is a different failure.
-	dup := newSession(randID())
+	dup := storetest.NewSession(storetest.NewID())
 	dup.ID = first.ID
 	if _, err := st.Create(ctx, dup, session.Limit{}); err == nil || errors.Is(err, ErrHashCollision) {
 		t.Errorf("Create with a duplicate ID: got %v, want an error other than ErrHashCollision", err)

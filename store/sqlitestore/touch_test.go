@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // TestTouchGroup queues touches behind another connection's write lock,
@@ -18,8 +19,8 @@ func TestTouchGroup(t *testing.T) {
 	const n = 40
 	ids := make([]string, n)
 	for i := range ids {
-		s := newSession("user-1")
-		mustCreate(t, st, s)
+		s := storetest.NewSession("user-1")
+		storetest.MustCreate(t, st, s)
 		ids[i] = s.ID
 	}
 	for i := 0; i < n; i += 2 {
@@ -80,8 +81,8 @@ func TestUseAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSession("user-1")
-	mustCreate(t, st, s)
+	s := storetest.NewSession("user-1")
+	storetest.MustCreate(t, st, s)
 	if _, err := st.ByHash(ctx, s.TokenHash); err != nil { // now cached
 		t.Fatal(err)
 	}
@@ -91,12 +92,12 @@ func TestUseAfterClose(t *testing.T) {
 	if err := st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Minute)}); !errors.Is(err, errClosed) {
 		t.Errorf("Touch after Close: %v, want errClosed", err)
 	}
-	for _, h := range []session.Hash{s.TokenHash, randHash()} {
+	for _, h := range []session.Hash{s.TokenHash, storetest.NewHash()} {
 		if got, err := st.ByHash(ctx, h); err == nil || errors.Is(err, session.ErrNotFound) || got != nil {
 			t.Errorf("ByHash after Close: %v, %v; want a store error", got, err)
 		}
 	}
-	if _, err := st.Create(ctx, newSession("user-1"), session.Limit{}); err == nil {
+	if _, err := st.Create(ctx, storetest.NewSession("user-1"), session.Limit{}); err == nil {
 		t.Error("Create after Close succeeded")
 	}
 	if err := st.Delete(ctx, s.ID); err == nil {
