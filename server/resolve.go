@@ -75,7 +75,9 @@ var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
 // without a valid one, *errRateLimited when the client has sent too many
 // invalid tokens, and another error if the store fails.
 func (s *Server) identify(r *http.Request) (*identity, error) {
-	sess, err := s.sessions.Load(r)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	sess, err := s.sessions.Load(r.WithContext(ctx))
 	if errors.Is(err, session.ErrNotFound) {
 		if s.presentsCredential(r) {
 			if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
@@ -87,7 +89,7 @@ func (s *Server) identify(r *http.Request) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, err := s.username(r.Context(), sess.UserID)
+	name, err := s.username(ctx, sess.UserID)
 	if err != nil {
 		return nil, err
 	}

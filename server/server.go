@@ -52,6 +52,12 @@ type Config struct {
 	// unknown or malformed tokens per client IP. Defaults 100ms and 100.
 	InvalidTokenInterval time.Duration
 	InvalidTokenBurst    int
+	// StoreTimeout bounds how long authenticating a request (resolve, the
+	// API, the upstream proxy) waits for the session store and the user
+	// directory: past it the answer is 503, so that a store that stops
+	// answering (a lock, a partition that drops packets) costs callers a
+	// bounded wait and never a 200. Default 2s.
+	StoreTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -68,6 +74,9 @@ func (c Config) withDefaults() Config {
 	def(&c.LoginIPInterval, 3*time.Second, &c.LoginIPBurst, 20)
 	def(&c.LoginAccountInterval, 10*time.Second, &c.LoginAccountBurst, 10)
 	def(&c.InvalidTokenInterval, 100*time.Millisecond, &c.InvalidTokenBurst, 100)
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = 2 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -36,6 +36,7 @@ type options struct {
 	publicURL          string
 	tlsCert, tlsKey    string
 	upstream           string
+	storeTimeout       time.Duration
 	logFormat          string
 	logLevel           string
 }
@@ -62,6 +63,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); sends HSTS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
 	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app URL")
+	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

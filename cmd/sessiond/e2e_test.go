@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessiond/sessiond/internal/testenv"
 )
 
 func TestLoginResolveLogout(t *testing.T) {
@@ -711,4 +716,42 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestStoreThatStopsAnswering locks the PostgreSQL session table, so that
+// every lookup waits, and checks that /resolve answers 503 once
+// --store-timeout has passed (never 200, never an unbounded wait), and 200
+// again once the lock goes.
+func TestStoreThatStopsAnswering(t *testing.T) {
+	pg := testenv.PostgresSchema(t)
+	in := start(t, "--store", pg, "--store-timeout", "300ms")
+	tok := in.login("admin", adminPassword)
+	if !in.resolves(tok) {
+		t.Fatal("a fresh session does not resolve")
+	}
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE sessiond_sessions IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := in.do(req{method: "GET", path: "/resolve", cookie: tok})
+	if took := time.Since(start); r.StatusCode != 503 || r.errorCode(t) != "store_unavailable" || took > 2*time.Second {
+		t.Errorf("resolve with the table locked: %d %s after %v; want 503 after about 300ms", r.StatusCode, r.body, took)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !in.resolves(tok) {
+		t.Error("the session does not resolve after the lock went")
+	}
 }

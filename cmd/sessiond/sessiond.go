@@ -211,7 +211,10 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 			errs = append(errs, fmt.Errorf("%w\n(flags: --idle-timeout, --absolute-timeout, --remember-me-timeout, --cookie-name, --cookie-domain, --cookie-samesite, --dev-insecure-cookie)", err))
 		}
 	}
-	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream}
+	if o.storeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--store-timeout %v: use a positive duration, such as 2s", o.storeTimeout))
+	}
+	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
 
