@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessiond/sessiond/internal/pgpool"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -33,35 +34,11 @@ type Store struct {
 // configured with synchronous_commit=off turn it on (see Durability in the
 // package doc). Close the Store when done.
 func Open(ctx context.Context, url string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := pgpool.Open(ctx, url, component, migrations)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
-	}
-	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
-		cfg.AfterConnect = durableCommits
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
-	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
 	}
 	return &Store{pool: pool}, nil
-}
-
-// durableCommits turns synchronous_commit on for conn if the server has it
-// off, under which a commit PostgreSQL acknowledged can be lost if the
-// server crashes. Stronger settings (remote_write, remote_apply) and
-// "local" are left as they are.
-func durableCommits(ctx context.Context, conn *pgx.Conn) error {
-	_, err := conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false)
-		WHERE current_setting('synchronous_commit') = 'off'`)
-	if err != nil {
-		return fmt.Errorf("pgstore: check synchronous_commit: %w", err)
-	}
-	return nil
 }
 
 // Close closes the connections. Sessions stay in the database.

@@ -377,29 +377,3 @@ func TestSweepUsesEarlierClock(t *testing.T) {
 		t.Errorf("DeleteExpired with limit 0: got %d sessions, %v; want none", len(gone), err)
 	}
 }
-
-// TestSynchronousCommit checks that the Store's connections commit
-// durably when the server's setting (here: the connection's startup
-// options, as a server setting would look) is off, and that an explicit
-// synchronous_commit in the URL is left alone.
-func TestSynchronousCommit(t *testing.T) {
-	base := testenv.PostgresSchema(t)
-	offByServer, err := testenv.WithParam(base, "options", "-c synchronous_commit=off")
-	if err != nil {
-		t.Fatal(err)
-	}
-	explicit, err := testenv.WithParam(base, "synchronous_commit", "remote_write")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for url, want := range map[string]string{base: "on", offByServer: "on", explicit: "remote_write"} {
-		st := openAt(t, url)
-		var got string
-		if err := st.pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("synchronous_commit with %q: got %s, want %s", url, got, want)
-		}
-	}
-}

@@ -1,14 +1,5 @@
 package pgstore
 
-import (
-	"context"
-	"fmt"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/sessiond/sessiond/internal/pgmigrate"
-)
-
 // component names this package's rows in sessiond_schema_migrations.
 const component = "sessions"
 
@@ -66,11 +57,3 @@ const (
 	// Limit takes (the second is userKey of the user ID): "sess".
 	userLockClass int32 = 0x73657373
 )
-
-// migrate creates or upgrades this package's tables: see pgmigrate.Apply.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	if err := pgmigrate.Apply(ctx, pool, component, migrations); err != nil {
-		return fmt.Errorf("pgstore: %w", err)
-	}
-	return nil
-}

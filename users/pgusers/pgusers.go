@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/pgpool"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -35,34 +36,11 @@ type DB struct {
 // synchronous_commit on for its connections if the server has it off and
 // url does not set it. Close the DB when done.
 func Open(ctx context.Context, url string) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := pgpool.Open(ctx, url, component, migrations)
 	if err != nil {
 		return nil, fmt.Errorf("pgusers: %w", err)
-	}
-	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
-		cfg.AfterConnect = durableCommits
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("pgusers: %w", err)
-	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
 	}
 	return &DB{pool: pool}, nil
-}
-
-// durableCommits turns synchronous_commit on for conn if the server has it
-// off, under which a commit PostgreSQL acknowledged can be lost if the
-// server crashes. Stronger settings and "local" are left as they are.
-func durableCommits(ctx context.Context, conn *pgx.Conn) error {
-	_, err := conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false)
-		WHERE current_setting('synchronous_commit') = 'off'`)
-	if err != nil {
-		return fmt.Errorf("pgusers: check synchronous_commit: %w", err)
-	}
-	return nil
 }
 
 // Close closes the connections. The data stays in the database.

@@ -1,14 +1,5 @@
 package pgusers
 
-import (
-	"context"
-	"fmt"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/sessiond/sessiond/internal/pgmigrate"
-)
-
 // component names this package's rows in sessiond_schema_migrations.
 const component = "users"
 
@@ -60,11 +51,3 @@ const (
 	// appendLockClass, with the second key 0, serialises Appends: "audi".
 	appendLockClass int32 = 0x61756469
 )
-
-// migrate creates or upgrades this package's tables: see pgmigrate.Apply.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	if err := pgmigrate.Apply(ctx, pool, component, migrations); err != nil {
-		return fmt.Errorf("pgusers: %w", err)
-	}
-	return nil
-}
