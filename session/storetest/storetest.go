@@ -9,7 +9,8 @@
 // not see each other's sessions.
 //
 // It also exports the few helpers the stores' own tests share (NewSession,
-// NewID, NewHash, MustCreate).
+// NewID, NewHash, MustCreate, and CheckDamaged for their tests of records
+// damaged behind their backs).
 package storetest
 
 import (
@@ -114,6 +115,28 @@ func MustCreate(t testing.TB, st session.Store, s *session.Session) {
 	t.Helper()
 	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
 		t.Fatalf("Create: %v", err)
+	}
+}
+
+// CheckDamaged checks how st treats the stored session s once its record
+// has been damaged behind the store's back, so that it no longer decodes:
+// ByID and ListByUser (of s.UserID) fail with an error wrapping
+// session.ErrInvalidRecord, not a panic or a bogus session; ByHash does too,
+// or finds nothing if the damage was to the hash itself; and Delete still
+// ends the session.
+func CheckDamaged(t *testing.T, st session.Store, s *session.Session) {
+	t.Helper()
+	if got, err := st.ByID(ctx, s.ID); !errors.Is(err, session.ErrInvalidRecord) {
+		t.Errorf("ByID: got %+v, %v; want ErrInvalidRecord", got, err)
+	}
+	if got, err := st.ByHash(ctx, s.TokenHash); err == nil || !(errors.Is(err, session.ErrInvalidRecord) || errors.Is(err, session.ErrNotFound)) {
+		t.Errorf("ByHash: got %+v, %v; want ErrInvalidRecord (or ErrNotFound if the hash itself was damaged)", got, err)
+	}
+	if got, err := st.ListByUser(ctx, s.UserID); !errors.Is(err, session.ErrInvalidRecord) {
+		t.Errorf("ListByUser: got %d sessions, %v; want ErrInvalidRecord", len(got), err)
+	}
+	if err := st.Delete(ctx, s.ID); err != nil {
+		t.Errorf("Delete of the damaged session: %v", err)
 	}
 }
 
