@@ -230,6 +230,13 @@ func eventLabel(typ string) string {
 	return typ
 }
 
+// loginFailures words the reasons of login.failed events.
+var loginFailures = map[string]string{
+	"bad_credentials": "wrong username or password",
+	"disabled":        "account disabled",
+	"busy":            "server busy",
+}
+
 // eventRow is an audit event as the audit page shows it.
 type eventRow struct {
 	audit.Event
@@ -275,6 +282,9 @@ func (s *Server) adminAuditPage(w http.ResponseWriter, r *http.Request) {
 			actors[e.Actor] = name
 		}
 		row := eventRow{Event: e, Label: eventLabel(e.Type), Actor: name}
+		if r, ok := loginFailures[e.Reason]; ok && e.Type == "login.failed" {
+			row.Reason = r
+		}
 		if e.UserAgent != "" {
 			row.Device = parseDevice(e.UserAgent).String()
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -739,16 +740,26 @@ func TestScreenshots(t *testing.T) {
 		for _, size := range []struct {
 			name          string
 			width, height int64
+			maxHeight     int // of the picture, in CSS pixels
 			opts          []chromedp.EmulateViewportOption
 		}{
-			{"desktop", 1280, 800, nil},
-			{"phone", 375, 812, []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile}},
+			{"desktop", 1280, 800, 2400, nil},
+			{"phone", 375, 812, 1400, []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile}},
 		} {
 			p.do(chromedp.EmulateViewport(size.width, size.height, size.opts...))
 			status(t, p.navigate(s.path), 200)
 			var png []byte
-			p.call(func(ctx context.Context) (err error) {
-				png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			p.call(func(ctx context.Context) error {
+				h, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.documentElement.scrollHeight"))
+				if err != nil {
+					return err
+				}
+				shot, err := chromedp.Call(ctx, page.CaptureScreenshot, page.CaptureScreenshotParams{
+					Clip:                  &page.Viewport{Width: float64(size.width), Height: float64(min(h, size.maxHeight)), Scale: 1},
+					CaptureBeyondViewport: new(true),
+					FromSurface:           new(true),
+				})
+				png = shot.Data
 				return err
 			})
 			file := filepath.Join(dir, s.name+"-"+size.name+".png")
