@@ -64,3 +64,17 @@ type Log interface {
 	// Query returns the events f selects, newest first.
 	Query(ctx context.Context, f Filter) ([]Event, error)
 }
+
+// Pruner is implemented by a Log that can delete old events, for a
+// retention period: sessiond's periodic sweep calls DeleteBefore with the
+// present less --audit-retention.
+type Pruner interface {
+	// DeleteBefore deletes up to limit of the events whose Time is before
+	// t, oldest first, and returns how many it deleted; a limit of 0 or
+	// less deletes none. Events with the zero Time are kept: their age is
+	// unknown. Callers delete in batches, each of limit events at most,
+	// so that no one call holds up other writers for long. Several
+	// callers, through one handle or several, may run it at once: each
+	// event is deleted, and counted, by one of them.
+	DeleteBefore(ctx context.Context, t time.Time, limit int) (int, error)
+}

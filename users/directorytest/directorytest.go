@@ -1,6 +1,6 @@
 // Package directorytest is the conformance suite every backend of
-// users.Directory and audit.Log runs (a backend implements both, as
-// users/sqliteusers and users/pgusers do):
+// users.Directory and audit.Log (with audit.Pruner, its retention) runs (a
+// backend implements all three, as users/sqliteusers and users/pgusers do):
 //
 //	func TestBackend(t *testing.T) {
 //		directorytest.Run(t, directorytest.Harness{New: newBackend, ...})
@@ -20,6 +20,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,11 +29,12 @@ import (
 	"github.com/sessiond/sessiond/users"
 )
 
-// Backend is what the suite tests: a user directory and an audit log,
-// kept in one storage.
+// Backend is what the suite tests: a user directory and an audit log
+// that can delete its old events, kept in one storage.
 type Backend interface {
 	users.Directory
 	audit.Log
+	audit.Pruner
 }
 
 // Harness tells Run how to reach a backend.
@@ -59,7 +62,7 @@ type Harness struct {
 	// its own). In a new backend their IDs are 1 to n.
 	AppendMany func(t *testing.T, b Backend, n int)
 	// DeleteEvent deletes the event with ID id behind the log's back, as
-	// a retention job would.
+	// an operator might by hand.
 	DeleteEvent func(t *testing.T, b Backend, id int64)
 	// TimeResolution is the finest unit of time the backend keeps: it
 	// truncates times (of users and of events) to a multiple of it. Zero
@@ -91,6 +94,8 @@ func Run(t *testing.T, h Harness) {
 		{"QueryLimits", testQueryLimits},
 		{"IDsNotReused", testIDsNotReused},
 		{"QueryFamilies", testQueryFamilies},
+		{"DeleteBefore", testDeleteBefore},
+		{"DeleteBeforeConcurrent", testDeleteBeforeConcurrent},
 		{"NoPasswordStored", testNoPasswordStored},
 	}
 	for _, tt := range tests {
@@ -619,6 +624,123 @@ func testQueryFamilies(t *testing.T, h Harness) {
 				t.Errorf("empty family: got %v", IDs(got))
 			}
 		})
+	}
+}
+
+// appendAt appends an event of type typ by user "u_a" at tm to b.
+func appendAt(t *testing.T, b Backend, typ string, tm time.Time) *audit.Event {
+	t.Helper()
+	e := NewEvent(typ, "u_a")
+	e.Time = tm
+	if err := b.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// testDeleteBefore checks the retention of the audit log: DeleteBefore
+// deletes the events from before its time, oldest first (by time, not by
+// ID), at most limit of them, and keeps the rest: newer events, one at
+// exactly that time, and one with no time.
+func testDeleteBefore(t *testing.T, h Harness) {
+	b := h.New(t)
+	now := h.truncate(time.Now().UTC())
+	cutoff := now.Add(-90 * 24 * time.Hour)
+	tick := max(h.TimeResolution, time.Nanosecond)
+	// Appended out of time order, so that IDs do not give the order away.
+	old3 := appendAt(t, b, "old", cutoff.Add(-time.Hour))
+	old1 := appendAt(t, b, "old", cutoff.Add(-3*24*time.Hour))
+	old2 := appendAt(t, b, "old", cutoff.Add(-2*24*time.Hour))
+	old4 := appendAt(t, b, "old", cutoff.Add(-tick)) // the last instant before
+	edge := appendAt(t, b, "edge", cutoff)
+	recent := appendAt(t, b, "recent", now)
+	untimed := &audit.Event{Type: "untimed"}
+	if err := b.Append(ctx, untimed); err != nil {
+		t.Fatal(err)
+	}
+	left := func(want ...*audit.Event) {
+		t.Helper()
+		var ids []int64 // newest first, as Query returns them
+		for _, e := range want {
+			ids = append([]int64{e.ID}, ids...)
+		}
+		if got := IDs(Query(t, b, audit.Filter{})); !slices.Equal(got, ids) {
+			t.Errorf("events left: got IDs %v, want %v", got, ids)
+		}
+	}
+	steps := []struct {
+		limit, want int
+		left        []*audit.Event
+	}{
+		{0, 0, []*audit.Event{old3, old1, old2, old4, edge, recent, untimed}},
+		{-1, 0, []*audit.Event{old3, old1, old2, old4, edge, recent, untimed}},
+		{2, 2, []*audit.Event{old3, old4, edge, recent, untimed}}, // the two oldest
+		{1, 1, []*audit.Event{old4, edge, recent, untimed}},
+		{100, 1, []*audit.Event{edge, recent, untimed}},
+		{100, 0, []*audit.Event{edge, recent, untimed}},
+	}
+	for _, s := range steps {
+		n, err := b.DeleteBefore(ctx, cutoff, s.limit)
+		if err != nil || n != s.want {
+			t.Errorf("DeleteBefore(cutoff, %d): got %d, %v; want %d", s.limit, n, err, s.want)
+		}
+		left(s.left...)
+	}
+	// A zero time is before every event.
+	if n, err := b.DeleteBefore(ctx, time.Time{}, 100); err != nil || n != 0 {
+		t.Errorf("DeleteBefore(zero time): got %d, %v; want 0", n, err)
+	}
+	left(edge, recent, untimed)
+	// A time far in the future is after every event with a time.
+	if n, err := b.DeleteBefore(ctx, now.AddDate(1000, 0, 0), 100); err != nil || n != 2 {
+		t.Errorf("DeleteBefore(in a thousand years): got %d, %v; want 2", n, err)
+	}
+	left(untimed)
+}
+
+// testDeleteBeforeConcurrent runs DeleteBefore from several goroutines
+// through two handles at once, as the sweeps of several instances would:
+// together they delete every old event once, with no errors, and keep the
+// recent ones.
+func testDeleteBeforeConcurrent(t *testing.T, h Harness) {
+	a := h.New(t)
+	b := h.Open(t, a)
+	now := h.truncate(time.Now().UTC())
+	cutoff := now.Add(-time.Hour)
+	const old = 60
+	for i := range old {
+		appendAt(t, a, "old", cutoff.Add(-time.Duration(i+1)*time.Minute))
+	}
+	var recent []int64 // newest first
+	for range 3 {
+		recent = append([]int64{appendAt(t, b, "recent", now).ID}, recent...)
+	}
+	var (
+		wg      sync.WaitGroup
+		deleted atomic.Int64
+	)
+	for i := range 4 {
+		handle := []Backend{a, b}[i%2]
+		wg.Go(func() {
+			for {
+				n, err := handle.DeleteBefore(ctx, cutoff, 7)
+				if err != nil {
+					t.Errorf("DeleteBefore: %v", err)
+					return
+				}
+				if n == 0 {
+					return
+				}
+				deleted.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	if got := deleted.Load(); got != old {
+		t.Errorf("the sweeps deleted %d events together, want %d", got, old)
+	}
+	if got := IDs(Query(t, a, audit.Filter{})); !slices.Equal(got, recent) {
+		t.Errorf("events left: got IDs %v, want the recent ones %v", got, recent)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -58,6 +59,30 @@ func (db *DB) Append(ctx context.Context, e *audit.Event) error {
 	}
 	e.ID = id
 	return nil
+}
+
+// sqlDeleteBefore deletes up to $2 of the events from before $1, oldest
+// first. It locks the rows it picks, skipping rows another transaction
+// holds (another instance's sweep), so sweeps running at once take
+// disjoint batches and never wait for each other. The picked IDs are
+// collected into an array, which the DELETE looks up in the primary key
+// whatever it guesses of the batch's size (as pgstore's sweep does).
+const sqlDeleteBefore = `DELETE FROM sessiond_audit_events WHERE id = ANY (ARRAY(
+		SELECT id FROM sessiond_audit_events WHERE time < $1
+		ORDER BY time LIMIT $2 FOR UPDATE SKIP LOCKED))`
+
+// DeleteBefore implements audit.Pruner. Any number of instances may run it
+// at once: each deletes rows the others have not locked, so one may return
+// fewer than limit while another is deleting the rest.
+func (db *DB) DeleteBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	if limit <= 0 || t.IsZero() {
+		return 0, nil
+	}
+	tag, err := db.pool.Exec(ctx, sqlDeleteBefore, t, limit)
+	if err != nil {
+		return 0, fmt.Errorf("pgusers: delete events: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // Query implements audit.Log. A Type ending in "." selects the types that

@@ -47,7 +47,11 @@
 // reader paging back with Filter.Before never has an older event appear
 // behind its cursor. It holds what callers append: callers must not put
 // tokens or passwords in an event (audit.Event has no field for either).
-// Nothing here deletes old events; there is no sweeper.
+// DeleteBefore (audit.Pruner) deletes the events older than a given time,
+// oldest first, a batch per call, found in an index on time; sessiond's
+// periodic sweep calls it to keep --audit-retention's worth of events (90
+// days by default). Sweeps of several instances at once skip each other's
+// rows (FOR UPDATE SKIP LOCKED) rather than wait for them.
 //
 // Times are stored as timestamptz, to the microsecond (finer parts of a
 // time.Time are truncated), and read back in UTC; the zero time is stored

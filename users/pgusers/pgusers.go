@@ -19,12 +19,13 @@ import (
 var (
 	_ users.Directory = (*DB)(nil)
 	_ audit.Log       = (*DB)(nil)
+	_ audit.Pruner    = (*DB)(nil)
 )
 
-// DB is a users.Directory and an audit.Log backed by a PostgreSQL
-// database. It is safe for concurrent use, and any number of DBs, in one
-// process or on many hosts, may share one database. The zero value is not
-// usable; call Open.
+// DB is a users.Directory and an audit.Log (with audit.Pruner) backed by
+// a PostgreSQL database. It is safe for concurrent use, and any number of
+// DBs, in one process or on many hosts, may share one database. The zero
+// value is not usable; call Open.
 type DB struct {
 	pool *pgxpool.Pool
 }

@@ -236,6 +236,7 @@ func TestDatabaseGone(t *testing.T) {
 // whole table or sorting what they find. Which index an audit query reads
 // is the planner's choice, which depends on the data; that one can serve
 // it in order is what the indexes on (user_id, id) and (type, id) are for.
+// The retention sweep finds the oldest events in the index on time.
 func TestQueryPlans(t *testing.T) {
 	db := openTemp(t)
 	if _, err := db.pool.Exec(ctx, `INSERT INTO sessiond_audit_events (`+eventColumns+`)
@@ -262,6 +263,7 @@ func TestQueryPlans(t *testing.T) {
 		{sqlByID, []any{"k"}, []string{"Index Scan using sessiond_users_pkey"}},
 		{sqlByUsername, []any{"k"}, []string{"Index Scan using sessiond_users_username_key"}},
 		{sqlFamilyTypes, []any{"t.", "t/", 65}, []string{"Index Only Scan using sessiond_audit_events_type"}},
+		{sqlDeleteBefore, []any{time.Now().Add(-90 * 24 * time.Hour), 1000}, []string{"Index Scan using sessiond_audit_events_time", "Index Scan using sessiond_audit_events_pkey"}},
 		audited(audit.Filter{}, nil),
 		audited(audit.Filter{Before: 5}, nil),
 		audited(audit.Filter{UserID: "u_heavy"}, nil),

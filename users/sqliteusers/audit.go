@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/sessiond/sessiond/audit"
 )
@@ -31,6 +33,39 @@ func (db *DB) Append(ctx context.Context, e *audit.Event) error {
 	}
 	e.ID = id
 	return nil
+}
+
+// sqlDeleteBefore deletes up to ?2 of the events with a time at or before
+// ?1 (nanoseconds), oldest first, found in the index on time. (SQLite
+// takes no LIMIT on a DELETE unless built to, hence the subquery.)
+const sqlDeleteBefore = `DELETE FROM audit_events WHERE id IN (
+	SELECT id FROM audit_events WHERE time <= ?1 ORDER BY time LIMIT ?2)`
+
+// DeleteBefore implements audit.Pruner. Each call is one transaction,
+// which holds the write lock of the file (shared with the session store)
+// while it runs: keep limit to a few thousand. Calls through several
+// handles, in one process or several, take turns.
+func (db *DB) DeleteBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	// The events before t are those at or before its last nanosecond
+	// that int64 nanoseconds can hold.
+	var last int64
+	switch {
+	case limit <= 0 || !t.After(minTime):
+		return 0, nil
+	case t.After(maxTime):
+		last = math.MaxInt64
+	default:
+		last = t.UnixNano() - 1
+	}
+	res, err := db.deleteEvents.ExecContext(ctx, last, limit)
+	if err != nil {
+		return 0, fmt.Errorf("sqliteusers: delete events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqliteusers: delete events: %w", err)
+	}
+	return int(n), nil
 }
 
 // Query implements audit.Log. A Type ending in "." selects the types that

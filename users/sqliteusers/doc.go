@@ -34,9 +34,11 @@
 // The table audit_events holds the audit log, one row per event, with IDs
 // that only grow (AUTOINCREMENT: an ID is never reused, even after the
 // newest events are deleted), indexed for the queries audit.Filter
-// allows. It holds what callers append: callers must not put tokens or
-// passwords in an event (audit.Event has no field for either). Nothing
-// here deletes old events.
+// allows and by time. It holds what callers append: callers must not put
+// tokens or passwords in an event (audit.Event has no field for either).
+// DeleteBefore (audit.Pruner) deletes the events older than a given time,
+// oldest first, a batch per call; sessiond's periodic sweep calls it to
+// keep --audit-retention's worth of events (90 days by default).
 //
 // Times are stored as INTEGER nanoseconds since the Unix epoch and read
 // back in UTC; the zero time is stored as NULL. A time that int64

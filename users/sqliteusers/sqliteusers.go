@@ -20,11 +20,13 @@ import (
 var (
 	_ users.Directory = (*DB)(nil)
 	_ audit.Log       = (*DB)(nil)
+	_ audit.Pruner    = (*DB)(nil)
 )
 
-// DB is a users.Directory and an audit.Log backed by a SQLite database
-// file. It is safe for concurrent use, and several DBs, in one process or
-// in several, may share one file. The zero value is not usable; call Open.
+// DB is a users.Directory and an audit.Log (with audit.Pruner) backed by
+// a SQLite database file. It is safe for concurrent use, and several DBs,
+// in one process or in several, may share one file. The zero value is not
+// usable; call Open.
 //
 // Like the session store, a DB holds two pools of connections: one writer,
 // whose write transactions begin IMMEDIATE, and several read-only readers,
@@ -35,8 +37,8 @@ type DB struct {
 	r    *sql.DB // read-only connections (PRAGMA query_only)
 
 	// Prepared statements: reads on r, writes on w.
-	byID, byUsername, list, count *sql.Stmt
-	insert, update, appendEvent   *sql.Stmt
+	byID, byUsername, list, count             *sql.Stmt
+	insert, update, appendEvent, deleteEvents *sql.Stmt
 }
 
 // Open opens the database at path, creating the file (mode 0600) and its
@@ -74,6 +76,7 @@ func (db *DB) open(path string) error {
 		sqlitefile.Stmt{Dst: &db.insert, DB: w, SQL: sqlInsert},
 		sqlitefile.Stmt{Dst: &db.update, DB: w, SQL: sqlUpdate},
 		sqlitefile.Stmt{Dst: &db.appendEvent, DB: w, SQL: sqlAppend},
+		sqlitefile.Stmt{Dst: &db.deleteEvents, DB: w, SQL: sqlDeleteBefore},
 	)
 }
 

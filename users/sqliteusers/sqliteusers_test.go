@@ -169,6 +169,7 @@ func TestQueryPlans(t *testing.T) {
 	for _, p := range []plan{
 		{sqlByID, []any{"k"}, []string{"USING INDEX sqlite_autoindex_users_1 (id=?)"}},
 		{sqlByUsername, []any{"k"}, []string{"USING INDEX sqlite_autoindex_users_2 (username=?)"}},
+		{sqlDeleteBefore, []any{0, 10}, []string{"SEARCH audit_events USING INTEGER PRIMARY KEY (rowid=?)", "SEARCH audit_events USING COVERING INDEX audit_events_time (time<?)"}},
 		audited(audit.Filter{}, nil, "SCAN audit_events"),
 		audited(audit.Filter{Before: 5}, nil, "USING INTEGER PRIMARY KEY (rowid<?)"),
 		audited(audit.Filter{UserID: "u"}, nil, "USING INDEX audit_events_user_id (user_id=?)"),
