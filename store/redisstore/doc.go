@@ -39,7 +39,8 @@
 //
 //	prefix=P           start every key with P (default "sessiond:"), so that
 //	                   several applications can share one Redis; P must not
-//	                   contain '{' or '}'
+//	                   contain '{' or '}'; up to 13 bytes keep every key in
+//	                   Redis's smallest allocation for it (see "Memory")
 //	cache=MODE         fenced (default), off or unsafe-unfenced: see
 //	                   "Client-side cache"
 //	cache_ttl=D        how long a cached record may be kept at most
@@ -56,53 +57,74 @@
 //
 // # Keys
 //
-// With the default prefix, a session with public ID ID of user UID has:
+// A user's sessions live in the user's namespace, NS: the first 48 bits of
+// SHA-256 of the user ID, as 12 hex digits. With the default prefix, a
+// session whose record is in slot S of namespace NS has:
 //
-//	sessiond:{u:UID}:s:ID   its record: a string, a MessagePack array of its
-//	                        fields, UID and ID excepted (they are in the
-//	                        key); about 130 bytes plus its user agent and
-//	                        app data
-//	sessiond:{u:UID}:z      the user's index: a sorted set of the user's
-//	                        session IDs scored by creation time (µs)
-//	sessiond:h:H            token pointer: "ID}UID", where H is the first
-//	                        128 bits of the token hash, base64url; one for
-//	                        the current token, one for the previous one
-//	                        during a rotation's grace window
-//	sessiond:i:ID           ID pointer: UID
+//	sessiond:{NS}S   its record, S in base 36 (0, 1, … z, 10, …): a
+//	                 string, the session in a compact binary form (see
+//	                 record.go): its user ID, session ID, token hash,
+//	                 roles, IP address, user agent and app data, and about
+//	                 20 bytes more
+//	sessiond:hT      token pointer, where T is the first 96 bits of the
+//	                 token hash, base64url; one for the current token, one
+//	                 for the previous one during a rotation's grace window
+//	sessiond:iI      ID pointer, where I is the first 96 bits of SHA-256
+//	                 of the session ID, base64url
+//	sessiond:{NS}    the namespace's index: a bitmap with bit S set when
+//	                 slot S (S > 0) may hold a record; there is none while
+//	                 slot 0 is the only one in use, as for every user with
+//	                 one session
 //
-// The hash tag {u:UID} puts the record and index keys of a user in one
+// A pointer holds NS and S as one integer, NS·2^14 + S ("S:NS" from slot
+// 16384 on), which Redis keeps inside the key's object header. Create puts
+// a session in the namespace's lowest slot not in use.
+//
+// The hash tag {NS} puts the records and the index of a namespace in one
 // Redis Cluster slot, so that every change to a user's sessions is one Lua
 // script, atomic on Cluster as on one server: Create counts the user's
-// live sessions, evicts the oldest or refuses, and inserts, in one step;
-// Update compares the stored Version and swaps (CAS); Touch moves the last
-// use and idle deadline forward only, keeping the Version; Delete,
-// DeleteByUser and ListByUser work from the index, dropping entries whose
-// records Redis has expired. Every key expires (PEXPIREAT) at the session's
-// earlier deadline; Touch and Update push the expiry of all of them
-// forward, never back; the index expires with its longest-lived session.
-// The store never runs KEYS, SCAN or CONFIG. An ACL user for it needs the
-// keys ~PREFIX* (~sessiond:* by default) and the commands GET, SET, DEL,
-// PTTL, PEXPIREAT, EVAL, EVALSHA, INFO, PING, MULTI, EXEC, HELLO, SELECT
-// and CLIENT (rueidis turns tracking on and names its connections), and in
-// the scripts EXISTS, PEXPIRETIME and the sorted-set commands ZADD, ZRANGE,
-// ZRANDMEMBER and ZREM; on Cluster also CLUSTER SHARDS or CLUSTER SLOTS.
+// live sessions, evicts the oldest or refuses, and stores the new one, in
+// one step; Update compares the stored Version and swaps (CAS); Touch
+// moves the last use and idle deadline forward only, keeping the Version;
+// Delete, DeleteByUser and ListByUser work from slot 0 and the index,
+// unmarking the slots of records Redis has expired. A namespace normally
+// holds the sessions of one user; users whose hashes collide share one,
+// which costs only time: every record holds its user ID and session ID,
+// and the scripts act only on those of the user and session asked for.
+// Every key expires (PEXPIREAT) at the session's earlier deadline; Touch
+// and Update push the expiry of all of them forward, never back; the index
+// expires with its longest-lived session, and goes when no slot is left
+// marked. The store never runs KEYS, SCAN or CONFIG. An ACL user for it
+// needs the keys ~PREFIX* (~sessiond:* by default) and the commands GET,
+// SET, DEL, PTTL, PEXPIREAT, EVAL, EVALSHA, INFO, PING, MULTI, EXEC,
+// HELLO, SELECT and CLIENT (rueidis turns tracking on and names its
+// connections), and in the scripts PEXPIRETIME, SETBIT and BITCOUNT; on
+// Cluster also CLUSTER SHARDS or CLUSTER SLOTS.
+//
+// This layout replaced an earlier one (records named by user and session
+// ID, MessagePack records, a sorted set per user) before any release, so
+// the Store reads only its own: keys of the earlier layout are ignored,
+// and expire by themselves.
 //
 // Looking a session up by token hash or by public ID cannot know the user,
 // so it goes through a pointer, which lives in another slot than the
 // record and so cannot be written in the same atomic step. The record is
 // the truth: a session exists if and only if its record does, and every
-// lookup checks the record it reaches (its full token hash, its
-// deadlines). A pointer is a hint; one left pointing at nothing, or at a
-// session that has since rotated its token, finds nothing. Writes are
-// ordered so that a live record never lacks its pointers: Create and Update
-// write new pointers before the record, and deletions remove the record
-// before its pointers; pointers never expire before their record. A crash
+// lookup checks the record it reaches (its full token hash, or its session
+// ID; its deadlines). A pointer is a hint; one left pointing at nothing,
+// at a session that has since rotated its token, or at a slot another
+// session has taken since, finds nothing. Create writes the ID pointer
+// first (SET NX, which also refuses a taken ID), holding the namespace
+// only; then the record; then both pointers, with the slot. Until they
+// have it, lookups by ID search the namespace, and the token, which the
+// caller has not handed out yet, resolves to nothing. Update writes new
+// token pointers before the record; deletions remove the record before
+// its pointers; pointers never expire before their record. A crash
 // between the steps leaves at worst a pointer to nothing, which expires
-// when the session would have.
+// when the session would have, or a session no token resolves, which
+// expires too and which its user can still see and end.
 //
-// Session IDs must not contain '}' (Create refuses them: the session
-// package never makes such IDs), and Update cannot move a session to
-// another user.
+// Update cannot move a session to another user.
 //
 // # Client-side cache
 //
@@ -152,8 +174,9 @@
 // returned even if Redis has not removed it yet. Keep the clocks of Redis
 // and of the sessiond hosts in sync (NTP): a Redis clock ahead of the
 // hosts' ends sessions early by the difference. Times are kept to the
-// microsecond between the years 1685 and 2255 (Lua numbers hold integers up
-// to 2^53); times outside that range are clamped to it, which keeps their
+// microsecond between the years 1883 and 2168 (2^52 µs either side of
+// 2026: the scripts subtract times, and Lua numbers hold integers up to
+// 2^53); times outside that range are clamped to it, which keeps their
 // order relative to the present, and the zero time.Time is kept as such.
 //
 // # Failures
@@ -168,17 +191,48 @@
 //
 // # Memory
 //
-// Each session costs four keys' worth of Redis bookkeeping, which is more
-// than its data. TestMemoryPerSession stores 100,000 sessions shaped as
-// sessiond makes them (a 202-byte record: 111-byte user agent, IPv4, one
-// role, no app data) in Redis 7.0 and finds, per session, 720 bytes by
-// MEMORY USAGE (record 328, token pointer 136, ID pointer 120, index 136)
-// and 966 bytes of used_memory for users with one session each; 646 and
-// 830 to 860 bytes with four sessions per user, who share an index. That is above
-// the 512 bytes of DESIGN.md: Redis spends 60 to 100 bytes on every key
-// (its dictionary entry, key string, object header and expiry entry) and
-// this layout needs two pointers per session, each a key of its own so that
-// Redis can expire it. Per-field expiry (HEXPIRE, Redis 7.4, Valkey 9)
-// would let the pointers, and the records, be fields of a few hashes
-// instead, at about half the cost.
+// Redis spends more on a key than a short value needs: an entry in the
+// keyspace table (24 bytes, allocated as 32), the key's string, the
+// value's object header (16 bytes) and, for a key that expires, an entry
+// in the expiry table (32), besides both tables' buckets. The layout is
+// sized for that:
+//
+//   - three keys per session, not four: the index exists only for users
+//     with sessions beyond slot 0, and is a bitmap of a few bytes;
+//   - keys of at most 30 bytes with the default prefix, which Redis
+//     stores with a 1-byte header in 32 bytes: hence the hashed user and
+//     session IDs, 96-bit pointer names and base-36 slots;
+//   - pointer values that are integers, which live in the object header;
+//   - records of at most 220 bytes for a session as sessiond makes it,
+//     which fit the 224-byte allocation class with Redis's 4-byte string
+//     header: varints, times relative to each other (in seconds when
+//     whole), IP addresses as 4 or 16 bytes, session IDs as their 16
+//     bytes.
+//
+// TestMemoryPerSession stores 100,000 sessions shaped as sessiond makes
+// them (205-byte records: 111-byte user agent, IPv4, one role, no app
+// data) in Redis 7.0 and finds, per session, 440 bytes by MEMORY USAGE:
+// record 296 (keyspace entry 24, key 32, object 16, value 224), token
+// pointer 72 and ID pointer 72 (entry 24, key 32, object 16 holding the
+// integer), no index; 460 with four sessions per user, who share an index
+// of 80 bytes; the same after a Touch (210-byte records). The earlier
+// layout took 720 (record 328, token pointer 136, ID pointer 120, index
+// 136). INFO used_memory, which also counts the expiry table's entries
+// (3 × 32 bytes), the tables' buckets (8 bytes each, between 1 and 2 per
+// key in each table) and the 8 bytes of each 24-byte keyspace entry that
+// MEMORY USAGE leaves out, grows by 666 bytes per session (647 with four
+// per user; 966 and 833 before): DESIGN.md's 512 bytes holds by MEMORY
+// USAGE, the measure it names, not by used_memory. A longer user agent,
+// more roles, app data or a last client other than the first make the
+// record longer, and past 220 bytes it takes the next class (256, then
+// 320…).
+//
+// What is left beyond the session's data is the price of three keys
+// that expire: about 130 bytes each by used_memory, values aside (entry
+// 32, key 32, object 16, expiry entry 32, buckets). Fewer keys would need
+// pointers to be fields of shared hashes, which Redis 7.0 cannot expire
+// one by one: a field would outlive its session until a sweep found it,
+// and sweeping needs SCAN or another index to walk. Per-field expiry
+// (HEXPIRE: Redis 7.4, Valkey 9) would allow that; the Store does not
+// use it, so that it runs on Redis 7.0.
 package redisstore

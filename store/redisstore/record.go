@@ -1,180 +1,249 @@
 package redisstore
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/sessiond/sessiond/session"
 )
 
-// A session record is the value of its record key: a MessagePack array that
-// both this package and the Lua scripts (through Redis's cmsgpack library)
-// read and write. The scripts change only the fields Touch and Update merge
-// (last seen, last IP and user agent, idle deadline) and re-encode the rest
-// as they found it.
+// A session record is the value of its record key, in a compact binary form
+// that both this package and the Lua scripts (scripts.go) read and write.
+// It is built for size: Redis keeps 100,000s of them, and a record of 189
+// to 220 bytes fits the 224-byte allocation class that most sessions use
+// (see "Memory" in the package doc). Varints are unsigned LEB128
+// (encoding/binary's Uvarint); the version is a zigzag varint (Varint).
+// In order:
 //
-// Lua numbers are float64, so every integer in a record stays within
-// ±(2^53-1), which float64 holds exactly: times are microseconds since the
-// Unix epoch, clamped to that range (the years 1685 to 2255), except the
-// zero time, stored as math.MinInt64 (-2^63, also exact), which compares
-// as earlier than any other time, in Go and in Lua alike.
+//	flags      1 byte, the flag* bits below
+//	user ID    uvarint length, bytes
+//	ID         uvarint 2n+1 then the n bytes the ID is the unpadded
+//	           base64url form of (as session IDs are), or 2n then the n
+//	           bytes of the ID as it is
+//	version    zigzag varint
+//	created    time, from the epoch below
+//	authed     time from created, unless flagAuthedIsCreated
+//	rotated    time from created, unless flagRotatedIsCreated
+//	last seen  time from created, unless flagSeenIsCreated
+//	idle       time from last seen
+//	absolute   time from created
+//	token      32 bytes
+//	previous   32 bytes, if flagPrev
+//	roles      uvarint count, then each as uvarint length and bytes
+//	created IP address (below)
+//	last IP    address, unless flagLastIPSame
+//	last UA    uvarint length, bytes, unless flagLastUASame
+//	created UA uvarint length, bytes
+//	data       uvarint length, bytes, if flagData
 //
-// The user ID and session ID are not in the record: they are in its key.
+// An address is uvarint 1 and 4 bytes for an IPv4 address in its
+// canonical text form, uvarint 3 and 16 bytes for an IPv6 one, or uvarint
+// 2n and the n bytes of any other string.
+//
+// A time is one byte 0x00 for the zero time.Time; otherwise its first
+// byte has bit 0 set, bit 1 if the value counts seconds rather than
+// microseconds (a whole number of seconds, as timeouts are, takes 2 bytes
+// instead of 5), bit 2 if it is negative, bits 3-6 the low 4 bits of its
+// magnitude and bit 7 if a uvarint of the rest of the magnitude follows. A
+// time "from" another is the difference between them (from 0 if the other
+// is the zero time), so that a deadline 30 minutes after the last use, or
+// a session whose times are all its creation time, costs a byte or two.
+//
+// Times are microseconds from recordEpoch, within ±maxRel; times outside
+// are clamped to that range, which keeps their order relative to the
+// present. The bound keeps every value and every difference the scripts
+// compute below 2^53, so that Lua's float64 numbers hold them exactly.
 const (
-	fVersion   = iota // int
-	fCreated          // µs
-	fAuthed           // µs, or true: same as fCreated
-	fRotated          // µs, or true: same as fCreated
-	fLastSeen         // µs, or true: same as fCreated
-	fIdle             // µs
-	fAbsolute         // µs
-	fFlags            // int: flagRemember
-	fToken            // 32 bytes
-	fPrevToken        // 32 bytes, or "" for none
-	fRoles            // array of strings
-	fCreatedIP        // string
-	fCreatedUA        // string
-	fLastIP           // string, or false: same as fCreatedIP
-	fLastUA           // string, or false: same as fCreatedUA
-	fData             // string, "" for none
-	nFields
+	flagRemember = 1 << iota
+	flagPrev
+	flagAuthedIsCreated
+	flagRotatedIsCreated
+	flagSeenIsCreated
+	flagLastIPSame
+	flagLastUASame
+	flagData
 )
 
-const flagRemember = 1
-
-// zeroMicros is the stored form of the zero time.Time; maxMicros bounds
-// every other stored time.
 const (
-	zeroMicros = math.MinInt64
-	maxMicros  = 1<<53 - 1
+	// recordEpoch is 2026-01-01T00:00:00Z in microseconds since the Unix
+	// epoch: a creation time within two years of it takes 7 bytes.
+	recordEpoch = 1767225600_000000
+	// maxRel bounds the stored times: about 142 years either side of
+	// recordEpoch (1883 to 2168).
+	maxRel = 1<<52 - 1
+	// zeroRel stands for the zero time.Time in Go; the scripts get
+	// luaZero instead, which Lua numbers hold.
+	zeroRel = math.MinInt64
+	luaZero = -(1 << 53)
 )
 
-// encodeTime returns t in microseconds since the Unix epoch, as stored.
-func encodeTime(t time.Time) int64 {
+// relTime returns t as stored: microseconds from recordEpoch, clamped, or
+// zeroRel.
+func relTime(t time.Time) int64 {
 	if t.IsZero() {
-		return zeroMicros
+		return zeroRel
 	}
-	return min(max(t.UnixMicro(), -maxMicros), maxMicros)
+	return min(max(t.UnixMicro()-recordEpoch, -maxRel), maxRel)
 }
 
-func decodeTime(us int64) time.Time {
-	if us == zeroMicros {
+func absTime(rel int64) time.Time {
+	if rel == zeroRel {
 		return time.Time{}
 	}
-	return time.UnixMicro(us)
+	return time.UnixMicro(recordEpoch + rel)
 }
 
-// expiresAtMillis returns when the record key of s should expire for Redis:
-// the session's earlier deadline rounded up to the millisecond, and at
-// least 1, the earliest time PEXPIREAT and SET PXAT take.
+// luaTime returns t as the scripts take it: relTime, or luaZero.
+func luaTime(t time.Time) string {
+	rel := relTime(t)
+	if rel == zeroRel {
+		rel = luaZero
+	}
+	return strconv.FormatInt(rel, 10)
+}
+
+// expiresAtMillis returns when the keys of s should expire for Redis: the
+// session's earlier deadline rounded up to the millisecond, and at least 1,
+// the earliest time PEXPIREAT and SET PXAT take. The scripts compute the
+// same (expms in scripts.go).
 func expiresAtMillis(s *session.Session) int64 {
-	return ceilMillis(min(encodeTime(s.IdleDeadline), encodeTime(s.AbsoluteDeadline)))
-}
-
-func ceilMillis(us int64) int64 {
+	e := min(relTime(s.IdleDeadline), relTime(s.AbsoluteDeadline))
+	if e == zeroRel {
+		return 1
+	}
+	us := recordEpoch + e
 	if us <= 0 {
 		return 1
 	}
 	return (us + 999) / 1000
 }
 
+// appendTime appends the time t (as relTime) from base.
+func appendTime(b []byte, t, base int64) []byte {
+	if t == zeroRel {
+		return append(b, 0)
+	}
+	if base == zeroRel {
+		base = 0
+	}
+	d := t - base
+	c := byte(1)
+	m := uint64(d)
+	if d < 0 {
+		c |= 4
+		m = uint64(-d)
+	}
+	if m%1e6 == 0 {
+		c |= 2
+		m /= 1e6
+	}
+	c |= byte(m&15) << 3
+	if m >>= 4; m == 0 {
+		return append(b, c)
+	}
+	return binary.AppendUvarint(append(b, c|0x80), m)
+}
+
+// appendID appends a session ID as stored.
+func appendID(b []byte, id string) []byte {
+	if raw, err := base64.RawURLEncoding.DecodeString(id); err == nil && len(raw) > 0 && base64.RawURLEncoding.EncodeToString(raw) == id {
+		b = binary.AppendUvarint(b, uint64(len(raw))<<1|1)
+		return append(b, raw...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(id))<<1)
+	return append(b, id...)
+}
+
+// appendAddr appends an IP address (or any string) as stored.
+func appendAddr(b []byte, s string) []byte {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" && a.String() == s {
+		if a.Is4() {
+			a4 := a.As4()
+			return append(append(b, 1), a4[:]...)
+		}
+		a16 := a.As16()
+		return append(append(b, 3), a16[:]...)
+	}
+	return appendStr(b, 2, s)
+}
+
+// appendStr appends s with its length, multiplied by mul, as a uvarint.
+func appendStr(b []byte, mul uint64, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))*mul), s...)
+}
+
+func appendVersion(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
+
 // encodeRecord returns the stored form of s.
 func encodeRecord(s *session.Session) []byte {
-	created := encodeTime(s.CreatedAt)
-	b := make([]byte, 0, 160+len(s.CreatedUserAgent)+len(s.LastUserAgent)+len(s.Data))
-	b = append(b, 0xdc, 0, nFields) // array 16
-	b = appendInt(b, s.Version)
-	b = appendInt(b, created)
-	for _, t := range []time.Time{s.AuthenticatedAt, s.RotatedAt, s.LastSeenAt} {
-		if us := encodeTime(t); us == created {
-			b = append(b, 0xc3) // true
-		} else {
-			b = appendInt(b, us)
-		}
-	}
-	b = appendInt(b, encodeTime(s.IdleDeadline))
-	b = appendInt(b, encodeTime(s.AbsoluteDeadline))
-	var flags int64
+	created := relTime(s.CreatedAt)
+	authed, rotated, seen := relTime(s.AuthenticatedAt), relTime(s.RotatedAt), relTime(s.LastSeenAt)
+	b := make([]byte, 1, 96+len(s.UserID)+len(s.ID)+len(s.CreatedUserAgent)+len(s.LastUserAgent)+len(s.Data))
+	var f byte
 	if s.Remember {
-		flags |= flagRemember
+		f |= flagRemember
 	}
-	b = appendInt(b, flags)
-	b = appendStr(b, s.TokenHash[:])
-	if s.PrevTokenHash.IsZero() {
-		b = appendStr(b, nil)
+	b = appendStr(b, 1, s.UserID)
+	b = appendID(b, s.ID)
+	b = appendVersion(b, s.Version)
+	b = appendTime(b, created, 0)
+	if authed == created {
+		f |= flagAuthedIsCreated
 	} else {
-		b = appendStr(b, s.PrevTokenHash[:])
+		b = appendTime(b, authed, created)
 	}
-	b = appendArrayHeader(b, len(s.Roles))
+	if rotated == created {
+		f |= flagRotatedIsCreated
+	} else {
+		b = appendTime(b, rotated, created)
+	}
+	if seen == created {
+		f |= flagSeenIsCreated
+	} else {
+		b = appendTime(b, seen, created)
+	}
+	b = appendTime(b, relTime(s.IdleDeadline), seen)
+	b = appendTime(b, relTime(s.AbsoluteDeadline), created)
+	b = append(b, s.TokenHash[:]...)
+	if !s.PrevTokenHash.IsZero() {
+		f |= flagPrev
+		b = append(b, s.PrevTokenHash[:]...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Roles)))
 	for _, r := range s.Roles {
-		b = appendStr(b, []byte(r))
+		b = appendStr(b, 1, r)
 	}
-	b = appendStr(b, []byte(s.CreatedIP))
-	b = appendStr(b, []byte(s.CreatedUserAgent))
+	b = appendAddr(b, s.CreatedIP)
 	if s.LastIP == s.CreatedIP {
-		b = append(b, 0xc2) // false
+		f |= flagLastIPSame
 	} else {
-		b = appendStr(b, []byte(s.LastIP))
+		b = appendAddr(b, s.LastIP)
 	}
 	if s.LastUserAgent == s.CreatedUserAgent {
-		b = append(b, 0xc2)
+		f |= flagLastUASame
 	} else {
-		b = appendStr(b, []byte(s.LastUserAgent))
+		b = appendStr(b, 1, s.LastUserAgent)
 	}
-	return appendStr(b, s.Data)
+	b = appendStr(b, 1, s.CreatedUserAgent)
+	if len(s.Data) > 0 {
+		f |= flagData
+		b = appendStr(b, 1, string(s.Data))
+	}
+	b[0] = f
+	return b
 }
 
-func appendInt(b []byte, v int64) []byte {
-	switch {
-	case v >= 0 && v <= 0x7f:
-		return append(b, byte(v))
-	case v >= -32 && v < 0:
-		return append(b, byte(v))
-	case v >= 0 && v <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
-	case v >= math.MinInt32 && v <= math.MaxInt32:
-		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(v))
-}
-
-// appendStr appends p as a MessagePack str, the type cmsgpack gives every
-// Lua string: MessagePack strings may hold any bytes.
-func appendStr(b, p []byte) []byte {
-	switch n := len(p); {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
-	}
-	return append(b, p...)
-}
-
-func appendArrayHeader(b []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(b, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
-}
-
-// errMsgpack is the cause of every decoding failure; decodeRecord wraps it
+// errFormat is the cause of every decoding failure; decodeRecord wraps it
 // in session.ErrInvalidRecord.
-var errMsgpack = errors.New("malformed MessagePack")
+var errFormat = errors.New("malformed record")
 
-// decoder reads the subset of MessagePack that records use, in the forms
-// this package and cmsgpack write: nil, booleans, integers (and floats
-// that hold integers, which cmsgpack never writes but another encoder
-// might), strings and binaries, arrays.
+// decoder reads a record.
 type decoder struct {
 	b   []byte
 	err error
@@ -182,15 +251,15 @@ type decoder struct {
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", errMsgpack, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: %s", errFormat, fmt.Sprintf(format, args...))
 	}
 }
 
-func (d *decoder) take(n int) []byte {
+func (d *decoder) take(n uint64) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n < 0 || n > len(d.b) {
+	if n > uint64(len(d.b)) {
 		d.fail("truncated")
 		return nil
 	}
@@ -206,245 +275,165 @@ func (d *decoder) byte() byte {
 	return 0
 }
 
-func (d *decoder) uint(n int) uint64 {
-	p := d.take(n)
-	var v uint64
-	for _, c := range p {
-		v = v<<8 | uint64(c)
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
 	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
 	return v
 }
 
-// kind of the next value, without consuming it.
-type kind int
-
-const (
-	kInvalid kind = iota
-	kNil
-	kBool
-	kInt
-	kStr
-	kArray
-)
-
-func (d *decoder) peek() kind {
-	if d.err != nil || len(d.b) == 0 {
-		return kInvalid
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
 	}
-	switch c := d.b[0]; {
-	case c <= 0x7f || c >= 0xe0 || (c >= 0xcc && c <= 0xd3) || c == 0xca || c == 0xcb:
-		return kInt
-	case c >= 0xa0 && c <= 0xbf || c >= 0xd9 && c <= 0xdb || c >= 0xc4 && c <= 0xc6:
-		return kStr
-	case c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd:
-		return kArray
-	case c == 0xc0:
-		return kNil
-	case c == 0xc2 || c == 0xc3:
-		return kBool
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
 	}
-	return kInvalid
+	d.b = d.b[n:]
+	return v
 }
 
-func (d *decoder) bool() bool {
-	switch c := d.byte(); c {
-	case 0xc2:
-		return false
-	case 0xc3:
-		return true
-	default:
-		d.fail("want a boolean, found 0x%02x", c)
-	}
-	return false
-}
+func (d *decoder) str() string { return string(d.take(d.uvarint())) }
 
-func (d *decoder) int() int64 {
+// time reads a time from base (see appendTime) and checks that it is one
+// relTime could have returned.
+func (d *decoder) time(base int64) int64 {
 	c := d.byte()
-	switch {
-	case c <= 0x7f:
-		return int64(c)
-	case c >= 0xe0:
-		return int64(int8(c))
-	case c == 0xcc:
-		return int64(d.uint(1))
-	case c == 0xcd:
-		return int64(d.uint(2))
-	case c == 0xce:
-		return int64(d.uint(4))
-	case c == 0xcf:
-		v := d.uint(8)
-		if v > math.MaxInt64 {
-			d.fail("integer out of range")
-		}
-		return int64(v)
-	case c == 0xd0:
-		return int64(int8(d.uint(1)))
-	case c == 0xd1:
-		return int64(int16(d.uint(2)))
-	case c == 0xd2:
-		return int64(int32(d.uint(4)))
-	case c == 0xd3:
-		return int64(d.uint(8))
-	case c == 0xca, c == 0xcb:
-		var f float64
-		if c == 0xca {
-			f = float64(math.Float32frombits(uint32(d.uint(4))))
-		} else {
-			f = math.Float64frombits(d.uint(8))
-		}
-		if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-			d.fail("want an integer, found %v", f)
-		}
-		return int64(f)
+	if d.err != nil {
+		return 0
 	}
-	d.fail("want an integer, found 0x%02x", c)
+	if c == 0 {
+		return zeroRel
+	}
+	if c&1 == 0 {
+		d.fail("bad time tag 0x%02x", c)
+		return 0
+	}
+	m := uint64(c >> 3 & 15)
+	if c&0x80 != 0 {
+		hi := d.uvarint()
+		if hi >= 1<<50 {
+			d.fail("time out of range")
+			return 0
+		}
+		m |= hi << 4
+	}
+	if c&2 != 0 {
+		if m > 1<<54/1_000_000 {
+			d.fail("time out of range")
+			return 0
+		}
+		m *= 1e6
+	}
+	v := int64(m)
+	if c&4 != 0 {
+		v = -v
+	}
+	if base == zeroRel {
+		base = 0
+	}
+	if t := base + v; t >= -maxRel && t <= maxRel {
+		return t
+	}
+	d.fail("time out of range")
 	return 0
 }
 
-func (d *decoder) str() []byte {
-	c := d.byte()
-	var n uint64
-	switch {
-	case c >= 0xa0 && c <= 0xbf:
-		n = uint64(c & 0x1f)
-	case c == 0xd9, c == 0xc4:
-		n = d.uint(1)
-	case c == 0xda, c == 0xc5:
-		n = d.uint(2)
-	case c == 0xdb, c == 0xc6:
-		n = d.uint(4)
+func (d *decoder) id() string {
+	n := d.uvarint()
+	p := d.take(n >> 1)
+	if n&1 == 1 {
+		return base64.RawURLEncoding.EncodeToString(p)
+	}
+	return string(p)
+}
+
+func (d *decoder) addr() string {
+	switch n := d.uvarint(); {
+	case n == 1:
+		if p := d.take(4); p != nil {
+			return netip.AddrFrom4([4]byte(p)).String()
+		}
+	case n == 3:
+		if p := d.take(16); p != nil {
+			return netip.AddrFrom16([16]byte(p)).String()
+		}
+	case n&1 == 0:
+		return string(d.take(n >> 1))
 	default:
-		d.fail("want a string, found 0x%02x", c)
-		return nil
+		d.fail("bad address tag %d", n)
 	}
-	return d.take(int(n))
+	return ""
 }
 
-func (d *decoder) arrayLen() int {
-	c := d.byte()
-	switch {
-	case c >= 0x90 && c <= 0x9f:
-		return int(c & 0x0f)
-	case c == 0xdc:
-		return int(d.uint(2))
-	case c == 0xdd:
-		return int(d.uint(4))
-	}
-	d.fail("want an array, found 0x%02x", c)
-	return 0
+func (d *decoder) hash() (h session.Hash) {
+	copy(h[:], d.take(uint64(len(h))))
+	return h
 }
 
-// timeOr reads a time that may be stored as true, meaning "same as base".
-func (d *decoder) timeOr(base int64) int64 {
-	if d.peek() == kBool {
-		if !d.bool() {
-			d.fail("false where a time belongs")
-		}
-		return base
-	}
-	return d.int()
-}
-
-// time checks that us is a time encodeTime could have written.
-func (d *decoder) time(us int64) int64 {
-	if us != zeroMicros && (us < -maxMicros || us > maxMicros) {
-		d.fail("time %d out of range", us)
-	}
-	return us
-}
-
-// strOr reads a string that may be stored as false, meaning "same as base".
-func (d *decoder) strOr(base string) string {
-	if d.peek() == kBool {
-		if d.bool() {
-			d.fail("true where a string belongs")
-		}
-		return base
-	}
-	return string(d.str())
-}
-
-// decodeRecord decodes the record of session id of user uid. An error wraps
-// session.ErrInvalidRecord.
-func decodeRecord(uid, id string, b []byte) (*session.Session, error) {
+// decodeRecord decodes a record. An error wraps session.ErrInvalidRecord.
+func decodeRecord(b []byte) (*session.Session, error) {
 	d := &decoder{b: b}
-	if n := d.arrayLen(); n != nFields && d.err == nil {
-		d.fail("record has %d fields, want %d", n, nFields)
+	f := d.byte()
+	s := &session.Session{UserID: d.str(), ID: d.id(), Version: d.varint()}
+	created := d.time(0)
+	authed, rotated, seen := created, created, created
+	if f&flagAuthedIsCreated == 0 {
+		authed = d.time(created)
 	}
-	s := &session.Session{ID: id, UserID: uid}
-	s.Version = d.int()
-	created := d.time(d.int())
-	s.CreatedAt = decodeTime(created)
-	s.AuthenticatedAt = decodeTime(d.time(d.timeOr(created)))
-	s.RotatedAt = decodeTime(d.time(d.timeOr(created)))
-	s.LastSeenAt = decodeTime(d.time(d.timeOr(created)))
-	s.IdleDeadline = decodeTime(d.time(d.int()))
-	s.AbsoluteDeadline = decodeTime(d.time(d.int()))
-	s.Remember = d.int()&flagRemember != 0
-	if h := d.str(); len(h) == len(s.TokenHash) {
-		copy(s.TokenHash[:], h)
-	} else {
-		d.fail("token hash is %d bytes", len(h))
+	if f&flagRotatedIsCreated == 0 {
+		rotated = d.time(created)
 	}
-	switch h := d.str(); len(h) {
-	case 0:
-	case len(s.PrevTokenHash):
-		copy(s.PrevTokenHash[:], h)
-	default:
-		d.fail("previous token hash is %d bytes", len(h))
+	if f&flagSeenIsCreated == 0 {
+		seen = d.time(created)
 	}
-	if d.peek() == kArray {
-		if n := d.arrayLen(); n > 0 && n <= len(d.b) {
-			s.Roles = make([]string, n)
-			for i := range s.Roles {
-				s.Roles[i] = string(d.str())
-			}
-		} else if n > 0 {
-			d.fail("truncated")
+	idle := d.time(seen)
+	abs := d.time(created)
+	s.CreatedAt, s.AuthenticatedAt, s.RotatedAt, s.LastSeenAt = absTime(created), absTime(authed), absTime(rotated), absTime(seen)
+	s.IdleDeadline, s.AbsoluteDeadline = absTime(idle), absTime(abs)
+	s.Remember = f&flagRemember != 0
+	s.TokenHash = d.hash()
+	if f&flagPrev != 0 {
+		s.PrevTokenHash = d.hash()
+	}
+	if n := d.uvarint(); n > uint64(len(d.b)) {
+		d.fail("truncated")
+	} else if n > 0 {
+		s.Roles = make([]string, n)
+		for i := range s.Roles {
+			s.Roles[i] = d.str()
 		}
-	} else if d.peek() != kNil { // an empty Lua table may come back as nil; accept it
-		d.fail("roles are not an array")
-	} else {
-		d.byte()
 	}
-	s.CreatedIP = string(d.str())
-	s.CreatedUserAgent = string(d.str())
-	s.LastIP = d.strOr(s.CreatedIP)
-	s.LastUserAgent = d.strOr(s.CreatedUserAgent)
-	if data := d.str(); len(data) > 0 {
-		s.Data = append([]byte(nil), data...)
+	s.CreatedIP = d.addr()
+	s.LastIP = s.CreatedIP
+	if f&flagLastIPSame == 0 {
+		s.LastIP = d.addr()
+	}
+	if f&flagLastUASame == 0 {
+		s.LastUserAgent = d.str()
+	}
+	s.CreatedUserAgent = d.str()
+	if f&flagLastUASame != 0 {
+		s.LastUserAgent = s.CreatedUserAgent
+	}
+	if f&flagData != 0 {
+		if data := d.take(d.uvarint()); len(data) > 0 {
+			s.Data = append([]byte(nil), data...)
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the record", len(d.b))
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("redisstore: session %q: %w: %w", id, session.ErrInvalidRecord, d.err)
+		return nil, fmt.Errorf("redisstore: session record: %w: %w", session.ErrInvalidRecord, d.err)
 	}
 	return s, nil
-}
-
-// recordHashes returns the token hashes of a stored record, for removing
-// the pointers to it once the record is gone; ok is false if b cannot be
-// decoded that far.
-func recordHashes(b []byte) (token, prev session.Hash, ok bool) {
-	d := &decoder{b: b}
-	if d.arrayLen() != nFields {
-		return token, prev, false
-	}
-	d.int()
-	created := d.int()
-	d.timeOr(created)
-	d.timeOr(created)
-	d.timeOr(created)
-	d.int()
-	d.int()
-	d.int()
-	h := d.str()
-	p := d.str()
-	if d.err != nil || len(h) != len(token) || (len(p) != 0 && len(p) != len(prev)) {
-		return token, prev, false
-	}
-	copy(token[:], h)
-	copy(prev[:], p)
-	return token, prev, true
 }

@@ -1,10 +1,15 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +31,9 @@ type Store struct {
 	cache    CacheMode
 	cacheTTL time.Duration
 	timeout  time.Duration
+	// nsOf, if set, replaces the namespace of each user, so that tests
+	// can put several users in one.
+	nsOf func(uid string) uint64
 }
 
 // Open connects to the Redis that url names (see the package doc for the
@@ -128,160 +136,208 @@ func (st *Store) opContext(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, st.timeout)
 }
 
-// Keys. The user ID, in a hash tag, puts every key of a user in one
-// Cluster slot; session IDs never contain '}' (Create refuses them), so
-// the user ID and session ID can be read back from a record key.
+// Keys (see the package doc). A user's keys are those of the user's
+// namespace, which its hash tag puts in one Cluster slot.
 
-func (st *Store) userTag(uid string) string { return st.prefix + "{u:" + uid + "}" }
-
-// recordKey names the record of session id of user uid.
-func (st *Store) recordKey(uid, id string) string { return st.userTag(uid) + ":s:" + id }
-
-// recordPrefix is recordKey without the session ID, for the scripts.
-func (st *Store) recordPrefix(uid string) string { return st.userTag(uid) + ":s:" }
-
-// indexKey names the sorted set of the user's session IDs.
-func (st *Store) indexKey(uid string) string { return st.userTag(uid) + ":z" }
-
-// hashKey names the pointer from a token hash to its session. It holds the
-// first 128 bits of the hash, which tell the sessions apart as well as the
-// whole hash would; the record holds the whole hash, which every lookup
-// checks.
-func (st *Store) hashKey(h session.Hash) string {
-	var b [22]byte
-	base64.RawURLEncoding.Encode(b[:], h[:16])
-	return st.prefix + "h:" + string(b[:])
+// namespace returns the namespace of user uid: the first 48 bits of
+// SHA-256(uid).
+func (st *Store) namespace(uid string) uint64 {
+	if st.nsOf != nil {
+		return st.nsOf(uid)
+	}
+	h := sha256.Sum256([]byte(uid))
+	return binary.BigEndian.Uint64(h[:8]) >> 16
 }
 
-// idKey names the pointer from a session ID to its user.
-func (st *Store) idKey(id string) string { return st.prefix + "i:" + id }
+// indexKey names the index of namespace ns; every record key of ns starts
+// with it.
+func (st *Store) indexKey(ns uint64) string { return st.nsKey(ns, -1) }
 
-// hashPointer is the value of a hash key: the session ID, then '}', then
-// the user ID.
-func hashPointer(uid, id string) string { return id + "}" + uid }
+// slotKey names record slot slot of namespace ns.
+func (st *Store) slotKey(ns uint64, slot int64) string { return st.nsKey(ns, slot) }
 
-func parseHashPointer(v string) (uid, id string, ok bool) {
-	id, uid, ok = strings.Cut(v, "}")
-	return uid, id, ok && id != ""
+// nsKey returns PREFIX{NS}, NS in 12 hex digits, followed by slot in base
+// 36 unless it is negative.
+func (st *Store) nsKey(ns uint64, slot int64) string {
+	var k strings.Builder
+	k.Grow(len(st.prefix) + 14 + 4)
+	k.WriteString(st.prefix)
+	k.WriteByte('{')
+	for i := 44; i >= 0; i -= 4 {
+		k.WriteByte("0123456789abcdef"[ns>>i&15])
+	}
+	k.WriteByte('}')
+	if slot >= 0 {
+		var d [16]byte
+		k.Write(strconv.AppendInt(d[:0], slot, 36))
+	}
+	return k.String()
 }
 
-func micros(t time.Time) string { return strconv.FormatInt(encodeTime(t), 10) }
+// pointerBytes is how much of a hash names a pointer key: 96 bits tell
+// the sessions apart as well as more would (a collision makes one session
+// unreachable, nothing worse: every lookup checks the whole token hash or
+// the session ID in the record it reaches), and keep the key, with the
+// default prefix, in the smallest allocation class (see "Memory").
+const pointerBytes = 12
 
-// Create implements session.Store. It returns an error if s.ID is empty,
-// contains '}' or is already taken.
+// hashKey names the pointer from a token hash to its session.
+func (st *Store) hashKey(h session.Hash) string { return st.pointerKey('h', h[:pointerBytes]) }
+
+// idKey names the pointer from a session ID to its session.
+func (st *Store) idKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return st.pointerKey('i', h[:pointerBytes])
+}
+
+func (st *Store) pointerKey(kind byte, p []byte) string {
+	var enc [16]byte
+	base64.RawURLEncoding.Encode(enc[:], p)
+	var k strings.Builder
+	k.Grow(len(st.prefix) + 1 + len(enc))
+	k.WriteString(st.prefix)
+	k.WriteByte(kind)
+	k.Write(enc[:])
+	return k.String()
+}
+
+// A pointer's value is ns<<slotBits | slot in decimal, which Redis keeps
+// as an integer in the key's object header, with no allocation of its own;
+// slots beyond that have the form "SLOT:NS". An ID pointer written before
+// its record's slot is known holds -(ns+1).
+const slotBits = 14
+
+func pointerValue(ns uint64, slot int64) string {
+	if slot < 1<<slotBits {
+		return strconv.FormatUint(ns<<slotBits|uint64(slot), 10)
+	}
+	return strconv.FormatInt(slot, 10) + ":" + strconv.FormatUint(ns, 10)
+}
+
+func reservation(ns uint64) string { return strconv.FormatInt(-int64(ns)-1, 10) }
+
+// parsePointer parses a pointer's value; slot is -1 for a reservation.
+func parsePointer(v string) (ns uint64, slot int64, ok bool) {
+	if a, b, cut := strings.Cut(v, ":"); cut {
+		slot, err1 := strconv.ParseInt(a, 10, 64)
+		ns, err2 := strconv.ParseUint(b, 10, 48)
+		return ns, slot, err1 == nil && err2 == nil && slot >= 1<<slotBits
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err != nil || n < -(1<<48) || n >= 1<<(48+slotBits):
+		return 0, 0, false
+	case n < 0:
+		return uint64(-n - 1), -1, true
+	}
+	return uint64(n) >> slotBits, n & (1<<slotBits - 1), true
+}
+
+func encID(id string) string { return string(appendID(nil, id)) }
+
+// nowArg returns the current time as the scripts take it.
+func nowArg() string { return luaTime(time.Now()) }
+
+// Create implements session.Store. It returns an error if s.ID is empty or
+// already taken.
+//
+// The session's ID pointer comes first (SET NX, which also makes sure the
+// ID is not taken), holding only the namespace; then the script stores the
+// record in a free slot; then the pointers get the slot. Until they do,
+// lookups by ID search the namespace (findScript), and the token, which
+// the caller has not handed out yet, resolves to nothing.
 func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Limit) ([]string, error) {
-	if s.ID == "" || strings.Contains(s.ID, "}") {
-		return nil, fmt.Errorf("redisstore: create: session ID %q is empty or contains '}'", s.ID)
+	if s.ID == "" {
+		return nil, errors.New("redisstore: create: empty session ID")
 	}
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
 	exp := expiresAtMillis(s)
-	pxat := strconv.FormatInt(exp, 10)
-	rk, ik := st.recordKey(s.UserID, s.ID), st.indexKey(s.UserID)
-
-	// Pointers first: the record they point to is what makes a session
-	// exist, so pointers alone are harmless, and a record is never left
-	// without them.
-	b := st.c.B()
-	ptrs := rueidis.Commands{
-		b.Set().Key(st.idKey(s.ID)).Value(s.UserID).Nx().PxatMillisecondsTimestamp(exp).Build(),
-		b.Set().Key(st.hashKey(s.TokenHash)).Value(hashPointer(s.UserID, s.ID)).PxatMillisecondsTimestamp(exp).Build(),
+	ns := st.namespace(s.UserID)
+	idk := st.idKey(s.ID)
+	err := st.c.Do(ctx, st.c.B().Set().Key(idk).Value(reservation(ns)).Nx().PxatMillisecondsTimestamp(exp).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return nil, fmt.Errorf("redisstore: create: session ID %q is taken", s.ID)
 	}
-	hashKeys := []string{st.hashKey(s.TokenHash)}
-	if !s.PrevTokenHash.IsZero() {
-		ptrs = append(ptrs, b.Set().Key(st.hashKey(s.PrevTokenHash)).Value(hashPointer(s.UserID, s.ID)).PxatMillisecondsTimestamp(exp).Build())
-		hashKeys = append(hashKeys, st.hashKey(s.PrevTokenHash))
-	}
-	for i, r := range st.c.DoMulti(ctx, ptrs...) {
-		err := r.Error()
-		if i == 0 && rueidis.IsRedisNil(err) {
-			st.del(ctx, hashKeys...)
-			return nil, fmt.Errorf("redisstore: create: session ID %q is taken", s.ID)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: create: %w", err)
-		}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: create: %w", err)
 	}
 
 	reject := "0"
 	if lim.Reject {
 		reject = "1"
 	}
-	res := createScript.Exec(ctx, st.c, []string{rk, ik}, []string{
-		string(encodeRecord(s)), pxat, micros(s.CreatedAt), s.ID,
-		strconv.Itoa(max(lim.Max, 0)), reject, st.recordPrefix(s.UserID),
-		strconv.FormatInt(time.Now().UnixMilli(), 10),
-	})
-	if code, err := res.AsInt64(); err == nil {
-		// The session was not stored: its pointers go.
-		st.del(ctx, append(hashKeys, st.idKey(s.ID))...)
-		if code == -1 {
-			return nil, session.ErrTooManySessions
-		}
-		return nil, fmt.Errorf("redisstore: create: session ID %q is taken", s.ID)
+	arr, err := createScript.Exec(ctx, st.c, []string{st.indexKey(ns)}, []string{
+		st.indexKey(ns), string(encodeRecord(s)), s.UserID,
+		strconv.Itoa(max(lim.Max, 0)), reject, nowArg(),
+		strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.FormatInt(exp, 10),
+		strconv.FormatUint(rand.Uint64()>>12, 10),
+	}).ToArray()
+	if err == nil && len(arr) == 0 {
+		err = errors.New("empty script reply")
 	}
-	gone, err := records(res)
+	if err != nil {
+		// The record may or may not be stored: the reservation stays, so
+		// that ByID, Delete and DeleteByUser find it if it is.
+		return nil, fmt.Errorf("redisstore: create: %w", err)
+	}
+	slot, err := arr[0].AsInt64()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: create: %w", err)
 	}
-	var evicted []string
-	var stale []string
-	for _, r := range gone {
-		evicted = append(evicted, r.id)
-		stale = append(stale, st.pointerKeys(r.id, r.v)...)
+	switch slot {
+	case -1:
+		st.del(ctx, idk)
+		return nil, session.ErrTooManySessions
+	case -2: // expired already: nothing stored, and the reservation expired
+		return nil, nil
 	}
-	st.dropPointers(ctx, rk, stale)
+	var evicted, stale []string
+	for _, m := range arr[1:] {
+		v, err := m.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: create: %w", err)
+		}
+		if old, err := decodeRecord(v); err == nil {
+			evicted = append(evicted, old.ID)
+			stale = append(stale, st.pointerKeys(old)...)
+		}
+	}
+
+	b := st.c.B()
+	p := pointerValue(ns, slot)
+	cmds := rueidis.Commands{
+		b.Set().Key(idk).Value(p).PxatMillisecondsTimestamp(exp).Build(),
+		b.Set().Key(st.hashKey(s.TokenHash)).Value(p).PxatMillisecondsTimestamp(exp).Build(),
+	}
+	if !s.PrevTokenHash.IsZero() {
+		cmds = append(cmds, b.Set().Key(st.hashKey(s.PrevTokenHash)).Value(p).PxatMillisecondsTimestamp(exp).Build())
+	}
+	for _, r := range st.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return nil, fmt.Errorf("redisstore: create: the session was stored, but not its pointers: %w", err)
+		}
+	}
+	st.dropPointers(ctx, st.slotKey(ns, slot), stale)
 	return evicted, nil
 }
 
-// idRecord is a session ID and its record, as the scripts return them.
-type idRecord struct {
-	id string
-	v  []byte
-}
-
-// records reads a script's {id, record, id, record…} reply.
-func records(res rueidis.RedisResult) ([]idRecord, error) {
-	arr, err := res.ToArray()
-	if err != nil {
-		return nil, err
-	}
-	if len(arr)%2 != 0 {
-		return nil, errors.New("script returned an odd number of values")
-	}
-	out := make([]idRecord, 0, len(arr)/2)
-	for i := 0; i < len(arr); i += 2 {
-		id, err := arr[i].ToString()
-		if err != nil {
-			return nil, err
-		}
-		v, err := arr[i+1].AsBytes()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, idRecord{id, v})
-	}
-	return out, nil
-}
-
-// pointerKeys returns the pointer keys of session id whose record is v.
-func (st *Store) pointerKeys(id string, v []byte) []string {
-	keys := []string{st.idKey(id)}
-	if tok, prev, ok := recordHashes(v); ok {
-		keys = append(keys, st.hashKey(tok))
-		if !prev.IsZero() {
-			keys = append(keys, st.hashKey(prev))
-		}
+// pointerKeys returns the pointer keys of s.
+func (st *Store) pointerKeys(s *session.Session) []string {
+	keys := []string{st.idKey(s.ID), st.hashKey(s.TokenHash)}
+	if !s.PrevTokenHash.IsZero() {
+		keys = append(keys, st.hashKey(s.PrevTokenHash))
 	}
 	return keys
 }
 
 // dropPointers deletes the pointers of sessions whose records are gone, on
-// a best-effort basis: a pointer left behind points to nothing, which every
-// lookup sees, and expires when the session would have. In the unfenced
-// cache mode the same round trip reads rk, a key of the slot just written,
-// so that the Store's own cache has applied the write's invalidation
-// before the write returns (see "Client-side cache" in the package doc).
+// a best-effort basis: a pointer left behind leads to nothing, or to
+// another session's record, which every lookup sees, and expires when its
+// session would have. In the unfenced cache mode the same round trip reads
+// rk, a key of the slot just written, so that the Store's own cache has
+// applied the write's invalidation before the write returns (see
+// "Client-side cache" in the package doc).
 func (st *Store) dropPointers(ctx context.Context, rk string, keys []string) {
 	if len(keys) == 0 {
 		return
@@ -310,11 +366,11 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	if p == nil {
 		return nil, session.ErrNotFound
 	}
-	uid, id, ok := parseHashPointer(string(p))
-	if !ok {
+	ns, slot, ok := parsePointer(string(p))
+	if !ok || slot < 0 {
 		return nil, session.ErrNotFound
 	}
-	rk := st.recordKey(uid, id)
+	rk := st.slotKey(ns, slot)
 	if st.cache == CacheFenced {
 		// The fence: a round trip on the connection that holds the
 		// cached record (one connection per server, see Open). Redis
@@ -337,7 +393,7 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	if v == nil {
 		return nil, session.ErrNotFound
 	}
-	s, err := decodeRecord(uid, id, v)
+	s, err := decodeRecord(v)
 	if err != nil {
 		return nil, err
 	}
@@ -363,12 +419,21 @@ func (st *Store) get(ctx context.Context, key string, cached bool) ([]byte, erro
 	return v, err
 }
 
-// userOf returns the user of session id from its pointer, "" if there is
-// none. The pointer never changes while it exists, so a cached copy is
-// as good as a fresh one: what it points to is checked anyway.
-func (st *Store) userOf(ctx context.Context, id string, cached bool) (string, error) {
+// locate returns the namespace and slot of session id from its ID
+// pointer; ok is false if there is none. A pointer only ever goes from a
+// reservation to a slot, and then away, so a cached copy is as good as a
+// fresh one: the record it leads to is checked anyway.
+func (st *Store) locate(ctx context.Context, id string, cached bool) (ns uint64, slot int64, ok bool, err error) {
 	v, err := st.get(ctx, st.idKey(id), cached && st.cache != CacheOff)
-	return string(v), err
+	if err != nil || v == nil {
+		return 0, 0, false, err
+	}
+	ns, slot, ok = parsePointer(string(v))
+	if !ok || slot >= 0 {
+		return ns, slot, ok, nil
+	}
+	slot, err = findScript.Exec(ctx, st.c, []string{st.indexKey(ns)}, []string{st.indexKey(ns), encID(id)}).AsInt64()
+	return ns, slot, err == nil && slot >= 0, err
 }
 
 // ByID implements session.Store. It reads Redis every time, bypassing the
@@ -377,51 +442,66 @@ func (st *Store) userOf(ctx context.Context, id string, cached bool) (string, er
 func (st *Store) ByID(ctx context.Context, id string) (*session.Session, error) {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	uid, err := st.userOf(ctx, id, false)
+	ns, slot, ok, err := st.locate(ctx, id, false)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by id: %w", err)
 	}
-	if uid == "" {
+	if !ok {
 		return nil, session.ErrNotFound
 	}
-	return st.byKey(ctx, uid, id)
+	return st.bySlot(ctx, ns, slot, id)
 }
 
-// byKey reads the record of session id of user uid, uncached.
-func (st *Store) byKey(ctx context.Context, uid, id string) (*session.Session, error) {
-	v, err := st.get(ctx, st.recordKey(uid, id), false)
+// bySlot reads session id from slot slot of namespace ns, uncached.
+func (st *Store) bySlot(ctx context.Context, ns uint64, slot int64, id string) (*session.Session, error) {
+	v, err := st.get(ctx, st.slotKey(ns, slot), false)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by id: %w", err)
 	}
 	if v == nil {
 		return nil, session.ErrNotFound
 	}
-	s, err := decodeRecord(uid, id, v)
+	s, err := decodeRecord(v)
 	if err != nil {
 		return nil, err
 	}
-	if s.Expired(time.Now()) {
+	if s.ID != id || s.Expired(time.Now()) {
 		return nil, session.ErrNotFound
 	}
 	return s, nil
 }
+
+// slotArg returns slot as the scripts take it.
+func slotArg(slot int64) string { return strconv.FormatInt(slot, 10) }
 
 // Update implements session.Store. It returns an error if s.UserID is not
 // the stored session's: a session cannot move to another user.
 func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	rk, ik := st.recordKey(s.UserID, s.ID), st.indexKey(s.UserID)
+	at, slot, ok, err := st.locate(ctx, s.ID, true)
+	if err != nil {
+		return fmt.Errorf("redisstore: update: %w", err)
+	}
+	if !ok {
+		return session.ErrNotFound
+	}
+	ns := st.namespace(s.UserID)
+	if at != ns {
+		return st.notFoundOrMoved(ctx, at, slot, s.ID)
+	}
+	rk := st.slotKey(ns, slot)
 	exp := expiresAtMillis(s)
 
 	// Pointers for the new token hashes first (NX: existing ones keep
 	// their expiry, which is never earlier than the record's).
 	b := st.c.B()
+	p := pointerValue(ns, slot)
 	var ptrs rueidis.Commands
 	var newKeys []string
 	for _, h := range []session.Hash{s.TokenHash, s.PrevTokenHash} {
 		if !h.IsZero() {
-			ptrs = append(ptrs, b.Set().Key(st.hashKey(h)).Value(hashPointer(s.UserID, s.ID)).Nx().PxatMillisecondsTimestamp(exp).Build())
+			ptrs = append(ptrs, b.Set().Key(st.hashKey(h)).Value(p).Nx().PxatMillisecondsTimestamp(exp).Build())
 			newKeys = append(newKeys, st.hashKey(h))
 		}
 	}
@@ -438,9 +518,9 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 
 	next := *s
 	next.Version++
-	arr, err := updateScript.Exec(ctx, st.c, []string{rk, ik}, []string{
-		strconv.FormatInt(s.Version, 10), string(encodeRecord(&next)),
-		micros(time.Now()), s.ID,
+	arr, err := updateScript.Exec(ctx, st.c, []string{rk, st.indexKey(ns)}, []string{
+		string(appendVersion(nil, s.Version)), string(encodeRecord(&next)),
+		nowArg(), encID(s.ID), s.UserID, slotArg(slot),
 	}).ToArray()
 	if err != nil {
 		return fmt.Errorf("redisstore: update: %w", err)
@@ -449,13 +529,18 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: update: %w", err)
 	}
+	if code != 2 {
+		st.del(ctx, created...)
+	}
 	switch code {
 	case 0:
-		st.del(ctx, created...)
-		return st.notFoundOrMoved(ctx, s)
+		return session.ErrNotFound
 	case 1:
-		st.del(ctx, created...)
 		return session.ErrConflict
+	case 3:
+		return errMoved(s.ID)
+	case 4:
+		return fmt.Errorf("redisstore: update: session %q: %w", s.ID, session.ErrInvalidRecord)
 	}
 	if len(arr) != 4 {
 		return errors.New("redisstore: update: unexpected script reply")
@@ -494,15 +579,16 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	return nil
 }
 
-// notFoundOrMoved returns ErrNotFound for an Update of a session that is
-// not stored under s.UserID, unless the session exists under another user.
-func (st *Store) notFoundOrMoved(ctx context.Context, s *session.Session) error {
-	uid, err := st.userOf(ctx, s.ID, false)
-	if err != nil || uid == "" || uid == s.UserID {
-		return session.ErrNotFound
-	}
-	if _, err := st.byKey(ctx, uid, s.ID); err == nil {
-		return fmt.Errorf("redisstore: update: session %q belongs to another user: a session cannot change its UserID", s.ID)
+func errMoved(id string) error {
+	return fmt.Errorf("redisstore: update: session %q belongs to another user: a session cannot change its UserID", id)
+}
+
+// notFoundOrMoved returns ErrNotFound for an Update of a session whose ID
+// pointer leads to another namespace than its user's, unless the session
+// exists there.
+func (st *Store) notFoundOrMoved(ctx context.Context, ns uint64, slot int64, id string) error {
+	if _, err := st.bySlot(ctx, ns, slot, id); err == nil {
+		return errMoved(id)
 	}
 	return session.ErrNotFound
 }
@@ -511,16 +597,20 @@ func (st *Store) notFoundOrMoved(ctx context.Context, s *session.Session) error 
 func (st *Store) Touch(ctx context.Context, id string, t session.TouchInfo) error {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	uid, err := st.userOf(ctx, id, true)
+	ns, slot, ok, err := st.locate(ctx, id, true)
 	if err != nil {
 		return fmt.Errorf("redisstore: touch: %w", err)
 	}
-	if uid == "" {
+	if !ok {
 		return session.ErrNotFound
 	}
-	res := touchScript.Exec(ctx, st.c, []string{st.recordKey(uid, id), st.indexKey(uid)}, []string{
-		micros(t.At), t.IP, t.UserAgent, micros(t.IdleDeadline), micros(time.Now()),
+	res := touchScript.Exec(ctx, st.c, []string{st.slotKey(ns, slot), st.indexKey(ns)}, []string{
+		encID(id), luaTime(t.At), string(appendAddr(nil, t.IP)), t.UserAgent,
+		luaTime(t.IdleDeadline), nowArg(), slotArg(slot),
 	})
+	if code, err := res.AsInt64(); err == nil && code == -1 {
+		return fmt.Errorf("redisstore: touch: session %q: %w", id, session.ErrInvalidRecord)
+	}
 	arr, err := res.ToArray()
 	if rueidis.IsRedisNil(err) {
 		return session.ErrNotFound
@@ -555,22 +645,26 @@ func (st *Store) Touch(ctx context.Context, id string, t session.TouchInfo) erro
 func (st *Store) Delete(ctx context.Context, id string) error {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	uid, err := st.userOf(ctx, id, true)
+	ns, slot, ok, err := st.locate(ctx, id, true)
 	if err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
-	if uid == "" {
+	if !ok {
 		return session.ErrNotFound
 	}
-	rk := st.recordKey(uid, id)
-	v, err := deleteScript.Exec(ctx, st.c, []string{rk, st.indexKey(uid)}, []string{id}).AsBytes()
+	rk := st.slotKey(ns, slot)
+	v, err := deleteScript.Exec(ctx, st.c, []string{rk, st.indexKey(ns)}, []string{encID(id), slotArg(slot)}).AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return session.ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
-	st.dropPointers(ctx, rk, st.pointerKeys(id, v))
+	keys := []string{st.idKey(id)}
+	if s, err := decodeRecord(v); err == nil {
+		keys = st.pointerKeys(s)
+	}
+	st.dropPointers(ctx, rk, keys)
 	return nil
 }
 
@@ -580,21 +674,29 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 func (st *Store) ListByUser(ctx context.Context, userID string) ([]*session.Session, error) {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	recs, err := records(listScript.Exec(ctx, st.c, []string{st.indexKey(userID)}, []string{st.recordPrefix(userID)}))
+	ns := st.namespace(userID)
+	arr, err := listScript.Exec(ctx, st.c, []string{st.indexKey(ns)}, []string{st.indexKey(ns), userID, nowArg()}).ToArray()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: list by user: %w", err)
 	}
 	now := time.Now()
 	var list []*session.Session
-	for _, r := range recs {
-		s, err := decodeRecord(userID, r.id, r.v)
+	for _, m := range arr {
+		v, err := m.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: list by user: %w", err)
+		}
+		s, err := decodeRecord(v)
 		if err != nil {
 			return nil, err
 		}
-		if !s.Expired(now) {
+		if s.UserID == userID && !s.Expired(now) {
 			list = append(list, s)
 		}
 	}
+	slices.SortFunc(list, func(a, b *session.Session) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
 	return list, nil
 }
 
@@ -602,15 +704,26 @@ func (st *Store) ListByUser(ctx context.Context, userID string) ([]*session.Sess
 func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]string, error) {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	ik := st.indexKey(userID)
-	recs, err := records(deleteUserScript.Exec(ctx, st.c, []string{ik}, []string{st.recordPrefix(userID), except}))
+	ns := st.namespace(userID)
+	keep := ""
+	if except != "" {
+		keep = encID(except)
+	}
+	ik := st.indexKey(ns)
+	arr, err := deleteUserScript.Exec(ctx, st.c, []string{ik}, []string{ik, userID, keep, nowArg()}).ToArray()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: delete by user: %w", err)
 	}
 	var ids, stale []string
-	for _, r := range recs {
-		ids = append(ids, r.id)
-		stale = append(stale, st.pointerKeys(r.id, r.v)...)
+	for _, m := range arr {
+		v, err := m.AsBytes()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: delete by user: %w", err)
+		}
+		if s, err := decodeRecord(v); err == nil {
+			ids = append(ids, s.ID)
+			stale = append(stale, st.pointerKeys(s)...)
+		}
 	}
 	st.dropPointers(ctx, ik, stale)
 	return ids, nil

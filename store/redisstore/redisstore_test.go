@@ -7,9 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,14 +108,6 @@ func rawDump(t testing.TB, st *Store) []byte {
 				t.Fatalf("GET %s: %v", key, err)
 			}
 			vals = []string{v}
-		case "zset":
-			zs, err := n.Do(ctx, n.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).AsZScores()
-			if err != nil {
-				t.Fatalf("ZRANGE %s: %v", key, err)
-			}
-			for _, z := range zs {
-				vals = append(vals, z.Member, fmt.Sprint(z.Score))
-			}
 		default:
 			t.Fatalf("key %s has type %s, which the store never writes", key, typ)
 		}
@@ -148,6 +138,46 @@ func TestStore(t *testing.T) {
 			}
 			storetest.Run(t, h)
 		})
+	}
+}
+
+// TestStoreOneNamespace runs the conformance suite, and the check that a
+// session cannot change users, with every user in one namespace, as users
+// whose IDs' hashes collide would be: every script must tell the users'
+// sessions apart.
+func TestStoreOneNamespace(t *testing.T) {
+	t.Parallel()
+	one := func(string) uint64 { return 0xc0111de }
+	h := harness(func(t *testing.T) *Store {
+		st := localStore(t)
+		st.nsOf = one
+		return st
+	})
+	h.Shared = func(t *testing.T, st session.Store) session.Store {
+		other := openTest(t, withOptions("redis://"+testenv.Redis(t), "prefix", st.(*Store).prefix))
+		other.nsOf = one
+		return other
+	}
+	storetest.Run(t, h)
+
+	st := localStore(t)
+	st.nsOf = one
+	s := newSession("alice")
+	mustCreate(t, st, s)
+	moved := s.Clone()
+	moved.UserID = "bob"
+	if err := st.Update(ctx, moved); err == nil || errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrConflict) {
+		t.Errorf("Update changing the user within a namespace: got %v, want an error saying a session cannot change user", err)
+	}
+	mustCreate(t, st, newSession("bob"))
+	if list, err := st.ListByUser(ctx, "alice"); err != nil || len(list) != 1 || list[0].ID != s.ID {
+		t.Errorf("ListByUser(alice) beside bob: %v, %v", list, err)
+	}
+	if gone, err := st.DeleteByUser(ctx, "bob", ""); err != nil || len(gone) != 1 {
+		t.Errorf("DeleteByUser(bob): %q, %v", gone, err)
+	}
+	if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
+		t.Errorf("alice's session after bob's were revoked: %v", err)
 	}
 }
 
@@ -203,6 +233,16 @@ func pttl(t testing.TB, st *Store, key string) int64 {
 	return n
 }
 
+// recordKey returns the key of the record of session id of user uid,
+// found through the session's ID pointer, or "" if there is none.
+func (st *Store) recordKey(uid, id string) string {
+	ns, slot, ok, err := st.locate(ctx, id, false)
+	if err != nil || !ok || ns != st.namespace(uid) {
+		return ""
+	}
+	return st.slotKey(ns, slot)
+}
+
 // TestKeys checks the data model: which keys a session has, that they
 // expire with it, and that they go with it.
 func TestKeys(t *testing.T) {
@@ -210,40 +250,65 @@ func TestKeys(t *testing.T) {
 	s := newSession("alice")
 	s.PrevTokenHash = randHash()
 	mustCreate(t, st, s)
+	ns := st.namespace(s.UserID)
 	keys := map[string]string{
-		"record":          st.recordKey(s.UserID, s.ID),
-		"index":           st.indexKey(s.UserID),
+		"record":          st.slotKey(ns, 0),
 		"token pointer":   st.hashKey(s.TokenHash),
 		"previous token":  st.hashKey(s.PrevTokenHash),
 		"session pointer": st.idKey(s.ID),
 	}
-	want := time.Until(s.IdleDeadline).Milliseconds()
-	for name, k := range keys {
-		if ttl := pttl(t, st, k); ttl < want-5000 || ttl > want+1000 {
-			t.Errorf("%s key %s: TTL %dms, want about %dms (the idle deadline)", name, k, ttl, want)
+	if got := st.recordKey(s.UserID, s.ID); got != keys["record"] {
+		t.Errorf("a user's first session is in %q, want slot 0, %q", got, keys["record"])
+	}
+	checkTTLs := func(when string, want int64) {
+		t.Helper()
+		for name, k := range keys {
+			if ttl := pttl(t, st, k); ttl < want-5000 || ttl > want+1000 {
+				t.Errorf("%s: %s key %s: TTL %dms, want about %dms", when, name, k, ttl, want)
+			}
 		}
 	}
-	var all []string
-	scanKeys(t, st, func(_ string, _ rueidis.Client, k string) { all = append(all, k) })
-	if len(all) != len(keys) {
-		t.Errorf("the session has keys %q, want the %d above", all, len(keys))
+	checkTTLs("after Create", time.Until(s.IdleDeadline).Milliseconds())
+	countKeys := func() []string {
+		var all []string
+		scanKeys(t, st, func(_ string, _ rueidis.Client, k string) { all = append(all, k) })
+		return all
+	}
+	if all := countKeys(); len(all) != len(keys) {
+		t.Errorf("the session has keys %q, want the %d above (no index for a user's only session)", all, len(keys))
+	}
+	// Pointers hold integers, which Redis keeps in the key's object.
+	for _, k := range []string{keys["token pointer"], keys["session pointer"]} {
+		if enc, err := st.c.Do(ctx, st.c.B().ObjectEncoding().Key(k).Build()).ToString(); err != nil || enc != "int" {
+			t.Errorf("OBJECT ENCODING %s: %q, %v; want int", k, enc, err)
+		}
+	}
+
+	// A second session takes slot 1, which the index marks.
+	s2 := newSession("alice")
+	mustCreate(t, st, s2)
+	keys["second record"] = st.slotKey(ns, 1)
+	keys["index"] = st.indexKey(ns)
+	if got := st.recordKey(s2.UserID, s2.ID); got != keys["second record"] {
+		t.Errorf("the second session is in %q, want %q", got, keys["second record"])
+	}
+	if n, err := st.c.Do(ctx, st.c.B().Getbit().Key(keys["index"]).Offset(1).Build()).AsInt64(); err != nil || n != 1 {
+		t.Errorf("GETBIT index 1: %d, %v; want 1", n, err)
 	}
 	// Every key of a user is in one Cluster slot.
-	if a, b := rueidisSlot(keys["record"]), rueidisSlot(keys["index"]); a != b {
-		t.Errorf("record and index keys are in slots %d and %d", a, b)
+	if a, b, c := rueidisSlot(keys["record"]), rueidisSlot(keys["second record"]), rueidisSlot(keys["index"]); a != b || a != c {
+		t.Errorf("record, record and index keys are in slots %d, %d and %d", a, b, c)
 	}
 
 	// Touch extends every key.
 	later := time.Now().Add(50 * time.Minute).Truncate(time.Microsecond)
-	if err := st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IP: "192.0.2.9", UserAgent: "x", IdleDeadline: later}); err != nil {
-		t.Fatal(err)
-	}
-	want = time.Until(later).Milliseconds()
-	for name, k := range keys {
-		if ttl := pttl(t, st, k); ttl < want-5000 || ttl > want+1000 {
-			t.Errorf("after Touch, %s key: TTL %dms, want about %dms", name, ttl, want)
+	for _, id := range []string{s.ID, s2.ID} {
+		if err := st.Touch(ctx, id, session.TouchInfo{At: time.Now(), IP: "192.0.2.9", UserAgent: "x", IdleDeadline: later}); err != nil {
+			t.Fatal(err)
 		}
 	}
+	delete(keys, "second record")
+	checkTTLs("after Touch", time.Until(later).Milliseconds())
 
 	// Rotation: the pointer of the hash that left goes, the new one comes.
 	old := s.PrevTokenHash
@@ -254,16 +319,16 @@ func TestKeys(t *testing.T) {
 	if ttl := pttl(t, st, st.hashKey(old)); ttl != -2 {
 		t.Errorf("the pointer of a hash the session no longer has is still there (TTL %d)", ttl)
 	}
-	if ttl := pttl(t, st, st.hashKey(s.TokenHash)); ttl < want-5000 {
-		t.Errorf("the new token's pointer has TTL %dms, want at least the record's, about %dms", ttl, want)
+	if ttl := pttl(t, st, st.hashKey(s.TokenHash)); ttl < time.Until(later).Milliseconds()-5000 {
+		t.Errorf("the new token's pointer has TTL %dms, want at least the record's", ttl)
 	}
 
-	if err := st.Delete(ctx, s.ID); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{s.ID, s2.ID} {
+		if err := st.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
-	all = nil
-	scanKeys(t, st, func(_ string, _ rueidis.Client, k string) { all = append(all, k) })
-	if len(all) != 0 {
+	if all := countKeys(); len(all) != 0 {
 		t.Errorf("after Delete these keys remain: %q", all)
 	}
 }
@@ -307,18 +372,16 @@ func TestUpdateKeepsUser(t *testing.T) {
 	}
 }
 
-// TestCreateRefusesBadIDs checks the IDs that cannot name a key safely,
-// and that a taken ID is refused without harming its session.
+// TestCreateRefusesBadIDs checks that an empty or taken ID is refused,
+// without harming the session that has it.
 func TestCreateRefusesBadIDs(t *testing.T) {
 	st := localStore(t)
-	for _, id := range []string{"", "a}b"} {
-		s := newSession("alice")
-		s.ID = id
-		if _, err := st.Create(ctx, s, session.Limit{}); err == nil {
-			t.Errorf("Create with ID %q: no error", id)
-		}
-	}
 	s := newSession("alice")
+	s.ID = ""
+	if _, err := st.Create(ctx, s, session.Limit{}); err == nil {
+		t.Errorf("Create with an empty ID: no error")
+	}
+	s = newSession("alice")
 	mustCreate(t, st, s)
 	dup := newSession("mallory")
 	dup.ID = s.ID
@@ -330,6 +393,32 @@ func TestCreateRefusesBadIDs(t *testing.T) {
 	}
 	if got, err := st.ByID(ctx, s.ID); err != nil || got.UserID != "alice" || got.TokenHash != s.TokenHash {
 		t.Errorf("the original session after a duplicate Create: %+v, %v", got, err)
+	}
+	if list, err := st.ListByUser(ctx, "mallory"); err != nil || len(list) != 0 {
+		t.Errorf("mallory holds %d sessions after the refused Create, %v", len(list), err)
+	}
+}
+
+// TestIDsAnyForm checks IDs that are not base64url, which records keep as
+// they are.
+func TestIDsAnyForm(t *testing.T) {
+	st := localStore(t)
+	for _, id := range []string{"a}b{c", "x", "with space", "AAAA=", strings.Repeat("é", 100)} {
+		s := newSession("alice")
+		s.ID = id
+		mustCreate(t, st, s)
+		if got, err := st.ByID(ctx, id); err != nil || got.ID != id {
+			t.Errorf("ByID(%q): %+v, %v", id, got, err)
+		}
+		if got, err := st.ByHash(ctx, s.TokenHash); err != nil || got.ID != id {
+			t.Errorf("ByHash of session %q: %+v, %v", id, got, err)
+		}
+	}
+	if gone, err := st.DeleteByUser(ctx, "alice", "x"); err != nil || len(gone) != 4 {
+		t.Errorf("DeleteByUser except x: %q, %v", gone, err)
+	}
+	if list, err := st.ListByUser(ctx, "alice"); err != nil || len(list) != 1 || list[0].ID != "x" {
+		t.Errorf("ListByUser after: %v, %v", list, err)
 	}
 }
 
@@ -347,6 +436,10 @@ func TestCorruptRecord(t *testing.T) {
 		"ByHash": func() error { _, err := st.ByHash(ctx, s.TokenHash); return err },
 		"ByID":   func() error { _, err := st.ByID(ctx, s.ID); return err },
 		"List":   func() error { _, err := st.ListByUser(ctx, s.UserID); return err },
+		"Touch": func() error {
+			return st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: time.Now().Add(time.Hour)})
+		},
+		"Update": func() error { return st.Update(ctx, s) },
 	} {
 		if err := f(); !errors.Is(err, session.ErrInvalidRecord) {
 			t.Errorf("%s of a corrupt record: got %v, want ErrInvalidRecord", name, err)
@@ -357,56 +450,95 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
-// TestStaleIndexMembers checks that index entries of sessions Redis has
-// expired are removed, and never count against the limit.
-func TestStaleIndexMembers(t *testing.T) {
+// TestUnfinishedCreate checks a session whose ID pointer does not have its
+// slot yet, as a Create that stopped after the record leaves it: ByID,
+// Touch, Update and Delete find the record by searching the namespace.
+func TestUnfinishedCreate(t *testing.T) {
+	st := localStore(t)
+	mustCreate(t, st, newSession("alice")) // slot 0
+	s := newSession("alice")
+	mustCreate(t, st, s) // slot 1
+	ns := st.namespace(s.UserID)
+	if err := st.c.Do(ctx, st.c.B().Set().Key(st.idKey(s.ID)).Value(reservation(ns)).Keepttl().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ByID(ctx, s.ID); err != nil || got.ID != s.ID {
+		t.Fatalf("ByID: %+v, %v", got, err)
+	}
+	later := time.Now().Add(time.Minute).Truncate(time.Microsecond)
+	if err := st.Touch(ctx, s.ID, session.TouchInfo{At: later, IP: "198.51.100.1", IdleDeadline: later.Add(time.Hour)}); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	s.Roles = []string{"changed"}
+	if err := st.Update(ctx, s); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got, err := st.ByHash(ctx, s.TokenHash); err != nil || !got.LastSeenAt.Equal(later) || got.Roles[0] != "changed" {
+		t.Fatalf("ByHash: %+v, %v", got, err)
+	}
+	if err := st.Delete(ctx, s.ID); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := st.ByID(ctx, s.ID); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("ByID after Delete: %v", err)
+	}
+}
+
+// TestStaleSlots checks that the slots of sessions Redis has expired are
+// unmarked and used again, and that those sessions never count against
+// the limit.
+func TestStaleSlots(t *testing.T) {
 	st := localStore(t)
 	user := "carol"
-	var ids []string
+	end := time.Now().Add(500 * time.Millisecond)
 	for range 3 {
 		s := newSession(user)
-		s.IdleDeadline = time.Now().Add(150 * time.Millisecond)
+		s.IdleDeadline = end
 		mustCreate(t, st, s)
-		ids = append(ids, s.ID)
 	}
-	time.Sleep(300 * time.Millisecond)
+	ik := st.indexKey(st.namespace(user))
+	if n, err := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64(); (err != nil || n != 2) && time.Now().Before(end) {
+		t.Fatalf("the index marks %d slots, %v; want 2 (slots 1 and 2)", n, err)
+	}
+	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	fresh := newSession(user)
 	if ev, err := st.Create(ctx, fresh, session.Limit{Max: 1, Reject: true}); err != nil || len(ev) != 0 {
 		t.Fatalf("Create with limit 1 after the others expired: evicted %q, %v", ev, err)
 	}
-	members, err := st.c.Do(ctx, st.c.B().Zrange().Key(st.indexKey(user)).Min("0").Max("-1").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatal(err)
+	if got := st.recordKey(user, fresh.ID); got != st.slotKey(st.namespace(user), 0) {
+		t.Errorf("the new session is in %q, want slot 0", got)
 	}
-	if !slices.Equal(members, []string{fresh.ID}) {
-		t.Errorf("index holds %q, want only the live session %q", members, fresh.ID)
+	if ttl := pttl(t, st, ik); ttl != -2 {
+		t.Errorf("the index is still there (TTL %d), with no slot marked", ttl)
 	}
 }
 
 // TestIndexStaysBoundedWithoutLimit checks that a user who keeps making
 // sessions without a limit, and never lists them, does not accumulate the
-// index entries of the expired ones without bound.
+// marks of the expired ones without bound.
 func TestIndexStaysBoundedWithoutLimit(t *testing.T) {
 	st := localStore(t)
 	user := "dave"
+	ik := st.indexKey(st.namespace(user))
+	end := time.Now().Add(time.Second)
 	for range 200 {
 		s := newSession(user)
-		s.IdleDeadline = time.Now().Add(100 * time.Millisecond)
+		s.IdleDeadline = end
 		mustCreate(t, st, s)
 	}
-	if n, _ := st.c.Do(ctx, st.c.B().Zcard().Key(st.indexKey(user)).Build()).AsInt64(); n != 200 {
-		t.Fatalf("the index holds %d members, want the 200 sessions", n)
+	if n, _ := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64(); n != 199 && time.Now().Before(end) {
+		t.Fatalf("the index marks %d slots, want 199 (the 200 sessions but the one in slot 0)", n)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	for range 200 {
 		mustCreate(t, st, newSession(user))
 	}
-	n, err := st.c.Do(ctx, st.c.B().Zcard().Key(st.indexKey(user)).Build()).AsInt64()
+	n, err := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n > 300 {
-		t.Errorf("the index holds %d members for 200 live sessions", n)
+		t.Errorf("the index marks %d slots for 200 live sessions", n)
 	}
-	t.Logf("index: %d members for 200 live sessions", n)
+	t.Logf("index: %d slots marked for 200 live sessions", n)
 }

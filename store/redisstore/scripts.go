@@ -3,87 +3,335 @@ package redisstore
 import "github.com/redis/rueidis"
 
 // The Lua scripts run every step that must be atomic. Each touches only the
-// keys of one user, which share a hash tag and so a Cluster slot: the
-// record keys of the user's sessions and the user's index, a sorted set of
-// session IDs scored by creation time (see the package doc). The record keys
-// of other sessions than KEYS[1] are named from a prefix in ARGV; Redis
-// Cluster accepts undeclared keys in the slot of the declared ones.
+// keys of one namespace (see "Keys" in the package doc), which share a hash
+// tag and so a Cluster slot: its index and its record keys. The record
+// keys of other slots than those in KEYS are named from the namespace's
+// key prefix in ARGV; Redis Cluster accepts undeclared keys in the slot of
+// the declared ones.
 //
-// Records are MessagePack arrays (see record.go), which the scripts decode
-// with cmsgpack. Lua indexes from 1, so field f of record.go is r[f+1].
-// Numbers are float64 in Lua: numbers passed back to Redis go through i(),
-// which prints them as integers, never in exponent form.
+// A namespace may hold the sessions of more than one user (if their user
+// IDs' hashes collide), so the scripts check the user ID in each record
+// they act on, and the session ID in the record a pointer led to.
+//
+// Records are decoded by parse and encoded by build, which mirror
+// record.go. Times are Lua numbers of microseconds from recordEpoch, or
+// false for the zero time; the callers pass the zero time as luaZero.
+// Numbers passed back to Redis go through i(), which prints them as
+// integers, never in exponent form.
 
-// luaHelpers is prepended to every script that needs them.
+// luaHelpers is prepended to every script.
 const luaHelpers = `
+local ZERO = -9007199254740992
+local EPOCH_MS = 1767225600000
 local function i(x) return string.format('%.0f', x) end
--- ceilms returns the microsecond time us as a PXAT/PEXPIREAT argument.
-local function ceilms(us)
-  if us <= 0 then return 1 end
-  return math.ceil(us / 1000)
+local function num(t) return t or ZERO end
+local function argtime(s)
+  local t = tonumber(s)
+  if t == ZERO then return false end
+  return t
+end
+-- uvar reads the uvarint at p of s and returns it and the position after it.
+local function uvar(s, p)
+  local x, m = 0, 1
+  while true do
+    local c = string.byte(s, p)
+    if c == nil then error('truncated record') end
+    p = p + 1
+    if c < 128 then return x + c * m, p end
+    x = x + (c - 128) * m
+    m = m * 128
+  end
+end
+local function wvar(x)
+  local t = {}
+  while x >= 128 do
+    t[#t + 1] = string.char(x % 128 + 128)
+    x = (x - x % 128) / 128
+  end
+  t[#t + 1] = string.char(x)
+  return table.concat(t)
+end
+-- rtime reads the time at p from base (see appendTime in record.go).
+local function rtime(s, p, base)
+  local c = string.byte(s, p)
+  if c == nil then error('truncated record') end
+  p = p + 1
+  if c == 0 then return false, p end
+  local m = math.floor(c / 8) % 16
+  if c >= 128 then
+    local hi
+    hi, p = uvar(s, p)
+    m = m + hi * 16
+  end
+  if math.floor(c / 2) % 2 == 1 then m = m * 1000000 end
+  if math.floor(c / 4) % 2 == 1 then m = -m end
+  return (base or 0) + m, p
+end
+local function wtime(t, base)
+  if not t then return '\0' end
+  local d = t - (base or 0)
+  local c = 1
+  if d < 0 then c, d = c + 4, -d end
+  if d % 1000000 == 0 then c, d = c + 2, d / 1000000 end
+  c = c + (d % 16) * 8
+  d = (d - d % 16) / 16
+  if d == 0 then return string.char(c) end
+  return string.char(c + 128) .. wvar(d)
+end
+local function addrend(s, p)
+  local n
+  n, p = uvar(s, p)
+  if n == 1 then return p + 4 end
+  if n == 3 then return p + 16 end
+  if n % 2 == 1 then error('bad address') end
+  return p + n / 2
+end
+-- parse decodes a record into a table: uid and id (as stored), ver (the
+-- version's bytes), the times created, seen, idle and abs, tok and prev
+-- (previous token hash, '' if none), cip and lip (created and last IP as
+-- stored), cua and lua (created and last user agent), and the parts that
+-- build copies: f (flags), head, mid and tail.
+local function parse(s)
+  local r = {}
+  local _
+  local f = string.byte(s, 1)
+  if f == nil then error('empty record') end
+  r.f = f
+  local n, q
+  local p = 2
+  n, p = uvar(s, p)
+  r.uid = string.sub(s, p, p + n - 1)
+  p = p + n
+  q = p
+  n, p = uvar(s, p)
+  p = p + math.floor(n / 2)
+  r.id = string.sub(s, q, p - 1)
+  q = p
+  _, p = uvar(s, p)
+  r.ver = string.sub(s, q, p - 1)
+  r.created, p = rtime(s, p, 0)
+  if bit.band(f, 4) == 0 then _, p = rtime(s, p, r.created) end
+  if bit.band(f, 8) == 0 then _, p = rtime(s, p, r.created) end
+  r.head = string.sub(s, 2, p - 1)
+  r.seen = r.created
+  if bit.band(f, 16) == 0 then r.seen, p = rtime(s, p, r.created) end
+  r.idle, p = rtime(s, p, r.seen)
+  q = p
+  r.abs, p = rtime(s, p, r.created)
+  r.tok = string.sub(s, p, p + 31)
+  p = p + 32
+  r.prev = ''
+  if bit.band(f, 2) ~= 0 then
+    r.prev = string.sub(s, p, p + 31)
+    p = p + 32
+  end
+  n, p = uvar(s, p)
+  for _ = 1, n do
+    local l
+    l, p = uvar(s, p)
+    p = p + l
+  end
+  local c = p
+  p = addrend(s, p)
+  r.cip = string.sub(s, c, p - 1)
+  r.mid = string.sub(s, q, p - 1)
+  r.lip = r.cip
+  if bit.band(f, 32) == 0 then
+    c = p
+    p = addrend(s, p)
+    r.lip = string.sub(s, c, p - 1)
+  end
+  if bit.band(f, 64) == 0 then
+    n, p = uvar(s, p)
+    r.lua = string.sub(s, p, p + n - 1)
+    p = p + n
+  end
+  r.tail = string.sub(s, p)
+  n, p = uvar(s, p)
+  r.cua = string.sub(s, p, p + n - 1)
+  p = p + n
+  if bit.band(f, 64) ~= 0 then r.lua = r.cua end
+  if bit.band(f, 128) ~= 0 then
+    n, p = uvar(s, p)
+    p = p + n
+  end
+  if p ~= #s + 1 then error('bad record length') end
+  return r
+end
+-- build encodes a record parse returned, after changes to seen, idle, lip
+-- and lua.
+local function build(r)
+  local f = bit.band(r.f, 1 + 2 + 4 + 8 + 128)
+  local seen, lip, lua = '', '', ''
+  if r.seen == r.created then f = f + 16 else seen = wtime(r.seen, r.created) end
+  if r.lip == r.cip then f = f + 32 else lip = r.lip end
+  if r.lua == r.cua then f = f + 64 else lua = wvar(#r.lua) .. r.lua end
+  return string.char(f) .. r.head .. seen .. wtime(r.idle, r.seen) .. r.mid .. lip .. lua .. r.tail
+end
+local function ends(r) return math.min(num(r.idle), num(r.abs)) end
+local function expired(r, now) return ends(r) <= now end
+-- expms returns when the keys of r expire, as a PXAT argument.
+local function expms(r)
+  local e = ends(r)
+  if e == ZERO then return 1 end
+  local rem = e % 1000
+  local ms = EPOCH_MS + (e - rem) / 1000
+  if rem > 0 then ms = ms + 1 end
+  if ms < 1 then return 1 end
+  return ms
 end
 -- extend moves the expiry of key to at least ms (never earlier).
 local function extend(key, ms)
   local cur = redis.call('PEXPIRETIME', key)
   if cur == -1 or cur < ms then redis.call('PEXPIREAT', key, i(ms)) end
 end
--- seen returns the last-seen time of record r (stored as true when it
--- equals the creation time).
-local function seen(r)
-  if r[5] == true then return r[2] end
-  return r[5]
+local D36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+-- b36 returns the key suffix of slot n (strconv.FormatInt(n, 36)).
+local function b36(n)
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(D36, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  until n == 0
+  return s
+end
+-- marked returns the slots the index bitmap bits marks, in order.
+local function marked(bits)
+  local out = {}
+  for k = 1, #bits do
+    local b = string.byte(bits, k)
+    if b ~= 0 then
+      for j = 0, 7 do
+        if bit.band(b, bit.rshift(128, j)) ~= 0 then out[#out + 1] = (k - 1) * 8 + j end
+      end
+    end
+  end
+  return out
+end
+-- firstfree returns the lowest slot above 0 that bits does not mark.
+local function firstfree(bits)
+  for k = 1, #bits do
+    local b = string.byte(bits, k)
+    if k == 1 then b = bit.bor(b, 128) end
+    if b ~= 255 then
+      for j = 0, 7 do
+        if bit.band(b, bit.rshift(128, j)) == 0 then return (k - 1) * 8 + j end
+      end
+    end
+  end
+  return math.max(#bits * 8, 1)
+end
+-- unmark clears the bit of slot s > 0 in the index, and deletes the index
+-- once no bit is left.
+local function unmark(index, s)
+  if s == 0 then return end
+  redis.call('SETBIT', index, s, 0)
+  if redis.call('BITCOUNT', index) == 0 then redis.call('DEL', index) end
+end
+-- each calls fn(slot, key) for slot 0 and each slot the index marks.
+local function each(index, prefix, fn)
+  fn(0, prefix .. '0')
+  for _, s in ipairs(marked(redis.call('GET', index) or '')) do fn(s, prefix .. b36(s)) end
 end
 `
 
 // createScript inserts a record, enforcing the user's session limit.
 //
-//	KEYS: record, index
-//	ARGV: record, expiry (ms), created (µs), id, max, reject ("1"/"0"),
-//	      the user's record key prefix, now (ms)
+//	KEYS: index
+//	ARGV: key prefix of the namespace's records, record, user ID, max,
+//	      reject ("1"/"0"), now (µs from recordEpoch), now (ms), expiry
+//	      (ms), a random number
 //
-// It returns -2 if the session ID is taken, -1 if the limit rejects the
-// session, and otherwise the evicted sessions as {id, record, id, record…},
-// oldest first. With a limit, index members whose records Redis has
-// expired are removed first, so they never count; without one, three
-// members picked at random are checked.
+// It returns {-1} if the limit rejects the session, {-2} if the session has
+// already expired (nothing is stored), and otherwise {slot, evicted
+// record, evicted record…}, the evicted sessions oldest first. Slots
+// whose records Redis has removed are unmarked on the way. With a limit,
+// every slot of the namespace is checked; without one, slot 0 and three
+// marked slots from a random place, which keeps stale marks to a fraction
+// of the index however many sessions the user makes.
 var createScript = rueidis.NewLuaScript(luaHelpers + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return -2 end
-local max = tonumber(ARGV[5])
+local index, prefix, uid = KEYS[1], ARGV[1], ARGV[3]
+local max, now, exp = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[8])
+if exp <= tonumber(ARGV[7]) then return {-2} end
+local taken0 = true
+-- look returns the live, readable record at slot s (with its slot, value
+-- and key), false for a record that is not (unreadable, or expired but
+-- not yet removed by Redis: it keeps its slot, but does not count), and
+-- nil for a free slot, which it unmarks.
+local function look(s, k)
+  local v = redis.call('GET', k)
+  if not v then
+    if s == 0 then taken0 = false end
+    unmark(index, s)
+    return nil
+  end
+  local ok, r = pcall(parse, v)
+  if not ok or expired(r, now) then return false end
+  r.slot, r.v, r.key = s, v, k
+  return r
+end
+local mine = {}
 local evicted = {}
 if max > 0 then
-  local live = {}
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    if redis.call('EXISTS', ARGV[7] .. id) == 1 then
-      live[#live + 1] = id
-    else
-      redis.call('ZREM', KEYS[2], id)
-    end
-  end
-  local n = #live - max + 1
+  each(index, prefix, function(s, k)
+    local r = look(s, k)
+    if r and r.uid == uid then mine[#mine + 1] = r end
+  end)
+  local n = #mine - max + 1
   if n > 0 then
-    if ARGV[6] == '1' then return -1 end
+    if ARGV[5] == '1' then return {-1} end
+    table.sort(mine, function(a, b)
+      if a.created ~= b.created then return num(a.created) < num(b.created) end
+      return a.id < b.id
+    end)
     for j = 1, n do
-      local k = ARGV[7] .. live[j]
-      evicted[#evicted + 1] = live[j]
-      evicted[#evicted + 1] = redis.call('GET', k)
-      redis.call('DEL', k)
-      redis.call('ZREM', KEYS[2], live[j])
+      local r = mine[j]
+      redis.call('DEL', r.key)
+      if r.slot == 0 then taken0 = false end
+      unmark(index, r.slot)
+      evicted[#evicted + 1] = r.v
     end
   end
 else
-  -- No limit, so no full scan: a few members picked at random go if their
-  -- records have expired, which keeps expired members to a fraction of
-  -- the index however many sessions the user makes.
-  for _, id in ipairs(redis.call('ZRANDMEMBER', KEYS[2], 3)) do
-    if redis.call('EXISTS', ARGV[7] .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
+  look(0, prefix .. '0')
+  local m = marked(redis.call('GET', index) or '')
+  if #m > 0 then
+    local start = tonumber(ARGV[9]) % #m
+    for j = 0, math.min(2, #m - 1) do
+      local s = m[(start + j) % #m + 1]
+      look(s, prefix .. b36(s))
+    end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-if tonumber(ARGV[2]) > tonumber(ARGV[8]) then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-  extend(KEYS[2], tonumber(ARGV[2]))
+local slot = 0
+if taken0 then slot = firstfree(redis.call('GET', index) or '') end
+redis.call('SET', prefix .. b36(slot), ARGV[2], 'PXAT', ARGV[8])
+if slot > 0 then
+  redis.call('SETBIT', index, slot, 1)
+  extend(index, exp)
 end
+table.insert(evicted, 1, slot)
 return evicted
+`)
+
+// findScript finds the slot of a session whose ID pointer does not name
+// it (a Create that has not finished, or did not).
+//
+//	KEYS: index
+//	ARGV: key prefix of the namespace's records, session ID (as stored)
+//
+// It returns the slot, or -1.
+var findScript = rueidis.NewLuaScript(luaHelpers + `
+local found = -1
+each(KEYS[1], ARGV[1], function(s, k)
+  local v = redis.call('GET', k)
+  if found < 0 and v then
+    local ok, r = pcall(parse, v)
+    if ok and r.id == ARGV[2] then found = s end
+  end
+end)
+return found
 `)
 
 // updateScript replaces a record if its version matches (compare-and-swap),
@@ -91,122 +339,130 @@ return evicted
 // are later than the new record's.
 //
 //	KEYS: record, index
-//	ARGV: expected version, new record, now (µs), id
+//	ARGV: expected version (as stored), new record, now (µs), session
+//	      ID (as stored), user ID, slot
 //
 // It returns {0} if the session is gone or expired, {1} if the version
-// differs, and {2, old token hash, old previous token hash, new expiry (ms)}
-// once replaced.
+// differs, {3} if the session belongs to another user, {4} if the record
+// cannot be read, and {2, old token hash, old previous token hash, new
+// expiry (ms)} once replaced.
 var updateScript = rueidis.NewLuaScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
-local c = cmsgpack.unpack(v)
-if math.min(c[6], c[7]) <= tonumber(ARGV[3]) then return {0} end
-if c[1] ~= tonumber(ARGV[1]) then return {1} end
-local n = cmsgpack.unpack(ARGV[2])
-if seen(c) > seen(n) then
-  n[5] = seen(c)
-  local ip, ua = c[14], c[15]
-  if ip == false then ip = c[12] end
-  if ua == false then ua = c[13] end
-  if ip == n[12] then ip = false end
-  if ua == n[13] then ua = false end
-  n[14], n[15] = ip, ua
-end
-if c[6] > n[6] then n[6] = c[6] end
-local exp = ceilms(math.min(n[6], n[7]))
-redis.call('SET', KEYS[1], cmsgpack.pack(n), 'PXAT', i(exp))
-redis.call('ZADD', KEYS[2], i(n[2]), ARGV[4])
-extend(KEYS[2], exp)
-return {2, c[9], c[10], exp}
+local ok, c = pcall(parse, v)
+if not ok then return {4} end
+if c.id ~= ARGV[4] then return {0} end
+if c.uid ~= ARGV[5] then return {3} end
+if expired(c, tonumber(ARGV[3])) then return {0} end
+if c.ver ~= ARGV[1] then return {1} end
+local n = parse(ARGV[2])
+if num(c.seen) > num(n.seen) then n.seen, n.lip, n.lua = c.seen, c.lip, c.lua end
+if num(c.idle) > num(n.idle) then n.idle = c.idle end
+local exp = expms(n)
+redis.call('SET', KEYS[1], build(n), 'PXAT', i(exp))
+if ARGV[6] ~= '0' then extend(KEYS[2], exp) end
+return {2, c.tok, c.prev, exp}
 `)
 
 // touchScript records a use of a session, moving its last-seen time,
 // client and idle deadline only forward, without changing its version.
 //
 //	KEYS: record, index
-//	ARGV: at (µs), IP, user agent, idle deadline (µs), now (µs)
+//	ARGV: session ID (as stored), at (µs), IP (as stored), user agent,
+//	      idle deadline (µs), now (µs), slot
 //
-// It returns nil if the session is gone or expired, and otherwise {token
-// hash, previous token hash, expiry (ms)}.
+// It returns nil if the session is gone or expired, -1 if its record
+// cannot be read, and otherwise {token hash, previous token hash, expiry
+// (ms)}.
 var touchScript = rueidis.NewLuaScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-local r = cmsgpack.unpack(v)
-local idle, abs = r[6], r[7]
-if math.min(idle, abs) <= tonumber(ARGV[5]) then return false end
+local ok, r = pcall(parse, v)
+if not ok then return -1 end
+if r.id ~= ARGV[1] or expired(r, tonumber(ARGV[6])) then return false end
 local changed = false
-local at = tonumber(ARGV[1])
-if at > seen(r) then
-  r[5] = at
-  if ARGV[2] == r[12] then r[14] = false else r[14] = ARGV[2] end
-  if ARGV[3] == r[13] then r[15] = false else r[15] = ARGV[3] end
+local at = argtime(ARGV[2])
+if num(at) > num(r.seen) then
+  r.seen, r.lip, r.lua = at, ARGV[3], ARGV[4]
   changed = true
 end
-local ni = tonumber(ARGV[4])
-if ni > idle then
-  r[6] = ni
-  idle = ni
+local ni = argtime(ARGV[5])
+if num(ni) > num(r.idle) then
+  r.idle = ni
   changed = true
 end
-local exp = ceilms(math.min(idle, abs))
+local exp = expms(r)
 if changed then
-  redis.call('SET', KEYS[1], cmsgpack.pack(r), 'PXAT', i(exp))
-  extend(KEYS[2], exp)
+  redis.call('SET', KEYS[1], build(r), 'PXAT', i(exp))
+  if ARGV[7] ~= '0' then extend(KEYS[2], exp) end
 end
-return {r[9], r[10], exp}
+return {r.tok, r.prev, exp}
 `)
 
-// deleteScript removes a record and its index entry.
+// deleteScript removes a record and its slot's mark.
 //
 //	KEYS: record, index
-//	ARGV: id
+//	ARGV: session ID (as stored), slot
 //
-// It returns the removed record, or nil if there was none.
-var deleteScript = rueidis.NewLuaScript(`
+// It returns the removed record, or nil if the session was not there. A
+// record that cannot be read is removed too: the pointer that led to it
+// is the session's.
+var deleteScript = rueidis.NewLuaScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if not v then return false end
+local s = tonumber(ARGV[2])
+if not v then
+  unmark(KEYS[2], s)
+  return false
+end
+local ok, r = pcall(parse, v)
+if ok and r.id ~= ARGV[1] then return false end
 redis.call('DEL', KEYS[1])
+unmark(KEYS[2], s)
 return v
 `)
 
-// listScript returns a user's records, oldest first, as {id, record, id,
-// record…}, and removes index members whose records Redis has expired.
+// listScript returns the live records of a user, and unmarks the slots of
+// records Redis has removed.
 //
 //	KEYS: index
-//	ARGV: the user's record key prefix
-var listScript = rueidis.NewLuaScript(`
+//	ARGV: key prefix of the namespace's records, user ID, now (µs)
+//
+// A record it cannot read is returned as it is, for the caller to report.
+var listScript = rueidis.NewLuaScript(luaHelpers + `
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local v = redis.call('GET', ARGV[1] .. id)
-  if v then
-    out[#out + 1] = id
-    out[#out + 1] = v
-  else
-    redis.call('ZREM', KEYS[1], id)
+local now = tonumber(ARGV[3])
+each(KEYS[1], ARGV[1], function(s, k)
+  local v = redis.call('GET', k)
+  if not v then
+    unmark(KEYS[1], s)
+    return
   end
-end
+  local ok, r = pcall(parse, v)
+  if not ok or (r.uid == ARGV[2] and not expired(r, now)) then out[#out + 1] = v end
+end)
 return out
 `)
 
 // deleteUserScript removes a user's records except one, and returns the
-// removed ones as {id, record, id, record…}.
+// removed live ones.
 //
 //	KEYS: index
-//	ARGV: the user's record key prefix, the ID to keep ("" for none)
-var deleteUserScript = rueidis.NewLuaScript(`
+//	ARGV: key prefix of the namespace's records, user ID, the session ID
+//	      to keep (as stored; "" for none), now (µs)
+//
+// Records it cannot read go too, unreported.
+var deleteUserScript = rueidis.NewLuaScript(luaHelpers + `
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if id ~= ARGV[2] then
-    local k = ARGV[1] .. id
-    local v = redis.call('GET', k)
-    if v then
-      redis.call('DEL', k)
-      out[#out + 1] = id
-      out[#out + 1] = v
-    end
-    redis.call('ZREM', KEYS[1], id)
+local now = tonumber(ARGV[4])
+each(KEYS[1], ARGV[1], function(s, k)
+  local v = redis.call('GET', k)
+  if v then
+    local ok, r = pcall(parse, v)
+    if ok and (r.uid ~= ARGV[2] or r.id == ARGV[3]) then return end
+    redis.call('DEL', k)
+    if ok and not expired(r, now) then out[#out + 1] = v end
   end
-end
+  unmark(KEYS[1], s)
+end)
 return out
 `)
