@@ -78,9 +78,17 @@ type app struct {
 	opts     *options
 	store    session.Store
 	accounts *users.Accounts
+	audit    auditLog
 	srv      *server.Server
 	log      *slog.Logger
 	close    func()
+}
+
+// auditLog is what sessiond needs of the audit log: events to append and
+// query, and old ones to delete (--audit-retention).
+type auditLog interface {
+	audit.Log
+	audit.Pruner
 }
 
 // open builds the stores and the server from o.
@@ -143,7 +151,7 @@ func open(o *options, stderr io.Writer) (*app, error) {
 	}
 	var dir interface {
 		users.Directory
-		audit.Log
+		auditLog
 	}
 	switch ut.scheme {
 	case "sqlite":
@@ -161,7 +169,7 @@ func open(o *options, stderr io.Writer) (*app, error) {
 		}
 		dir, closers = d, append(closers, func() error { d.Close(); return nil })
 	}
-	a.accounts = users.NewAccounts(dir, users.Params{})
+	a.accounts, a.audit = users.NewAccounts(dir, users.Params{}), dir
 	a.srv, err = server.New(cfg, server.Deps{Store: a.store, Session: scfg, Accounts: a.accounts, Audit: dir, Logger: log})
 	if err != nil {
 		a.close()
@@ -213,6 +221,9 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	}
 	if o.storeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--store-timeout %v: use a positive duration, such as 2s", o.storeTimeout))
+	}
+	if o.auditRetention < 0 {
+		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
 	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
@@ -290,8 +301,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return hs.Shutdown(drain)
 }
 
-// sweep deletes expired sessions once a minute (stores that expire data
-// by themselves skip it), so that they are reported and stop using space.
+// sweep runs sweepOnce once a minute until ctx is done.
 func (a *app) sweep(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -300,9 +310,48 @@ func (a *app) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := a.srv.Sessions().Sweep(ctx, 10_000); err != nil && ctx.Err() == nil {
-				a.log.Warn("sweeping expired sessions failed", "err", err)
-			}
+			a.sweepOnce(ctx, time.Now())
+		}
+	}
+}
+
+// sweepOnce deletes expired sessions (stores that expire data by
+// themselves skip it), so that they are reported and stop using space,
+// and audit events from before now less --audit-retention. Every
+// instance sweeps; the stores make that safe.
+func (a *app) sweepOnce(ctx context.Context, now time.Time) {
+	if _, err := a.srv.Sessions().Sweep(ctx, 10_000); err != nil && ctx.Err() == nil {
+		a.log.Warn("sweeping expired sessions failed", "err", err)
+	}
+	if a.opts.auditRetention <= 0 {
+		return
+	}
+	before := now.Add(-a.opts.auditRetention)
+	n, err := pruneAudit(ctx, a.audit, before, auditBatch)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("deleting old audit events failed", "err", err, "deleted", n)
+	} else if n > 0 {
+		a.log.Debug("deleted old audit events", "deleted", n, "before", before)
+	}
+}
+
+// auditBatch is how many audit events one DeleteBefore deletes. Each batch
+// is a transaction of its own, so a sweep with many events to delete (the
+// first one after an upgrade, say) lets other writes in between batches
+// instead of holding the database's write lock (SQLite) or its row locks
+// throughout.
+const auditBatch = 1000
+
+// pruneAudit deletes the events of p from before t, batch at a time, until
+// a batch comes back short (none left, or another instance is deleting the
+// rest) or fails, and returns how many it deleted.
+func pruneAudit(ctx context.Context, p audit.Pruner, t time.Time, batch int) (int, error) {
+	total := 0
+	for {
+		n, err := p.DeleteBefore(ctx, t, batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
 		}
 	}
 }
