@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,45 +56,53 @@ type browser struct {
 	ctx context.Context // its first tab, which keeps the process alive
 }
 
-// newBrowser starts Chromium for the rest of the test. extra adds
-// allocator options (a user agent for the screenshots).
-func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
+// newBrowsers starts n Chromium processes at once, for the rest of the
+// test. extra adds allocator options (a user agent for the screenshots).
+func newBrowsers(t *testing.T, n int, extra ...chromedp.ExecAllocatorOption) []*browser {
 	t.Helper()
-	// A fresh profile, with network prediction off: Chromium would open
-	// speculative connections that send no request, and a server shutting
-	// down waits 5 seconds for those.
-	profile := t.TempDir()
-	prefs := filepath.Join(profile, "Default", "Preferences")
-	if err := os.MkdirAll(filepath.Dir(prefs), 0o700); err != nil {
-		t.Fatal(err)
+	path := chromiumPath(t)
+	bs, errs := make([]*browser, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range bs {
+		// A fresh profile, with network prediction off: Chromium would
+		// open speculative connections that send no request, and a server
+		// shutting down waits 5 seconds for those.
+		profile := t.TempDir()
+		prefs := filepath.Join(profile, "Default", "Preferences")
+		if err := os.MkdirAll(filepath.Dir(prefs), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(prefs, []byte(`{"net":{"network_prediction_options":2}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts := append([]chromedp.ExecAllocatorOption{
+			chromedp.ExecPath(path),
+			chromedp.Headless,
+			chromedp.NoSandbox, // the tests may run as root
+			chromedp.DisableGPU,
+			chromedp.NoFirstRun,
+			chromedp.NoDefaultBrowserCheck,
+			chromedp.Flag("disable-quic", true),
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.Flag("disable-extensions", true),
+			chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
+			chromedp.UserDataDir(profile),
+			chromedp.WindowSize(1280, 900),
+		}, extra...)
+		alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(alloc)
+		t.Cleanup(func() { cancel(); cancelAlloc() })
+		bs[i] = &browser{ctx: ctx}
+		wg.Go(func() { errs[i] = chromedp.Do(ctx) }) // starts the process, with no timeout
 	}
-	if err := os.WriteFile(prefs, []byte(`{"net":{"network_prediction_options":2}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts := append([]chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox, // the tests may run as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1280, 900),
-	}, extra...)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the process, with no timeout
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	return &browser{ctx: ctx}
+	return bs
 }
 
 // tab is one browser tab used by one test against one sessiond.
@@ -286,7 +296,8 @@ func responseURL(res *network.Response) string {
 // TestBrowser drives the pages in two browsers, A and B, which every
 // subtest shares: two devices of one user, or an admin and a user.
 func TestBrowser(t *testing.T) {
-	a, b := newBrowser(t), newBrowser(t)
+	ab := newBrowsers(t, 2)
+	a, b := ab[0], ab[1]
 
 	t.Run("SignInAndOut", func(t *testing.T) {
 		in := start(t)
@@ -697,7 +708,7 @@ func TestScreenshots(t *testing.T) {
 		safariPhone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 		edgeMac     = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0"
 	)
-	br := newBrowser(t, chromedp.UserAgent(chromeLinux))
+	br := newBrowsers(t, 1, chromedp.UserAgent(chromeLinux))[0]
 	in := start(t, "--trusted-proxies", "127.0.0.1")
 	admin := in.login("admin", adminPassword)
 	in.addUser(admin, "alice", "alice-password-1", "editor")
