@@ -25,10 +25,9 @@ import (
 var webFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"device": func(ua string) string { return parseDevice(ua).String() },
-	"time":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
-	"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"join":   strings.Join,
+	"time": func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
+	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"join": strings.Join,
 }).ParseFS(webFS, "web/*.html"))
 
 // contentSecurityPolicy allows the pages nothing but their own stylesheet

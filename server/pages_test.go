@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/memstore"
 	"github.com/sessiond/sessiond/users"
@@ -370,5 +372,33 @@ func TestSessionRows(t *testing.T) {
 	}
 	if !rows[0].Current || rows[1].Current || rows[2].Device != "curl 8" || rows[1].LastActive != "1 minute ago" {
 		t.Errorf("rows %+v", rows)
+	}
+}
+
+// TestAuditPagePaging: the audit page shows auditPageSize events, newest
+// first, and links to the older ones, keeping the filters.
+func TestAuditPagePaging(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin := ps.login("root")
+	ivy, _ := ps.srv.accounts.Lookup(t.Context(), "ivy")
+	for i := range auditPageSize + 5 {
+		ps.srv.Record(t.Context(), audit.Event{Type: "user.enabled", UserID: ivy.ID, Username: ivy.Username, Reason: fmt.Sprintf("r%03d", i)})
+	}
+	res, body := ps.do("GET", "/admin/audit?user=ivy&type=user.", admin, nil, nil)
+	rows := strings.Count(body, "<tr>") - 1 // the header row
+	if res.StatusCode != 200 || rows != auditPageSize || !strings.Contains(body, "r054") || strings.Contains(body, "r004") {
+		t.Fatalf("first page: %d, %d rows", res.StatusCode, rows)
+	}
+	older := regexp.MustCompile(`<a href="(/admin/audit\?[^"]+)">Older events</a>`).FindStringSubmatch(body)
+	if older == nil {
+		t.Fatal("no link to older events")
+	}
+	link := strings.ReplaceAll(older[1], "&amp;", "&")
+	if q, _ := url.ParseQuery(link[strings.Index(link, "?")+1:]); q.Get("user") != "ivy" || q.Get("type") != "user." || q.Get("before") == "" {
+		t.Errorf("the older-events link %q loses the filters", link)
+	}
+	_, body = ps.do("GET", link, admin, nil, nil)
+	if rows := strings.Count(body, "<tr>") - 1; rows != 5 || !strings.Contains(body, "r000") || strings.Contains(body, "Older events") {
+		t.Errorf("second page: %d rows, want the 5 oldest and no further link", rows)
 	}
 }
