@@ -47,6 +47,9 @@ var statusOf = map[string]int{
 
 func errorf(code, message string) *Error { return &Error{Code: code, Message: message} }
 
+// errCrossOrigin answers a state change sent from another site.
+var errCrossOrigin = errorf("cross_origin", "This request was sent from another site, so it was refused. Nothing was changed.")
+
 // toError maps err to what a client may see.
 func toError(err error) *Error {
 	var e *Error
@@ -70,7 +73,7 @@ func toError(err error) *Error {
 	case errors.Is(err, session.ErrTooManySessions):
 		return errorf("too_many_sessions", "Too many active sessions; sign out elsewhere first.")
 	case errors.Is(err, session.ErrCrossOrigin):
-		return errorf("cross_origin", "Cross-origin request refused.")
+		return errCrossOrigin
 	case errors.Is(err, session.ErrConflict):
 		return errorf("conflict", "The session changed concurrently; try again.")
 	}

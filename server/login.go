@@ -162,7 +162,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 // expired. A form post is redirected to the login page; others get 204.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if err := s.sessions.Logout(w, r); err != nil {
-		s.writeErr(w, r, err)
+		if wantsHTML(r) {
+			s.pageErr(w, r, err)
+		} else {
+			s.writeErr(w, r, err)
+		}
 		return
 	}
 	if isForm(r) || wantsHTML(r) {

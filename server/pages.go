@@ -173,6 +173,24 @@ func (s *Server) pageErr(w http.ResponseWriter, r *http.Request, err error) {
 	s.render(w, statusOf[e.Code], "error.html", v)
 }
 
+// refuse answers a request the session middleware refused (see
+// session.Config.WriteError): with an error page for a browser's
+// navigation or form post, else in JSON.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	if code == "store_unavailable" {
+		s.metrics.storeErrors.Inc()
+	}
+	e := errorf(code, message)
+	if code == errCrossOrigin.Code {
+		e = errCrossOrigin
+	}
+	if !wantsHTML(r) {
+		writeJSONError(w, status, e)
+		return
+	}
+	s.render(w, status, "error.html", view{Title: "Something went wrong", Error: e.Message})
+}
+
 // formError is the message a page shows for a failed form post, and its
 // status; ok is false for a backend failure, which pageErr answers.
 func formError(err error) (status int, msg string, ok bool) {

@@ -158,6 +158,14 @@ func TestPageFormsRefuseCrossOrigin(t *testing.T) {
 				t.Errorf("cross-origin POST %s (%v): %d %.200s, want 403", action, h, res.StatusCode, body)
 			}
 		}
+		// A browser is told in a page, an API client in JSON.
+		browser := map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Accept": "text/html", "Origin": "https://evil.example"}
+		if res, body := ps.do("POST", action, admin, form, browser); !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "sent from another site") {
+			t.Errorf("cross-origin form POST %s from a browser: %d %s %.200s, want an error page", action, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+		if res, body := ps.do("POST", action, admin, form, map[string]string{"Sec-Fetch-Site": "cross-site"}); res.Header.Get("Content-Type") != "application/json" || !strings.Contains(body, `"cross_origin"`) {
+			t.Errorf("cross-origin POST %s from a program: %s %.200s, want a JSON error", action, res.Header.Get("Content-Type"), body)
+		}
 	}
 	for name, tok := range map[string]string{"this": admin, "another": other, "ivy's": ivy} {
 		if !ps.valid(tok) {

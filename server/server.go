@@ -104,8 +104,8 @@ type Server struct {
 type Deps struct {
 	// Store keeps sessions.
 	Store session.Store
-	// Session is the session policy; its Events, Logger and ClientIP are
-	// set by New.
+	// Session is the session policy; its Events, Logger, ClientIP and
+	// WriteError are set by New.
 	Session session.Config
 	// Accounts checks credentials and manages users.
 	Accounts *users.Accounts
@@ -136,6 +136,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	sc.Events = session.EventFunc(s.recordSessionEvent)
 	sc.Logger = log
 	sc.ClientIP = s.clientIP
+	sc.WriteError = s.refuse
 	if sc.Now == nil {
 		sc.Now = cfg.Now
 	}

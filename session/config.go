@@ -74,6 +74,13 @@ type Config struct {
 	// Events receives every lifecycle event, for an audit log. Nil means
 	// none are reported.
 	Events EventSink
+	// WriteError writes the refusals of Handler and Require: 401 to a
+	// request without a session (Require), 403 to a cross-origin request,
+	// 503 when the store fails. code names the reason for programs
+	// ("unauthenticated", "cross_origin", "store_unavailable"), message for
+	// people. Nil means a JSON body {"error":{"code","message"}}; set it to
+	// answer in the app's own format, an HTML page for browsers say.
+	WriteError func(w http.ResponseWriter, r *http.Request, status int, code, message string)
 	// Logger receives operational logs (store failures, theft signals).
 	// It never sees a token. Nil means no logs.
 	Logger *slog.Logger

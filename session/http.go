@@ -147,11 +147,11 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 					m.clearCookie(w)
 				}
 			case err != nil:
-				writeError(w, http.StatusServiceUnavailable, "store_unavailable", "The session store is unavailable; try again shortly.")
+				m.writeError(w, r, http.StatusServiceUnavailable, "store_unavailable", "The session store is unavailable; try again shortly.")
 				return
 			case fromCookie:
 				if err := m.cfg.CrossOrigin.Check(r); err != nil {
-					writeError(w, http.StatusForbidden, "cross_origin", "Cross-origin request refused.")
+					m.writeError(w, r, http.StatusForbidden, "cross_origin", "Cross-origin request refused.")
 					return
 				}
 				if current {
@@ -164,7 +164,7 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 		if s == nil {
 			if required {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sessiond"`)
-				writeError(w, http.StatusUnauthorized, "unauthenticated", "Sign in to continue.")
+				m.writeError(w, r, http.StatusUnauthorized, "unauthenticated", "Sign in to continue.")
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -293,6 +293,15 @@ func (m *Manager) cookie(value string) *http.Cookie {
 		HttpOnly: true,
 		SameSite: m.cfg.Cookie.SameSite,
 	}
+}
+
+// writeError writes a refusal with Config.WriteError, or as JSON.
+func (m *Manager) writeError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	if m.cfg.WriteError != nil {
+		m.cfg.WriteError(w, r, status, code, message)
+		return
+	}
+	writeError(w, status, code, message)
 }
 
 // writeError writes the JSON error body every sessiond response uses.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -346,4 +348,28 @@ func FuzzTokenFromRequest(f *testing.F) {
 			t.Fatalf("token %q is not in the header it is said to come from", tok)
 		}
 	})
+}
+
+// TestWriteError: the middleware's refusals (401 from Require, 403 for a
+// cross-origin request, 503 for a store failure) go through
+// Config.WriteError when it is set, with their status and code.
+func TestWriteError(t *testing.T) {
+	var got []string
+	writeErr := func(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+		got = append(got, fmt.Sprintf("%d %s", status, code))
+		w.WriteHeader(status)
+		io.WriteString(w, "<p>"+message)
+	}
+	f := newFixture(t, session.Config{WriteError: writeErr})
+	_, tok := f.login(t, "alice")
+	serve(f.m, f.m.Require, httptest.NewRequest("GET", "/", nil))
+	cross := httptest.NewRequest("POST", "/transfer", nil)
+	cross.AddCookie(&http.Cookie{Name: "__Host-sid", Value: tok})
+	cross.Header.Set("Sec-Fetch-Site", "cross-site")
+	serve(f.m, f.m.Handler, cross)
+	down, _ := session.New(downStore{memstore.New()}, session.Config{WriteError: writeErr})
+	w := serve(down, down.Handler, cookieRequest("__Host-sid", strings.Repeat("A", session.TokenLen)))
+	if want := []string{"401 unauthenticated", "403 cross_origin", "503 store_unavailable"}; !slices.Equal(got, want) || !strings.HasPrefix(w.Body.String(), "<p>") {
+		t.Errorf("WriteError calls %q (last body %q), want %q", got, w.Body, want)
+	}
 }
