@@ -5,18 +5,22 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// RedisCluster is a Redis Cluster of masters without replicas, each a
-// redis-server process that a test started.
+// RedisCluster is a Redis Cluster of masters, and possibly replicas of
+// them, each a redis-server process that a test started.
 type RedisCluster struct {
 	// Nodes are the masters; node i serves the i-th of len(Nodes) equal
 	// ranges of the 16384 slots.
 	Nodes []*RedisServer
+	// Replicas[i] are the replicas of Nodes[i] (none from
+	// StartRedisCluster).
+	Replicas [][]*RedisServer
 }
 
 // StartRedisCluster starts a Redis Cluster of the given number of masters
@@ -27,16 +31,32 @@ type RedisCluster struct {
 // cluster_state:ok and knows all the others.
 func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 	t.Helper()
-	if masters < 1 {
-		t.Fatalf("testenv: a cluster of %d masters", masters)
+	return StartRedisClusterReplicas(t, masters, 0)
+}
+
+// StartRedisClusterReplicas is StartRedisCluster with the given number
+// of replicas for each master, joined with CLUSTER REPLICATE. It returns
+// once every replica is in sync with its master and every node knows it
+// as that master's replica, so that a CLUSTER FAILOVER can start at once.
+func StartRedisClusterReplicas(t testing.TB, masters, replicas int) *RedisCluster {
+	t.Helper()
+	if masters < 1 || replicas < 0 {
+		t.Fatalf("testenv: a cluster of %d masters with %d replicas each", masters, replicas)
 	}
-	c := &RedisCluster{}
-	for range masters {
+	c := &RedisCluster{Replicas: make([][]*RedisServer, masters)}
+	startNode := func() *RedisServer {
 		// A relative path is in the node's --dir, a directory of its own.
-		c.Nodes = append(c.Nodes, StartRedis(t,
+		return StartRedis(t,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000"))
+			"--cluster-node-timeout", "5000",
+			syncNow, "0")
+	}
+	for i := range masters {
+		c.Nodes = append(c.Nodes, startNode())
+		for range replicas {
+			c.Replicas[i] = append(c.Replicas[i], startNode())
+		}
 	}
 	const slots = 16384
 	for i, n := range c.Nodes {
@@ -50,9 +70,71 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 			}
 		}
 	}
-	known := "cluster_known_nodes:" + strconv.Itoa(masters)
+	all := slices.Clone(c.Nodes)
+	for _, rs := range c.Replicas {
+		for _, r := range rs {
+			if err := RedisCommand(r.Addr(), "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(c.Nodes[0].Port)); err != nil {
+				t.Fatalf("testenv: CLUSTER MEET: %v", err)
+			}
+			all = append(all, r)
+		}
+	}
+	known := "cluster_known_nodes:" + strconv.Itoa(len(all))
+	if replicas > 0 {
+		// A node can replicate a master only once it knows it.
+		for _, n := range all {
+			waitRedis(t, 20*time.Second, "every node to know the others", func() bool {
+				info, err := RedisReply(n.Addr(), "CLUSTER", "INFO")
+				return err == nil && strings.Contains(info, known)
+			})
+		}
+		var wantSlaves []string // "ID MASTERID"
+		for i, m := range c.Nodes {
+			mid, err := RedisReply(m.Addr(), "CLUSTER", "MYID")
+			if err != nil {
+				t.Fatalf("testenv: CLUSTER MYID: %v", err)
+			}
+			for _, r := range c.Replicas[i] {
+				if err := RedisCommand(r.Addr(), "CLUSTER", "REPLICATE", mid); err != nil {
+					t.Fatalf("testenv: CLUSTER REPLICATE on %s: %v", r.Addr(), err)
+				}
+				rid, err := RedisReply(r.Addr(), "CLUSTER", "MYID")
+				if err != nil {
+					t.Fatalf("testenv: CLUSTER MYID: %v", err)
+				}
+				wantSlaves = append(wantSlaves, rid+" "+mid)
+			}
+		}
+		for _, m := range c.Nodes {
+			waitRedis(t, 20*time.Second, "the replicas to be in sync", func() bool {
+				info, err := RedisReply(m.Addr(), "INFO", "replication")
+				return err == nil && strings.Count(info, ",state=online,") == replicas
+			})
+		}
+		for _, n := range all {
+			waitRedis(t, 20*time.Second, "every node to know the replicas", func() bool {
+				nodes, err := RedisReply(n.Addr(), "CLUSTER", "NODES")
+				if err != nil {
+					return false
+				}
+				seen := map[string]bool{}
+				for line := range strings.Lines(nodes) {
+					// ID ADDR FLAGS MASTER …
+					if f := strings.Fields(line); len(f) > 3 && strings.Contains(f[2], "slave") {
+						seen[f[0]+" "+f[3]] = true
+					}
+				}
+				for _, w := range wantSlaves {
+					if !seen[w] {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range c.Nodes {
+	for _, n := range all {
 		for {
 			info, err := RedisReply(n.Addr(), "CLUSTER", "INFO")
 			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, known) {
@@ -99,7 +181,7 @@ type RedisSentinel struct {
 // a failover can start at once.
 func StartRedisSentinel(t testing.TB, replicas int) *RedisSentinel {
 	t.Helper()
-	s := &RedisSentinel{Name: "mymaster", Master: StartRedis(t)}
+	s := &RedisSentinel{Name: "mymaster", Master: StartRedis(t, syncNow, "0")}
 	for range replicas {
 		s.Replicas = append(s.Replicas, StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port)))
 	}
@@ -157,6 +239,11 @@ func startSentinel(t testing.TB, master, masterAddr string) *RedisServer {
 	r.Start()
 	return r
 }
+
+// syncNow, with "0", has a master send a new replica its data at once,
+// instead of waiting 5 s (the default) for more replicas to share the
+// transfer with.
+const syncNow = "--repl-diskless-sync-delay"
 
 // waitRedis polls cond every 50ms until it holds, failing the test after
 // timeout.

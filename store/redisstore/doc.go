@@ -49,6 +49,12 @@
 //	timeout=D          how long one operation may take, reconnecting and
 //	                   retrying included, before it fails (default 2s);
 //	                   also the dial timeout
+//	wait_replicas=N    how many replicas must have a change that ends or
+//	                   narrows a session before the Store reports it
+//	                   done: auto (the default), 0 (never wait) or a
+//	                   number; see "Replication"
+//	wait_timeout=D     how long to wait for them (default: half of
+//	                   timeout, 1s); shorter than timeout
 //	master=NAME        the Sentinel master set (redis+sentinel:// only)
 //	sentinel_username, sentinel_password
 //	ca_file=PATH       PEM CA certificates for rediss schemes
@@ -96,8 +102,8 @@
 // expires with its longest-lived session, and goes when no slot is left
 // marked. The store never runs KEYS, SCAN or CONFIG. An ACL user for it
 // needs the keys ~PREFIX* (~sessiond:* by default) and the commands GET,
-// SET, DEL, PTTL, PEXPIREAT, EVAL, EVALSHA, INFO, PING, MULTI, EXEC,
-// HELLO, SELECT and CLIENT (rueidis turns tracking on and names its
+// SET, DEL, PTTL, PEXPIREAT, EVAL, EVALSHA, WAIT, INFO, PING, MULTI,
+// EXEC, HELLO, SELECT and CLIENT (rueidis turns tracking on and names its
 // connections), and in the scripts PEXPIRETIME, SETBIT and BITCOUNT; on
 // Cluster also CLUSTER SHARDS or CLUSTER SLOTS.
 //
@@ -179,11 +185,88 @@
 // 2^53); times outside that range are clamped to it, which keeps their
 // order relative to the present, and the zero time.Time is kept as such.
 //
+// # Replication
+//
+// Redis replicates asynchronously: a master acknowledges a write before
+// its replicas have it, and a failover (Sentinel's, or Redis Cluster's)
+// promotes a replica that may lack the last writes. A lost login only
+// signs its user out; a lost revocation makes a revoked session valid
+// again. So each change that ends or narrows a session waits for
+// replicas: Delete, DeleteByUser, Update (a rotation, which ends the old
+// token, or a change of roles or data, which may take something away),
+// and Create when the per-user limit evicts sessions. After the script
+// that makes the change, the Store sends
+//
+//	WAIT wait_replicas wait_timeout
+//
+// on the same connection, in the same round trip; WAIT answers how many
+// replicas have every write that connection made. If fewer than
+// wait_replicas have it within wait_timeout, the operation returns an
+// error wrapping ErrNotReplicated, and the service answers 503, as for
+// any store failure: the master has made the change, and its replicas
+// will have it once they catch up, but until then a failover could undo
+// it, so it is not reported done. A Create whose eviction failed so
+// removes the session it made, which its caller will not hand out. A
+// Create that evicts nothing, Touch, and lookups never wait.
+//
+// WAIT holds its connection until it answers, so it never goes on the
+// shared connection that lookups are pipelined on: the write and its WAIT
+// run on a connection of rueidis's pool of dedicated ones (Dedicated),
+// which on Cluster is bound to the master of the script's first key, the
+// user's namespace, where the write is made. The cost, when replicas are
+// healthy, is the master's round trip to a replica (it asks them for an
+// acknowledgement at once): well under a millisecond on one network.
+// TestWaitReplicasShortfall stops the replica (SIGSTOP) and checks that
+// each revocation fails after wait_timeout while creating a session and
+// lookups carry on; TestWaitReplicasSentinelFailover and
+// TestWaitReplicasClusterFailover make each revocation with the replica
+// stopped, so that it can only return once the replica has it, then force
+// a failover at once (SENTINEL FAILOVER, CLUSTER FAILOVER FORCE) and find
+// every revocation on the promoted replica.
+//
+// wait_replicas=auto, the default, waits for one replica if, when the
+// Store connects, a master it sees reports a replica connected
+// (connected_slaves in INFO replication), and for none otherwise. One,
+// because a failover promotes a replica, and both Sentinel and Cluster
+// prefer the replica with the most of the master's data (the highest
+// replication offset), which has the change if any has; set wait_replicas
+// to the number of replicas of each master to be certain whichever is
+// promoted, at the price of failing revocations while any replica is
+// down. None without replicas, because there is then nothing to fail
+// over to, and waiting could only fail. The choice is made once, because
+// at each write the Store cannot tell a replica that is down, which a
+// failover could not promote, from one cut off by a partition, which it
+// could: giving up waiting when acknowledgements stop would give it up
+// exactly when it matters. What follows:
+//
+//   - A Store that connected while every replica was down does not wait
+//     until it reconnects: where Redis has replicas, set wait_replicas
+//     explicitly rather than rely on auto.
+//   - After a failover that leaves the new master without replicas (a
+//     master with one replica, and the old master gone), revocations fail
+//     with ErrNotReplicated until a replica is attached again (the old
+//     master, restarted, rejoins as one). wait_replicas=0 prefers
+//     revocations that succeed to revocations that survive a failover.
+//   - On Cluster, auto waits for one replica on every master if any has
+//     one: give each master a replica, or set wait_replicas=0.
+//   - Retrying a revocation that failed finds it already made on the
+//     master (session.ErrNotFound, or nothing for DeleteByUser to end), so
+//     it does not wait again; the change is lost only if a failover comes
+//     before the replicas catch up, which they do within a replication
+//     round trip once they are reachable.
+//
+// WAIT is not consensus: it does not make a write durable on the
+// replica's disk, nor stop a master cut off from its replicas from
+// acknowledging others' writes (min-replicas-to-write does that); it
+// makes sure that a revocation the Store reports done is on a replica.
+//
 // # Failures
 //
 // An operation that cannot reach Redis, or does not get an answer within
 // the timeout, returns an error, never session.ErrNotFound, so callers
-// fail closed. The Store reconnects by itself when Redis is back. A record
+// fail closed. A change that ends or narrows a session and that fewer
+// replicas than wait_replicas acknowledged returns an error wrapping
+// ErrNotReplicated (see "Replication"). The Store reconnects by itself when Redis is back. A record
 // the Store cannot decode is reported as an error wrapping
 // session.ErrInvalidRecord. Removing the pointers of a deleted session is
 // best-effort: a failure there leaves pointers to nothing, which expire

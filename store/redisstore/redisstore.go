@@ -31,6 +31,11 @@ type Store struct {
 	cache    CacheMode
 	cacheTTL time.Duration
 	timeout  time.Duration
+	// waitReplicas and waitTimeout are the WAIT that follows each change
+	// that ends or narrows a session (see "Replication" in the package
+	// doc); no WAIT if waitReplicas is 0.
+	waitReplicas int
+	waitTimeout  time.Duration
 	// nsOf, if set, replaces the namespace of each user, so that tests
 	// can put several users in one.
 	nsOf func(uid string) uint64
@@ -76,7 +81,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connect: %w", err)
 	}
-	st := &Store{c: c, prefix: o.prefix, cache: o.cache, cacheTTL: o.cacheTTL, timeout: o.timeout}
+	st := &Store{c: c, prefix: o.prefix, cache: o.cache, cacheTTL: o.cacheTTL, timeout: o.timeout,
+		waitReplicas: o.waitReplicas, waitTimeout: o.waitTimeout}
 	if o.cluster && c.Mode() != rueidis.ClientModeCluster {
 		c.Close()
 		return nil, errors.New("redisstore: a redis+cluster:// URL names a server that is not in cluster mode: use redis://")
@@ -84,6 +90,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err := st.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if st.waitReplicas == WaitReplicasAuto {
+		if st.waitReplicas, err = st.autoReplicas(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	return st, nil
 }
@@ -267,12 +279,23 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 	if lim.Reject {
 		reject = "1"
 	}
-	arr, err := createScript.Exec(ctx, st.c, []string{st.indexKey(ns)}, []string{
+	keys, args := []string{st.indexKey(ns)}, []string{
 		st.indexKey(ns), string(encodeRecord(s)), s.UserID,
 		strconv.Itoa(max(lim.Max, 0)), reject, nowArg(),
 		strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.FormatInt(exp, 10),
 		strconv.FormatUint(rand.Uint64()>>12, 10),
-	}).ToArray()
+	}
+	var res rueidis.RedisResult
+	replicated := noWait
+	if lim.Max > 0 { // the limit may evict sessions: wait for those
+		res, replicated = st.runThenWait(ctx, createScript, keys, args, func(r rueidis.RedisResult) bool {
+			arr, err := r.ToArray()
+			return err == nil && len(arr) > 1
+		})
+	} else {
+		res = createScript.Exec(ctx, st.c, keys, args)
+	}
+	arr, err := res.ToArray()
 	if err == nil && len(arr) == 0 {
 		err = errors.New("empty script reply")
 	}
@@ -303,6 +326,13 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 			stale = append(stale, st.pointerKeys(old)...)
 		}
 	}
+	if err := replicated(); err != nil {
+		// The evictions may not survive a failover: the session is not
+		// made either. The evicted sessions' pointers lead to nothing.
+		st.deleteRecord(ctx, ns, slot, s.ID)
+		st.del(ctx, append(stale, idk)...)
+		return nil, fmt.Errorf("redisstore: create: evicting sessions at the limit: %w", err)
+	}
 
 	b := st.c.B()
 	p := pointerValue(ns, slot)
@@ -320,6 +350,12 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 	}
 	st.dropPointers(ctx, st.slotKey(ns, slot), stale)
 	return evicted, nil
+}
+
+// deleteRecord removes the record of session id in slot slot of namespace
+// ns, on a best-effort basis, without waiting for replicas.
+func (st *Store) deleteRecord(ctx context.Context, ns uint64, slot int64, id string) {
+	deleteScript.Exec(ctx, st.c, []string{st.slotKey(ns, slot), st.indexKey(ns)}, []string{encID(id), slotArg(slot)})
 }
 
 // pointerKeys returns the pointer keys of s.
@@ -518,10 +554,11 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 
 	next := *s
 	next.Version++
-	arr, err := updateScript.Exec(ctx, st.c, []string{rk, st.indexKey(ns)}, []string{
+	res, replicated := st.runDurable(ctx, updateScript, []string{rk, st.indexKey(ns)}, []string{
 		string(appendVersion(nil, s.Version)), string(encodeRecord(&next)),
 		nowArg(), encID(s.ID), s.UserID, slotArg(slot),
-	}).ToArray()
+	})
+	arr, err := res.ToArray()
 	if err != nil {
 		return fmt.Errorf("redisstore: update: %w", err)
 	}
@@ -549,7 +586,12 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: update: %w", err)
 	}
-	s.Version = next.Version
+	// The session was replaced; its pointers are brought in line below
+	// either way.
+	notReplicated := replicated()
+	if notReplicated == nil {
+		s.Version = next.Version
+	}
 
 	// Hashes the session no longer answers to lose their pointers; the
 	// others, and the ID pointer, live at least as long as the record.
@@ -572,9 +614,12 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 		cmds = append(cmds, b.Pttl().Key(rk).Build())
 	}
 	for _, r := range st.c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
+		if err := r.Error(); err != nil && notReplicated == nil {
 			return fmt.Errorf("redisstore: update: the session was updated, but not its pointers: %w", err)
 		}
+	}
+	if notReplicated != nil {
+		return fmt.Errorf("redisstore: update: %w", notReplicated)
 	}
 	return nil
 }
@@ -653,7 +698,8 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 		return session.ErrNotFound
 	}
 	rk := st.slotKey(ns, slot)
-	v, err := deleteScript.Exec(ctx, st.c, []string{rk, st.indexKey(ns)}, []string{encID(id), slotArg(slot)}).AsBytes()
+	res, replicated := st.runDurable(ctx, deleteScript, []string{rk, st.indexKey(ns)}, []string{encID(id), slotArg(slot)})
+	v, err := res.AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return session.ErrNotFound
 	}
@@ -665,6 +711,9 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 		keys = st.pointerKeys(s)
 	}
 	st.dropPointers(ctx, rk, keys)
+	if err := replicated(); err != nil {
+		return fmt.Errorf("redisstore: delete: %w", err)
+	}
 	return nil
 }
 
@@ -710,7 +759,8 @@ func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]str
 		keep = encID(except)
 	}
 	ik := st.indexKey(ns)
-	arr, err := deleteUserScript.Exec(ctx, st.c, []string{ik}, []string{ik, userID, keep, nowArg()}).ToArray()
+	res, replicated := st.runDurable(ctx, deleteUserScript, []string{ik}, []string{ik, userID, keep, nowArg()})
+	arr, err := res.ToArray()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: delete by user: %w", err)
 	}
@@ -726,5 +776,10 @@ func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]str
 		}
 	}
 	st.dropPointers(ctx, ik, stale)
+	if len(arr) > 0 {
+		if err := replicated(); err != nil {
+			return nil, fmt.Errorf("redisstore: delete by user: %w", err)
+		}
+	}
 	return ids, nil
 }

@@ -1,6 +1,12 @@
 package redisstore
 
-import "github.com/redis/rueidis"
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+
+	"github.com/redis/rueidis"
+)
 
 // The Lua scripts run every step that must be atomic. Each touches only the
 // keys of one namespace (see "Keys" in the package doc), which share a hash
@@ -18,6 +24,44 @@ import "github.com/redis/rueidis"
 // false for the zero time; the callers pass the zero time as luaZero.
 // Numbers passed back to Redis go through i(), which prints them as
 // integers, never in exponent form.
+
+// A script is a Lua script that runs through rueidis (Exec: EVALSHA, then
+// EVAL if Redis does not have it), or on a connection of the Store's own
+// with a command after it in the same round trip (execThen).
+type script struct {
+	*rueidis.Lua
+	src, sha1 string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{Lua: rueidis.NewLuaScript(src), src: src, sha1: hex.EncodeToString(sum[:])}
+}
+
+// execThen runs the script on c, and then, if then is not nil, the command
+// then builds, pipelined behind it on the same connection. It returns both
+// replies (the second is the zero RedisResult without then).
+func (s *script) execThen(ctx context.Context, c rueidis.CommandClient, keys, args []string, then func(rueidis.Builder) rueidis.Completed) (res, next rueidis.RedisResult) {
+	run := func(eval func(b rueidis.Builder) rueidis.Completed) {
+		b := c.B()
+		if then == nil {
+			res = c.Do(ctx, eval(b))
+			return
+		}
+		r := c.DoMulti(ctx, eval(b), then(b))
+		res, next = r[0], r[1]
+	}
+	n := int64(len(keys))
+	run(func(b rueidis.Builder) rueidis.Completed {
+		return b.Evalsha().Sha1(s.sha1).Numkeys(n).Key(keys...).Arg(args...).Build()
+	})
+	if err, ok := rueidis.IsRedisErr(res.Error()); ok && err.IsNoScript() {
+		run(func(b rueidis.Builder) rueidis.Completed {
+			return b.Eval().Script(s.src).Numkeys(n).Key(keys...).Arg(args...).Build()
+		})
+	}
+	return res, next
+}
 
 // luaHelpers is prepended to every script.
 const luaHelpers = `
@@ -250,7 +294,7 @@ end
 // every slot of the namespace is checked; without one, slot 0 and three
 // marked slots from a random place, which keeps stale marks to a fraction
 // of the index however many sessions the user makes.
-var createScript = rueidis.NewLuaScript(luaHelpers + `
+var createScript = newScript(luaHelpers + `
 local index, prefix, uid = KEYS[1], ARGV[1], ARGV[3]
 local max, now, exp = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[8])
 if exp <= tonumber(ARGV[7]) then return {-2} end
@@ -322,7 +366,7 @@ return evicted
 //	ARGV: key prefix of the namespace's records, session ID (as stored)
 //
 // It returns the slot, or -1.
-var findScript = rueidis.NewLuaScript(luaHelpers + `
+var findScript = newScript(luaHelpers + `
 local found = -1
 each(KEYS[1], ARGV[1], function(s, k)
   local v = redis.call('GET', k)
@@ -346,7 +390,7 @@ return found
 // differs, {3} if the session belongs to another user, {4} if the record
 // cannot be read, and {2, old token hash, old previous token hash, new
 // expiry (ms)} once replaced.
-var updateScript = rueidis.NewLuaScript(luaHelpers + `
+var updateScript = newScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
 local ok, c = pcall(parse, v)
@@ -374,7 +418,7 @@ return {2, c.tok, c.prev, exp}
 // It returns nil if the session is gone or expired, -1 if its record
 // cannot be read, and otherwise {token hash, previous token hash, expiry
 // (ms)}.
-var touchScript = rueidis.NewLuaScript(luaHelpers + `
+var touchScript = newScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 local ok, r = pcall(parse, v)
@@ -407,7 +451,7 @@ return {r.tok, r.prev, exp}
 // It returns the removed record, or nil if the session was not there. A
 // record that cannot be read is removed too: the pointer that led to it
 // is the session's.
-var deleteScript = rueidis.NewLuaScript(luaHelpers + `
+var deleteScript = newScript(luaHelpers + `
 local v = redis.call('GET', KEYS[1])
 local s = tonumber(ARGV[2])
 if not v then
@@ -428,7 +472,7 @@ return v
 //	ARGV: key prefix of the namespace's records, user ID, now (µs)
 //
 // A record it cannot read is returned as it is, for the caller to report.
-var listScript = rueidis.NewLuaScript(luaHelpers + `
+var listScript = newScript(luaHelpers + `
 local out = {}
 local now = tonumber(ARGV[3])
 each(KEYS[1], ARGV[1], function(s, k)
@@ -451,7 +495,7 @@ return out
 //	      to keep (as stored; "" for none), now (µs)
 //
 // Records it cannot read go too, unreported.
-var deleteUserScript = rueidis.NewLuaScript(luaHelpers + `
+var deleteUserScript = newScript(luaHelpers + `
 local out = {}
 local now = tonumber(ARGV[4])
 each(KEYS[1], ARGV[1], function(s, k)

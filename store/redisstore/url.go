@@ -22,6 +22,11 @@ const (
 	DefaultTimeout   = 2 * time.Second
 )
 
+// WaitReplicasAuto is the wait_replicas option's default, "auto": wait
+// for one replica if Redis has replicas when the Store connects, else
+// for none (see "Replication" in the package doc).
+const WaitReplicasAuto = -1
+
 // CacheMode says how ByHash uses the client-side cache: see "Client-side
 // cache" in the package doc.
 type CacheMode string
@@ -48,6 +53,11 @@ type options struct {
 	cache    CacheMode
 	cacheTTL time.Duration
 	timeout  time.Duration
+	// waitReplicas is how many replicas a change that ends or narrows a
+	// session must reach (WaitReplicasAuto: decided at Open);
+	// waitTimeout how long WAIT waits for them (0: half of timeout).
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // parseURL parses a store URL (see the package doc) into options.
@@ -56,7 +66,7 @@ func parseURL(raw string) (*options, error) {
 	if !ok {
 		return nil, errors.New("redisstore: the URL must start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://")
 	}
-	o := &options{prefix: DefaultKeyPrefix, cache: CacheFenced, cacheTTL: DefaultCacheTTL, timeout: DefaultTimeout}
+	o := &options{prefix: DefaultKeyPrefix, cache: CacheFenced, cacheTTL: DefaultCacheTTL, timeout: DefaultTimeout, waitReplicas: WaitReplicasAuto}
 	useTLS := false
 	mode := ""
 	switch strings.ToLower(scheme) {
@@ -155,6 +165,20 @@ func parseURL(raw string) (*options, error) {
 			if o.timeout, err = positiveDuration(k, v); err != nil {
 				return nil, err
 			}
+		case "wait_replicas":
+			if v == "auto" {
+				o.waitReplicas = WaitReplicasAuto
+				break
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 100 {
+				return nil, fmt.Errorf("redisstore: wait_replicas=%q: want auto (the default), 0 (never wait) or a number of replicas", v)
+			}
+			o.waitReplicas = n
+		case "wait_timeout":
+			if o.waitTimeout, err = positiveDuration(k, v); err != nil {
+				return nil, err
+			}
 		case "master":
 			if mode != "sentinel" {
 				return nil, errors.New("redisstore: master= is for redis+sentinel:// URLs")
@@ -181,13 +205,19 @@ func parseURL(raw string) (*options, error) {
 		case "client_name":
 			o.client.ClientName = v
 		default:
-			return nil, fmt.Errorf("redisstore: unknown URL option %q (known: prefix, cache, cache_ttl, timeout, master, sentinel_username, sentinel_password, ca_file, server_name, client_name)", k)
+			return nil, fmt.Errorf("redisstore: unknown URL option %q (known: prefix, cache, cache_ttl, timeout, wait_replicas, wait_timeout, master, sentinel_username, sentinel_password, ca_file, server_name, client_name)", k)
 		}
 	}
 	if mode == "sentinel" && o.client.Sentinel.MasterSet == "" {
 		return nil, errors.New("redisstore: a redis+sentinel:// URL needs ?master=NAME, the name the sentinels monitor the master under")
 	}
 	o.cluster = mode == "cluster"
+	switch {
+	case o.waitTimeout == 0:
+		o.waitTimeout = o.timeout / 2
+	case o.waitTimeout >= o.timeout:
+		return nil, fmt.Errorf("redisstore: wait_timeout=%v is not shorter than timeout=%v, which bounds the whole operation: lower wait_timeout or raise timeout", o.waitTimeout, o.timeout)
+	}
 
 	if useTLS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}

@@ -21,6 +21,8 @@ func TestParseURL(t *testing.T) {
 		cache   CacheMode
 		ttl     time.Duration
 		timeout time.Duration
+		waitN   int           // 0 in the table means auto
+		waitT   time.Duration // 0 in the table means half of timeout
 	}{
 		{url: "redis://localhost", addrs: []string{"localhost:6379"}},
 		{url: "redis://127.0.0.1:6380/2", addrs: []string{"127.0.0.1:6380"}, db: 2},
@@ -35,6 +37,9 @@ func TestParseURL(t *testing.T) {
 		{url: "redis://h?prefix=app1:&cache=off&cache_ttl=10s&timeout=500ms", addrs: []string{"h:6379"},
 			prefix: "app1:", cache: CacheOff, ttl: 10 * time.Second, timeout: 500 * time.Millisecond},
 		{url: "redis://h/?cache=unsafe-unfenced", addrs: []string{"h:6379"}, cache: CacheUnsafeUnfenced},
+		{url: "redis://h?wait_replicas=2&wait_timeout=250ms", addrs: []string{"h:6379"}, waitN: 2, waitT: 250 * time.Millisecond},
+		{url: "redis://h?timeout=300ms&wait_replicas=auto", addrs: []string{"h:6379"}, timeout: 300 * time.Millisecond, waitT: 150 * time.Millisecond},
+		{url: "redis://h?wait_replicas=0", addrs: []string{"h:6379"}, waitN: -2},
 	}
 	for _, tt := range tests {
 		o, err := parseURL(tt.url)
@@ -54,6 +59,18 @@ func TestParseURL(t *testing.T) {
 		if tt.timeout == 0 {
 			tt.timeout = DefaultTimeout
 		}
+		switch tt.waitN {
+		case 0:
+			tt.waitN = WaitReplicasAuto
+		case -2:
+			tt.waitN = 0
+		}
+		if tt.waitT == 0 {
+			tt.waitT = tt.timeout / 2
+		}
+		if o.waitReplicas != tt.waitN || o.waitTimeout != tt.waitT {
+			t.Errorf("parseURL(%q): wait_replicas %d, wait_timeout %v; want %d, %v", tt.url, o.waitReplicas, o.waitTimeout, tt.waitN, tt.waitT)
+		}
 		c := o.client
 		if !slices.Equal(c.InitAddress, tt.addrs) || c.Username != tt.user || c.Password != tt.pass || c.SelectDB != tt.db ||
 			c.Sentinel.MasterSet != tt.master || o.cluster != tt.cluster || (c.TLSConfig != nil) != tt.tls ||
@@ -70,25 +87,30 @@ func TestParseURL(t *testing.T) {
 
 func TestParseURLErrors(t *testing.T) {
 	for url, want := range map[string]string{
-		"localhost:6379":                   "must start with",
-		"memcached://h":                    "unknown URL scheme",
-		"redis://":                         "no host",
-		"redis://a,b":                      "takes one host",
-		"redis://h/x":                      "database number",
-		"redis://h:99999":                  "invalid port",
-		"redis+cluster://h/1":              "only database 0",
-		"redis+sentinel://h":               "master=NAME",
-		"redis://h?master=m":               "for redis+sentinel",
-		"redis://h?prefix={x}":             "must not contain",
-		"redis://h?cache=yes":              "use fenced",
-		"redis://h?timeout=0s":             "positive duration",
-		"redis://h?cache_ttl=soon":         "positive duration",
-		"redis://h?ca_file=/ca.pem":        "needs TLS",
-		"redis://h?prefx=a":                "unknown URL option",
-		"rediss://h?ca_file=/nonexistent":  "ca_file",
-		"redis://h?sentinel_password=x":    "for redis+sentinel",
-		"redis://:%zz@h":                   "password",
-		"redis+sentinel://h?master=m&db=1": "unknown URL option",
+		"localhost:6379":                       "must start with",
+		"memcached://h":                        "unknown URL scheme",
+		"redis://":                             "no host",
+		"redis://a,b":                          "takes one host",
+		"redis://h/x":                          "database number",
+		"redis://h:99999":                      "invalid port",
+		"redis+cluster://h/1":                  "only database 0",
+		"redis+sentinel://h":                   "master=NAME",
+		"redis://h?master=m":                   "for redis+sentinel",
+		"redis://h?prefix={x}":                 "must not contain",
+		"redis://h?cache=yes":                  "use fenced",
+		"redis://h?timeout=0s":                 "positive duration",
+		"redis://h?cache_ttl=soon":             "positive duration",
+		"redis://h?ca_file=/ca.pem":            "needs TLS",
+		"redis://h?prefx=a":                    "unknown URL option",
+		"rediss://h?ca_file=/nonexistent":      "ca_file",
+		"redis://h?sentinel_password=x":        "for redis+sentinel",
+		"redis://:%zz@h":                       "password",
+		"redis+sentinel://h?master=m&db=1":     "unknown URL option",
+		"redis://h?wait_replicas=all":          "wait_replicas",
+		"redis://h?wait_replicas=-1":           "wait_replicas",
+		"redis://h?wait_timeout=0":             "positive duration",
+		"redis://h?wait_timeout=2s":            "not shorter than timeout",
+		"redis://h?timeout=1s&wait_timeout=1s": "not shorter than timeout",
 	} {
 		_, err := parseURL(url)
 		if err == nil || !strings.Contains(err.Error(), want) {
