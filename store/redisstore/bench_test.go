@@ -1,9 +1,12 @@
 package redisstore
 
 import (
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -95,4 +98,88 @@ func BenchmarkTouch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkByHashCommands resolves tokens of 1000 sessions in the fenced
+// cache mode on a Redis of its own, so that its INFO counts only these
+// lookups, and reports the Redis commands each lookup costs (cmds/op: all
+// of them; pttl/op: the fences), serially and from 32 goroutines per CPU.
+// Concurrent lookups on one connection share fences (see "Client-side
+// cache" in the package doc), so pttl/op falls below 1 under concurrency.
+func BenchmarkByHashCommands(b *testing.B) {
+	const n = 1000
+	srv := testenv.StartRedis(b)
+	st := openTest(b, withOptions("redis://"+srv.Addr(), "prefix", testPrefix(), "cache", string(CacheFenced)))
+	hashes := make([]session.Hash, n)
+	for i := range hashes {
+		s := newSession("bench-" + randID())
+		mustCreate(b, st, s)
+		hashes[i] = s.TokenHash
+	}
+	for _, h := range hashes { // warm the cache
+		if _, err := st.ByHash(ctx, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report := func(b *testing.B, run func()) {
+		b.Helper()
+		total0, pttl0 := commandCounts(b, srv.Addr())
+		run()
+		total1, pttl1 := commandCounts(b, srv.Addr())
+		b.ReportMetric(float64(total1-total0-1)/float64(b.N), "cmds/op") // less the first INFO
+		b.ReportMetric(float64(pttl1-pttl0)/float64(b.N), "pttl/op")
+	}
+	b.Run("Serial", func(b *testing.B) {
+		b.ReportAllocs()
+		report(b, func() {
+			i := 0
+			for b.Loop() {
+				if _, err := st.ByHash(ctx, hashes[i%n]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32) // 32 goroutines per CPU, like many concurrent requests
+		report(b, func() {
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := st.ByHash(ctx, hashes[next.Add(1)%n]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	})
+}
+
+// commandCounts returns how many commands the Redis at addr has run, and
+// how many of them were PTTL, from INFO commandstats.
+func commandCounts(t testing.TB, addr string) (total, pttl int64) {
+	t.Helper()
+	info, err := testenv.RedisReply(addr, "INFO", "commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		c, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			t.Fatalf("INFO commandstats: %q", line)
+		}
+		total += c
+		if name == "cmdstat_pttl" {
+			pttl = c
+		}
+	}
+	return total, pttl
 }

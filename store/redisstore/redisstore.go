@@ -39,6 +39,10 @@ type Store struct {
 	// nsOf, if set, replaces the namespace of each user, so that tests
 	// can put several users in one.
 	nsOf func(uid string) uint64
+	// cluster is true on Redis Cluster, where fences are grouped by the
+	// hash slot of the record key.
+	cluster bool
+	fences  fences
 }
 
 // Open connects to the Redis that url names (see the package doc for the
@@ -83,7 +87,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	st := &Store{c: c, prefix: o.prefix, cache: o.cache, cacheTTL: o.cacheTTL, timeout: o.timeout,
 		waitReplicas: o.waitReplicas, waitTimeout: o.waitTimeout}
-	if o.cluster && c.Mode() != rueidis.ClientModeCluster {
+	st.cluster = c.Mode() == rueidis.ClientModeCluster
+	if o.cluster && !st.cluster {
 		c.Close()
 		return nil, errors.New("redisstore: a redis+cluster:// URL names a server that is not in cluster mode: use redis://")
 	}
@@ -409,17 +414,16 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	rk := st.slotKey(ns, slot)
 	if st.cache == CacheFenced {
 		// The fence: a round trip on the connection that holds the
-		// cached record (one connection per server, see Open). Redis
-		// sends every invalidation of the record for this connection
-		// before this reply, and rueidis applies them in order, so the
-		// cached copy read next is no older than the moment this
-		// command ran. It answers whether the record exists, too.
-		ttl, err := st.c.Do(ctx, st.c.B().Pttl().Key(rk).Build()).AsInt64()
-		if err != nil {
+		// cached record (one connection per server, see Open), sent
+		// after this lookup began and shared with the lookups that
+		// began meanwhile (see fences). Redis sends every invalidation
+		// of the record for this connection before its reply, and
+		// rueidis applies them in order, so the cached copy read next
+		// is no older than the moment the fence ran. A record deleted
+		// before that has had its invalidation applied, so the read
+		// below goes to Redis and finds nothing.
+		if err := st.fence(ctx, rk); err != nil {
 			return nil, fmt.Errorf("redisstore: by hash: %w", err)
-		}
-		if ttl == -2 {
-			return nil, session.ErrNotFound
 		}
 	}
 	v, err := st.get(ctx, rk, st.cache != CacheOff)

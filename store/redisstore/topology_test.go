@@ -57,6 +57,16 @@ func TestCluster(t *testing.T) {
 			t.Errorf("in %d rounds on the cluster, a served stale sessions %d/%d/%d times (deleted/rotated/changed); want 0", rounds, deleted, rotated, changed)
 		}
 	})
+	t.Run("CacheNeverServesRevokedConcurrently", func(t *testing.T) {
+		// Fences are shared per hash slot of the record key.
+		prefix := testPrefix()
+		a, b := open(t, prefix), open(t, prefix)
+		const rounds = 10
+		deleted, rotated, changed, after := concurrentStaleReads(t, a, b, 16, rounds, 200*time.Microsecond)
+		if deleted+rotated+changed > 0 {
+			t.Errorf("of %d lookups that started after b's change on the cluster, a served stale sessions %d/%d/%d times (deleted/rotated/changed); want 0", after, deleted, rotated, changed)
+		}
+	})
 }
 
 // TestSentinel runs the conformance suite through a Sentinel that watches

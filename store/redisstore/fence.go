@@ -1,0 +1,123 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/rueidis"
+)
+
+// fences coalesces the fences of concurrent lookups (see "Client-side
+// cache" in the package doc), as a database coalesces commits: a lookup
+// needs a round trip, on the connection that caches its record, whose
+// command was sent after the lookup began, not one of its own.
+//
+// Fences are grouped by route: the connection they travel on. On one
+// server (or the master Sentinel names) every command goes on the one
+// connection, and there is one route; on Cluster the route is the hash
+// slot of the record key, which rueidis sends to the node that holds
+// the slot, on that node's one connection, both the fence and the cached
+// read that follows it. A route has at most one fence in flight (it is in
+// routes while it has) and one pending group, which the lookups that
+// arrive meanwhile join. When the fence in flight returns, the pending
+// group's fence is sent: every lookup in the group began before it was
+// sent. No lookup ever joins a fence already sent, which may have run
+// before the lookup began.
+type fences struct {
+	mu     sync.Mutex
+	routes map[uint16]*fenceRoute
+	// sent counts the fences sent, for tests and benchmarks.
+	sent atomic.Int64
+}
+
+// fenceRoute is a route with a fence in flight.
+type fenceRoute struct {
+	// pending collects the lookups that arrived after the fence in
+	// flight was sent; nil if none did.
+	pending *fenceGroup
+}
+
+// fenceGroup is one fence and the lookups waiting on it.
+type fenceGroup struct {
+	cmd  rueidis.Completed // the fence: PTTL of a record key of the route
+	done chan struct{}     // closed when the fence has returned
+	err  error             // its error, set before done is closed
+}
+
+// fence returns once a command sent on the connection that caches rk,
+// after fence was called, has been answered, so that every invalidation
+// Redis sent on that connection before it ran has been applied to the
+// client-side cache. It returns an error if that round trip failed or
+// ctx ended first.
+func (st *Store) fence(ctx context.Context, rk string) error {
+	cmd := st.c.B().Pttl().Key(rk).Build()
+	var route uint16
+	if st.cluster {
+		route = cmd.Slot()
+	}
+	f := &st.fences
+	f.mu.Lock()
+	if f.routes == nil {
+		f.routes = make(map[uint16]*fenceRoute)
+	}
+	r, busy := f.routes[route]
+	if !busy {
+		// Nothing in flight: send this lookup's fence at once, alone.
+		f.routes[route] = &fenceRoute{}
+		f.mu.Unlock()
+		err := st.sendFence(ctx, cmd)
+		st.nextFence(route, false)
+		return err
+	}
+	g := r.pending
+	if g == nil {
+		g = &fenceGroup{cmd: cmd, done: make(chan struct{})}
+		r.pending = g
+	}
+	f.mu.Unlock()
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nextFence is called when route's fence in flight has returned. It sends
+// the pending group's fence, if there is one, and the next, until none is
+// pending; then the route is free. Pending groups are sent from a
+// goroutine of their own (drain is true there), so that the lookup whose
+// fence returned need not wait for the others'; their fence has a context
+// of its own, so that a waiter whose context ends does not end it for the
+// others.
+func (st *Store) nextFence(route uint16, drain bool) {
+	f := &st.fences
+	for {
+		f.mu.Lock()
+		r := f.routes[route]
+		g := r.pending
+		if g == nil {
+			delete(f.routes, route)
+			f.mu.Unlock()
+			return
+		}
+		if !drain {
+			f.mu.Unlock()
+			go st.nextFence(route, true)
+			return
+		}
+		r.pending = nil
+		f.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+		g.err = st.sendFence(ctx, g.cmd)
+		cancel()
+		close(g.done)
+	}
+}
+
+// sendFence makes the round trip of a fence.
+func (st *Store) sendFence(ctx context.Context, cmd rueidis.Completed) error {
+	st.fences.sent.Add(1)
+	return st.c.Do(ctx, cmd).Error()
+}

@@ -1,0 +1,346 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/internal/testenv"
+	"github.com/sessiond/sessiond/session"
+)
+
+// lookup is one ByHash that a concurrentStaleReads reader made.
+type lookup struct {
+	start time.Time
+	s     *session.Session // nil if not found
+}
+
+// concurrentStaleReads runs rounds of "readers on instance a resolve a
+// token without pause while instance b revokes or changes its session",
+// for each of deletion, rotation and a change of roles, and returns how
+// many lookups that started after b's change was acknowledged returned
+// what b had revoked or replaced. The readers keep fences in flight on a's
+// connection all the time, so that lookups share them, and pause up to
+// jitter before each lookup, so that lookups start at any moment of a
+// fence's flight rather than all as one returns. after is how many
+// lookups started after the acknowledgements in all, which the caller
+// checks, so that the test cannot pass by looking at nothing.
+func concurrentStaleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Duration) (deleted, rotated, changed, after int) {
+	t.Helper()
+	// race runs readers on token h of a until enough lookups have
+	// started after revoke returned, and returns those lookups.
+	race := func(h session.Hash, revoke func()) []lookup {
+		t.Helper()
+		var (
+			mu      sync.Mutex
+			started int // lookups that have returned
+			ack     time.Time
+			stop    = make(chan struct{})
+			wg      sync.WaitGroup
+			logs    = make([][]lookup, readers)
+			failure error
+		)
+		for i := range readers {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					// A pause of up to jitter, so that lookups start at any
+					// moment of a fence's flight, not all as one returns.
+					time.Sleep(rand.N(jitter))
+					start := time.Now()
+					got, err := a.ByHash(ctx, h)
+					if err != nil && !errors.Is(err, session.ErrNotFound) {
+						mu.Lock()
+						failure = err
+						mu.Unlock()
+						return
+					}
+					logs[i] = append(logs[i], lookup{start, got})
+					mu.Lock()
+					started++
+					mu.Unlock()
+				}
+			})
+		}
+		wait := func(n int) {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				done, err := started >= n, failure
+				mu.Unlock()
+				if done || err != nil || time.Now().After(deadline) {
+					return
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		wait(2 * readers) // a has the record in its cache, and fences in flight
+		revoke()
+		ack = time.Now()
+		mu.Lock()
+		n := started
+		mu.Unlock()
+		wait(n + 4*readers)
+		close(stop)
+		wg.Wait()
+		if failure != nil {
+			t.Fatalf("a.ByHash: %v", failure)
+		}
+		var out []lookup
+		for _, l := range logs {
+			for _, x := range l {
+				if x.start.After(ack) {
+					out = append(out, x)
+				}
+			}
+		}
+		return out
+	}
+	for range rounds {
+		// Revocation: b deletes the session.
+		s := newSession("user-" + randID())
+		mustCreate(t, b, s)
+		for _, l := range race(s.TokenHash, func() {
+			if err := b.Delete(ctx, s.ID); err != nil {
+				t.Fatal(err)
+			}
+		}) {
+			after++
+			if l.s != nil {
+				deleted++
+			}
+		}
+
+		// Rotation: b gives the session a new token; the old one dies.
+		s = newSession("user-" + randID())
+		mustCreate(t, b, s)
+		old := s.TokenHash
+		for _, l := range race(old, func() {
+			s.TokenHash, s.PrevTokenHash = randHash(), session.Hash{}
+			if err := b.Update(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}) {
+			after++
+			if l.s != nil {
+				rotated++
+			}
+		}
+
+		// A change of roles: lookups that start after it see the new ones.
+		for _, l := range race(s.TokenHash, func() {
+			s.Roles = []string{"demoted-" + randID()}
+			if err := b.Update(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}) {
+			after++
+			if l.s == nil || !slices.Equal(l.s.Roles, s.Roles) {
+				changed++
+			}
+		}
+		if err := b.Delete(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return deleted, rotated, changed, after
+}
+
+// TestCacheNeverServesRevokedConcurrently is TestCacheNeverServesRevoked
+// with many lookups at once, which share fences: while 16 goroutines
+// resolve a token on instance a without pause, instance b deletes,
+// rotates or changes the session, and no lookup that started after b's
+// change was acknowledged may return what it revoked. In SlowLink, a
+// reaches Redis through a proxy that delays what Redis sends it by 5ms,
+// as a distant instance would see it: a's fences are long in flight, so
+// that b's change often runs after a fence was sent and is acknowledged
+// before that fence's reply, and the invalidation, reach a. A lookup
+// that started then and shared that fence would serve the old record.
+func TestCacheNeverServesRevokedConcurrently(t *testing.T) {
+	for _, link := range []string{"Direct", "SlowLink"} {
+		t.Run(link, func(t *testing.T) {
+			t.Parallel()
+			rounds := 20
+			if raceEnabled {
+				rounds = 10
+			}
+			addr := testenv.Redis(t)
+			prefix := testPrefix()
+			b := openTest(t, withOptions("redis://"+addr, "prefix", prefix))
+			jitter := 200 * time.Microsecond
+			if link == "SlowLink" {
+				const delay = 5 * time.Millisecond
+				addr = delayProxy(t, addr, delay)
+				jitter = 2 * delay
+			}
+			a := openTest(t, withOptions("redis://"+addr, "prefix", prefix))
+			sent := a.fences.sent.Load()
+			deleted, rotated, changed, after := concurrentStaleReads(t, a, b, 16, rounds, jitter)
+			if deleted+rotated+changed > 0 {
+				t.Errorf("of %d lookups that started after instance b's change was acknowledged, instance a served a deleted session %d times, a rotated-out token %d times, and old roles %d times; want 0", after, deleted, rotated, changed)
+			}
+			if min := 3 * rounds * 16; after < min {
+				t.Errorf("%d lookups started after the changes, want at least %d", after, min)
+			}
+			t.Logf("%d lookups after the changes; %d fences in all", after, a.fences.sent.Load()-sent)
+		})
+	}
+}
+
+// delayProxy forwards TCP connections to addr until the test ends,
+// delivering what addr sends back delay after it arrived, in order, and
+// what the client sends at once. It returns the proxy's address.
+func delayProxy(t testing.TB, addr string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			wg.Go(func() { // client to server, at once
+				io.Copy(s, c)
+				s.Close()
+				c.Close()
+			})
+			type chunk struct {
+				b   []byte
+				due time.Time
+			}
+			chunks := make(chan chunk, 1<<14)
+			wg.Go(func() { // server to proxy
+				defer close(chunks)
+				for {
+					buf := make([]byte, 64<<10)
+					n, err := s.Read(buf)
+					if n > 0 {
+						chunks <- chunk{buf[:n], time.Now().Add(delay)}
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+			wg.Go(func() { // proxy to client, delay later
+				for ch := range chunks {
+					time.Sleep(time.Until(ch.due))
+					if _, err := c.Write(ch.b); err != nil {
+						break
+					}
+				}
+				c.Close()
+				s.Close()
+				for range chunks {
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestFenceShared checks that concurrent lookups share fences, that a
+// lone lookup sends its own at once, and that a lookup whose context
+// ends returns its error without failing the others.
+func TestFenceShared(t *testing.T) {
+	st := localStore(t)
+	s := newSession("user-" + randID())
+	mustCreate(t, st, s)
+	rk := st.recordKey(s.UserID, s.ID)
+
+	sent := st.fences.sent.Load()
+	if err := st.fence(ctx, rk); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.fences.sent.Load() - sent; n != 1 {
+		t.Errorf("a lone fence sent %d fences, want 1", n)
+	}
+	if len(st.fences.routes) != 0 {
+		t.Errorf("a route is left busy after the fence: %v", st.fences.routes)
+	}
+
+	const lookups = 2000
+	sent = st.fences.sent.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, lookups)
+	for range lookups {
+		wg.Go(func() {
+			if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n := st.fences.sent.Load() - sent
+	t.Logf("%d concurrent lookups sent %d fences", lookups, n)
+	if n >= lookups {
+		t.Errorf("%d concurrent lookups sent %d fences: none was shared", lookups, n)
+	}
+
+	// Waiters whose context ends return its error; the others go on.
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range 200 {
+		c := ctx
+		if i%2 == 0 {
+			c = canceled
+		}
+		wg.Go(func() {
+			_, err := st.ByHash(c, s.TokenHash)
+			switch {
+			case c == canceled && err == nil:
+				// Served before noticing the context: allowed.
+			case c == canceled && !errors.Is(err, context.Canceled):
+				t.Errorf("ByHash with a canceled context: %v, want context.Canceled", err)
+			case c != canceled && err != nil:
+				t.Errorf("ByHash beside canceled lookups: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	st.fences.mu.Lock()
+	busy := len(st.fences.routes)
+	st.fences.mu.Unlock()
+	if busy != 0 {
+		t.Errorf("%d routes left busy after the lookups", busy)
+	}
+}
