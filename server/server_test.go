@@ -8,9 +8,9 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
@@ -23,7 +23,7 @@ type testServer struct {
 	*Server
 	accounts *users.Accounts
 	maker    *session.Manager // makes sessions without audit events
-	logs     *syncBuffer
+	logs     *testenv.SyncBuffer
 }
 
 func newTestServer(tb testing.TB, store session.Store) *testServer {
@@ -33,7 +33,7 @@ func newTestServer(tb testing.TB, store session.Store) *testServer {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dir.Close() })
-	ts := &testServer{accounts: users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1}), logs: &syncBuffer{}}
+	ts := &testServer{accounts: users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1}), logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if ts.Server, err = New(Config{}, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
 		tb.Fatal(err)
@@ -90,24 +90,6 @@ func (ts *testServer) metric(t *testing.T, name, label string) float64 {
 		}
 	}
 	return 0
-}
-
-// syncBuffer is a strings.Builder safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestClientGoneIsNotAStoreFailure resolves a session for a client that

@@ -3,16 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -648,40 +640,12 @@ func TestSecurityHeaders(t *testing.T) {
 // resolve 200 included, then carries HSTS, and the session cookie works
 // over it.
 func TestTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	in := start(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	pki := testenv.WritePKI(t, t.TempDir(), "127.0.0.1")
+	in := start(t, "--tls-cert", pki.CertFile, "--tls-key", pki.KeyFile)
 	if !strings.HasPrefix(in.URL, "https://") {
 		t.Fatalf("listening on %s, want https", in.URL)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(must(x509.ParseCertificate(der)))
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Roots}}, Timeout: 10 * time.Second}
 
 	res, err := client.Post(in.URL+"/login", "application/json", strings.NewReader(`{"username":"admin","password":"`+adminPassword+`"}`))
 	if err != nil {
@@ -709,13 +673,6 @@ func TestTLS(t *testing.T) {
 			t.Errorf("GET %s over TLS: %d, Strict-Transport-Security %q", path, res.StatusCode, res.Header.Get("Strict-Transport-Security"))
 		}
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 // TestStoreThatStopsAnswering locks the PostgreSQL session table, so that

@@ -14,27 +14,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessiond/sessiond/internal/testenv"
 )
 
 const adminPassword = "correct-horse-battery"
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // instance is a sessiond started by Main on 127.0.0.1:0.
 type instance struct {
@@ -42,7 +26,7 @@ type instance struct {
 	URL  string
 	dir  string
 	db   string
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	stop func() int
 	env  map[string]string
 }
@@ -59,7 +43,7 @@ func start(t *testing.T, args ...string) *instance {
 
 func startIn(t *testing.T, dir string, args ...string) *instance {
 	t.Helper()
-	in := &instance{t: t, dir: dir, db: filepath.Join(dir, "sessiond.db"), logs: &syncBuffer{}, env: map[string]string{"SESSIOND_ADMIN_PASSWORD": adminPassword}}
+	in := &instance{t: t, dir: dir, db: filepath.Join(dir, "sessiond.db"), logs: &testenv.SyncBuffer{}, env: map[string]string{"SESSIOND_ADMIN_PASSWORD": adminPassword}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + in.db, "--log-level", "debug"}, args...)

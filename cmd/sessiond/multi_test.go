@@ -47,7 +47,7 @@ func sessiondBinary(t *testing.T) string {
 // startProcess runs "sessiond serve" with args as a process of its own.
 func startProcess(t *testing.T, args ...string) *instance {
 	t.Helper()
-	in := &instance{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	in := &instance{t: t, dir: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	cmd := exec.Command(sessiondBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "SESSIOND_ADMIN_PASSWORD="+adminPassword)
 	cmd.Dir = in.dir

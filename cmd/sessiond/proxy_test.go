@@ -5,17 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessiond/sessiond/internal/testenv"
 )
 
 // The tests in this file put a real nginx and a real Caddy, configured
@@ -135,7 +130,7 @@ type edge struct {
 	dir      string // the proxy's configuration and state
 	port     string // the proxy's port on 127.0.0.1
 	origin   string // https://app.example.com:port
-	certFile string // the proxy's certificate for appHost, PEM
+	certFile string // the proxy's certificate for appHost, PEM, signed by a CA of the test's own
 	keyFile  string
 	sessiond string // host:port
 	app      *echoApp
@@ -400,9 +395,8 @@ func newEdge(t *testing.T) *edge {
 	l.Close()
 	e.origin = "https://" + appHost + ":" + e.port
 
-	cert := e.certificate()
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	pki := testenv.WritePKI(t, e.dir, appHost)
+	e.certFile, e.keyFile = pki.CertFile, pki.KeyFile
 	// The client connects from 127.0.0.2 where it can, so that its
 	// address differs from the proxy's (127.0.0.1), as in production.
 	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
@@ -417,7 +411,7 @@ func newEdge(t *testing.T) *edge {
 	e.client = &http.Client{
 		Transport: &http.Transport{
 			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", proxy) },
-			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			TLSClientConfig:   &tls.Config{RootCAs: pki.Roots},
 			ForceAttemptHTTP2: true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -425,41 +419,6 @@ func newEdge(t *testing.T) *edge {
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e
-}
-
-// certificate writes a self-signed certificate for appHost and its key
-// to e.certFile and e.keyFile.
-func (e *edge) certificate() *x509.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: appHost},
-		DNSNames:              []string{appHost},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.certFile = e.write("app.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	e.keyFile = e.write("app.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return cert
 }
 
 func (e *edge) write(name, content string) string {
@@ -500,7 +459,7 @@ func (e *edge) fromDocs(name string, replace map[string]string) string {
 func (e *edge) run(cmd *exec.Cmd) {
 	e.t.Helper()
 	t := e.t
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // nginx's workers join the group
 	if err := cmd.Start(); err != nil {
