@@ -65,6 +65,7 @@ var knownCases = []caseSpec{
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
+	{"redis-1k", "redis", 1000, false},
 	{"redis-100k", "redis", 100_000, false},
 	{"redis-100k-nocache", "redis-nocache", 100_000, false},
 	{"postgres-100k", "postgres", 100_000, false},
