@@ -80,22 +80,28 @@ func toError(err error) *Error {
 	return nil
 }
 
-// writeErr answers with err as JSON {"error":{"code","message"}}. Errors
-// that are not for clients are logged and answered 503 (store or backend
-// failure: fail closed) without detail.
-func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	e := toError(err)
-	switch {
-	case e != nil:
-	case r.Context().Err() != nil:
-		// The client went away first: not a backend's failure.
+// clientError maps err to what a client may see. An error that is not for
+// clients is a backend failure: it is logged and counted, and the client
+// gets a 503 without detail (fail closed). If the client has gone away
+// first, that is what ended the request, not the backend: it is logged at
+// level debug only.
+func (s *Server) clientError(r *http.Request, err error) *Error {
+	if e := toError(err); e != nil {
+		return e
+	}
+	if r.Context().Err() != nil {
 		s.log.DebugContext(r.Context(), "request ended before it was answered", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = errorf("store_unavailable", "A backend is unavailable; try again shortly.")
-	default:
+	} else {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.metrics.storeErrors.Inc()
-		e = errorf("store_unavailable", "A backend is unavailable; try again shortly.")
 	}
+	return errorf("store_unavailable", "A backend is unavailable; try again shortly.")
+}
+
+// writeErr answers with err as JSON {"error":{"code","message"}} (see
+// clientError).
+func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.clientError(r, err)
 	writeJSONError(w, statusOf[e.Code], e)
 }
 

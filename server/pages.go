@@ -155,22 +155,22 @@ func (s *Server) adminPage(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// pageErr answers a page request that failed with an error page: the
-// client's Error message, or for a backend failure a generic 503 (the
-// cause goes to the log only).
+// pageErr answers a page request that failed with an error page (see
+// clientError).
 func (s *Server) pageErr(w http.ResponseWriter, r *http.Request, err error) {
-	e := toError(err)
-	if e == nil {
-		s.log.ErrorContext(r.Context(), "page failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		s.metrics.storeErrors.Inc()
-		e = errorf("store_unavailable", "A backend is unavailable. Try again shortly.")
-	}
+	e := s.clientError(r, err)
+	s.errorPage(w, r, statusOf[e.Code], e)
+}
+
+// errorPage shows e's message on the error page, with the navigation of
+// the signed-in user, if any.
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, e *Error) {
 	v := view{Title: "Something went wrong", Error: e.Message}
 	if sess := session.FromContext(r.Context()); sess != nil {
 		v.User, _ = s.username(r.Context(), sess.UserID)
 		v.Admin = hasRole(sess, "admin")
 	}
-	s.render(w, statusOf[e.Code], "error.html", v)
+	s.render(w, status, "error.html", v)
 }
 
 // refuse answers a request the session middleware refused (see
@@ -184,11 +184,11 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code
 	if code == errCrossOrigin.Code {
 		e = errCrossOrigin
 	}
-	if !wantsHTML(r) {
+	if wantsHTML(r) {
+		s.errorPage(w, r, status, e)
+	} else {
 		writeJSONError(w, status, e)
-		return
 	}
-	s.render(w, status, "error.html", view{Title: "Something went wrong", Error: e.Message})
 }
 
 // formError is the message a page shows for a failed form post, and its
