@@ -8,6 +8,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // BenchmarkByHash resolves tokens of 1000 stored sessions, with each cache
@@ -23,7 +24,7 @@ func BenchmarkByHash(b *testing.B) {
 		hashes := make([]session.Hash, n)
 		for i := range hashes {
 			s := newSession("bench-" + randID())
-			mustCreate(b, st, s)
+			storetest.MustCreate(b, st, s)
 			hashes[i] = s.TokenHash
 		}
 		for _, h := range hashes { // warm the cache, if any
@@ -88,7 +89,7 @@ func BenchmarkCreate(b *testing.B) {
 func BenchmarkTouch(b *testing.B) {
 	st := localStore(b)
 	s := newSession("bench-" + randID())
-	mustCreate(b, st, s)
+	storetest.MustCreate(b, st, s)
 	t := session.TouchInfo{At: s.LastSeenAt, IP: "192.0.2.1", UserAgent: s.LastUserAgent, IdleDeadline: s.IdleDeadline}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -113,7 +114,7 @@ func BenchmarkByHashCommands(b *testing.B) {
 	hashes := make([]session.Hash, n)
 	for i := range hashes {
 		s := newSession("bench-" + randID())
-		mustCreate(b, st, s)
+		storetest.MustCreate(b, st, s)
 		hashes[i] = s.TokenHash
 	}
 	for _, h := range hashes { // warm the cache

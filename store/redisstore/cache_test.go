@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // staleReads runs rounds of "instance a caches a session, instance b
@@ -37,7 +38,7 @@ func staleReads(t *testing.T, a, b *Store, rounds int) (deleted, rotated, change
 	for range rounds {
 		// Revocation: b deletes the session.
 		s := newSession("user-" + randID())
-		mustCreate(t, b, s)
+		storetest.MustCreate(t, b, s)
 		cache(s)
 		if err := b.Delete(ctx, s.ID); err != nil {
 			t.Fatal(err)
@@ -52,10 +53,10 @@ func staleReads(t *testing.T, a, b *Store, rounds int) (deleted, rotated, change
 
 		// Rotation: b gives the session a new token; the old one dies.
 		s = newSession("user-" + randID())
-		mustCreate(t, b, s)
+		storetest.MustCreate(t, b, s)
 		cache(s)
 		old := s.TokenHash
-		s.TokenHash, s.PrevTokenHash = randHash(), session.Hash{}
+		s.TokenHash, s.PrevTokenHash = storetest.NewHash(), session.Hash{}
 		if err := b.Update(ctx, s); err != nil {
 			t.Fatal(err)
 		}

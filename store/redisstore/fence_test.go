@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // lookup is one ByHash that a concurrentStaleReads reader made.
@@ -109,7 +110,7 @@ func concurrentStaleReads(t *testing.T, a, b *Store, readers, rounds int, jitter
 	for range rounds {
 		// Revocation: b deletes the session.
 		s := newSession("user-" + randID())
-		mustCreate(t, b, s)
+		storetest.MustCreate(t, b, s)
 		for _, l := range race(s.TokenHash, func() {
 			if err := b.Delete(ctx, s.ID); err != nil {
 				t.Fatal(err)
@@ -123,10 +124,10 @@ func concurrentStaleReads(t *testing.T, a, b *Store, readers, rounds int, jitter
 
 		// Rotation: b gives the session a new token; the old one dies.
 		s = newSession("user-" + randID())
-		mustCreate(t, b, s)
+		storetest.MustCreate(t, b, s)
 		old := s.TokenHash
 		for _, l := range race(old, func() {
-			s.TokenHash, s.PrevTokenHash = randHash(), session.Hash{}
+			s.TokenHash, s.PrevTokenHash = storetest.NewHash(), session.Hash{}
 			if err := b.Update(ctx, s); err != nil {
 				t.Fatal(err)
 			}
@@ -280,7 +281,7 @@ func delayProxy(t testing.TB, addr string, delay time.Duration) string {
 func TestFenceShared(t *testing.T) {
 	st := localStore(t)
 	s := newSession("user-" + randID())
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	rk := st.recordKey(s.UserID, s.ID)
 
 	sent := st.fences.sent.Load()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // TestOutage kills Redis (SIGKILL) under a stream of lookups, keeps it down
@@ -29,7 +30,7 @@ func TestOutage(t *testing.T) {
 			var hashes []session.Hash
 			for range 20 {
 				s := newSession("u_" + randID())
-				mustCreate(t, st, s)
+				storetest.MustCreate(t, st, s)
 				hashes = append(hashes, s.TokenHash)
 				for range 2 { // the second read is from the cache
 					if _, err := st.ByHash(ctx, s.TokenHash); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // sameSession reports whether a and b hold the same values (times to the
@@ -28,7 +29,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	cases := map[string]func(s *session.Session){
 		"as created": func(*session.Session) {},
 		"everything different": func(s *session.Session) {
-			s.PrevTokenHash = randHash()
+			s.PrevTokenHash = storetest.NewHash()
 			s.AuthenticatedAt = s.CreatedAt.Add(time.Minute)
 			s.RotatedAt = s.CreatedAt.Add(2 * time.Minute)
 			s.LastSeenAt = s.CreatedAt.Add(3 * time.Minute)
@@ -152,7 +153,7 @@ func TestRecordDecodeRejects(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(newSession("u_1")))
 	s := newSession("u_2")
-	s.PrevTokenHash, s.LastIP, s.Data = randHash(), "198.51.100.1", []byte(`{}`)
+	s.PrevTokenHash, s.LastIP, s.Data = storetest.NewHash(), "198.51.100.1", []byte(`{}`)
 	f.Add(encodeRecord(s))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeRecord(b)

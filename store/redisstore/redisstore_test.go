@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/url"
@@ -163,13 +162,13 @@ func TestStoreOneNamespace(t *testing.T) {
 	st := localStore(t)
 	st.nsOf = one
 	s := newSession("alice")
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	moved := s.Clone()
 	moved.UserID = "bob"
 	if err := st.Update(ctx, moved); err == nil || errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrConflict) {
 		t.Errorf("Update changing the user within a namespace: got %v, want an error saying a session cannot change user", err)
 	}
-	mustCreate(t, st, newSession("bob"))
+	storetest.MustCreate(t, st, newSession("bob"))
 	if list, err := st.ListByUser(ctx, "alice"); err != nil || len(list) != 1 || list[0].ID != s.ID {
 		t.Errorf("ListByUser(alice) beside bob: %v, %v", list, err)
 	}
@@ -181,16 +180,13 @@ func TestStoreOneNamespace(t *testing.T) {
 	}
 }
 
+// randID returns a session ID of the size session.Manager gives them (16
+// random bytes, longer than storetest.NewID's), so that records weigh what
+// real ones do.
 func randID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randHash() session.Hash {
-	var b [32]byte
-	rand.Read(b[:])
-	return sha256.Sum256(b[:])
 }
 
 // newSession returns a session for userID as a Manager would create it,
@@ -199,7 +195,7 @@ func newSession(userID string) *session.Session {
 	now := time.Now().Truncate(time.Microsecond)
 	return &session.Session{
 		ID:               randID(),
-		TokenHash:        randHash(),
+		TokenHash:        storetest.NewHash(),
 		UserID:           userID,
 		Roles:            []string{"user"},
 		CreatedAt:        now,
@@ -213,13 +209,6 @@ func newSession(userID string) *session.Session {
 		LastIP:           "192.0.2.1",
 		LastUserAgent:    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
 		Version:          1,
-	}
-}
-
-func mustCreate(t testing.TB, st *Store, s *session.Session) {
-	t.Helper()
-	if _, err := st.Create(ctx, s, session.Limit{}); err != nil {
-		t.Fatalf("Create: %v", err)
 	}
 }
 
@@ -248,8 +237,8 @@ func (st *Store) recordKey(uid, id string) string {
 func TestKeys(t *testing.T) {
 	st := localStore(t)
 	s := newSession("alice")
-	s.PrevTokenHash = randHash()
-	mustCreate(t, st, s)
+	s.PrevTokenHash = storetest.NewHash()
+	storetest.MustCreate(t, st, s)
 	ns := st.namespace(s.UserID)
 	keys := map[string]string{
 		"record":          st.slotKey(ns, 0),
@@ -286,7 +275,7 @@ func TestKeys(t *testing.T) {
 
 	// A second session takes slot 1, which the index marks.
 	s2 := newSession("alice")
-	mustCreate(t, st, s2)
+	storetest.MustCreate(t, st, s2)
 	keys["second record"] = st.slotKey(ns, 1)
 	keys["index"] = st.indexKey(ns)
 	if got := st.recordKey(s2.UserID, s2.ID); got != keys["second record"] {
@@ -312,7 +301,7 @@ func TestKeys(t *testing.T) {
 
 	// Rotation: the pointer of the hash that left goes, the new one comes.
 	old := s.PrevTokenHash
-	s.PrevTokenHash, s.TokenHash = s.TokenHash, randHash()
+	s.PrevTokenHash, s.TokenHash = s.TokenHash, storetest.NewHash()
 	if err := st.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +349,7 @@ func rueidisSlot(key string) uint16 {
 func TestUpdateKeepsUser(t *testing.T) {
 	st := localStore(t)
 	s := newSession("alice")
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	moved := s.Clone()
 	moved.UserID = "bob"
 	err := st.Update(ctx, moved)
@@ -382,7 +371,7 @@ func TestCreateRefusesBadIDs(t *testing.T) {
 		t.Errorf("Create with an empty ID: no error")
 	}
 	s = newSession("alice")
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	dup := newSession("mallory")
 	dup.ID = s.ID
 	if _, err := st.Create(ctx, dup, session.Limit{}); err == nil {
@@ -406,7 +395,7 @@ func TestIDsAnyForm(t *testing.T) {
 	for _, id := range []string{"a}b{c", "x", "with space", "AAAA=", strings.Repeat("é", 100)} {
 		s := newSession("alice")
 		s.ID = id
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 		if got, err := st.ByID(ctx, id); err != nil || got.ID != id {
 			t.Errorf("ByID(%q): %+v, %v", id, got, err)
 		}
@@ -427,7 +416,7 @@ func TestIDsAnyForm(t *testing.T) {
 func TestCorruptRecord(t *testing.T) {
 	st := localStore(t)
 	s := newSession("alice")
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	rk := st.recordKey(s.UserID, s.ID)
 	if err := st.c.Do(ctx, st.c.B().Set().Key(rk).Value("garbage").Keepttl().Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -455,9 +444,9 @@ func TestCorruptRecord(t *testing.T) {
 // Touch, Update and Delete find the record by searching the namespace.
 func TestUnfinishedCreate(t *testing.T) {
 	st := localStore(t)
-	mustCreate(t, st, newSession("alice")) // slot 0
+	storetest.MustCreate(t, st, newSession("alice")) // slot 0
 	s := newSession("alice")
-	mustCreate(t, st, s) // slot 1
+	storetest.MustCreate(t, st, s) // slot 1
 	ns := st.namespace(s.UserID)
 	if err := st.c.Do(ctx, st.c.B().Set().Key(st.idKey(s.ID)).Value(reservation(ns)).Keepttl().Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -494,7 +483,7 @@ func TestStaleSlots(t *testing.T) {
 	for range 3 {
 		s := newSession(user)
 		s.IdleDeadline = end
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 	}
 	ik := st.indexKey(st.namespace(user))
 	if n, err := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64(); (err != nil || n != 2) && time.Now().Before(end) {
@@ -524,14 +513,14 @@ func TestIndexStaysBoundedWithoutLimit(t *testing.T) {
 	for range 200 {
 		s := newSession(user)
 		s.IdleDeadline = end
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 	}
 	if n, _ := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64(); n != 199 && time.Now().Before(end) {
 		t.Fatalf("the index marks %d slots, want 199 (the 200 sessions but the one in slot 0)", n)
 	}
 	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	for range 200 {
-		mustCreate(t, st, newSession(user))
+		storetest.MustCreate(t, st, newSession(user))
 	}
 	n, err := st.c.Do(ctx, st.c.B().Bitcount().Key(ik).Build()).AsInt64()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // stopRedis stops the redis-server at addr with SIGSTOP, as a host that
@@ -59,19 +60,19 @@ type revocation struct {
 var revocations = []revocation{
 	{"Delete", func(t *testing.T, st *Store, user func() string) (func() error, func(func(string) string) error) {
 		s := newSession(user())
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 		rk := st.recordKey(s.UserID, s.ID)
 		return func() error { return st.Delete(ctx, s.ID) },
 			func(get func(string) string) error { return absent(get, rk) }
 	}},
 	{"Update (rotation)", func(t *testing.T, st *Store, user func() string) (func() error, func(func(string) string) error) {
 		s := newSession(user())
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 		rk := st.recordKey(s.UserID, s.ID)
 		old := s.TokenHash
 		return func() error {
 				next := s.Clone()
-				next.TokenHash = randHash()
+				next.TokenHash = storetest.NewHash()
 				s = next
 				return st.Update(ctx, next)
 			}, func(get func(string) string) error {
@@ -94,7 +95,7 @@ var revocations = []revocation{
 		var rks []string
 		for range 2 {
 			s := newSession(uid)
-			mustCreate(t, st, s)
+			storetest.MustCreate(t, st, s)
 			rks = append(rks, st.recordKey(s.UserID, s.ID))
 		}
 		return func() error {
@@ -110,7 +111,7 @@ var revocations = []revocation{
 	{"Create evicting", func(t *testing.T, st *Store, user func() string) (func() error, func(func(string) string) error) {
 		uid := user()
 		s := newSession(uid)
-		mustCreate(t, st, s)
+		storetest.MustCreate(t, st, s)
 		rk := st.recordKey(s.UserID, s.ID)
 		return func() error {
 				ev, err := st.Create(ctx, newSession(uid), session.Limit{Max: 1})
@@ -187,7 +188,7 @@ func TestWaitReplicasShortfall(t *testing.T) {
 		nowaitOps = append(nowaitOps, prepared{r.name, rv, ck})
 	}
 	control := newSession("u_" + randID())
-	mustCreate(t, st, control)
+	storetest.MustCreate(t, st, control)
 
 	resume := stopRedis(t, replica.Addr())
 	for _, op := range ops {
@@ -258,13 +259,13 @@ func TestWaitReplicasShortfall(t *testing.T) {
 	// Two replicas asked for, one there: never enough.
 	two := openTest(t, withOptions(url, "prefix", testPrefix(), "wait_replicas", "2", "wait_timeout", "100ms"))
 	s2 := newSession("u_" + randID())
-	mustCreate(t, two, s2)
+	storetest.MustCreate(t, two, s2)
 	if err := two.Delete(ctx, s2.ID); !errors.Is(err, ErrNotReplicated) {
 		t.Errorf("Delete with wait_replicas=2 and one replica: %v, want ErrNotReplicated", err)
 	}
 	// With the replica running, revocations succeed.
 	s3 := newSession("u_" + randID())
-	mustCreate(t, st, s3)
+	storetest.MustCreate(t, st, s3)
 	if err := st.Delete(ctx, s3.ID); err != nil {
 		t.Errorf("Delete with the replica running: %v", err)
 	}
@@ -301,7 +302,7 @@ func TestWaitReplicasSentinelFailover(t *testing.T) {
 		t.Fatalf("wait_replicas=auto with one replica: WaitReplicas() = %d, want 1", got)
 	}
 	control := newSession("u_" + randID())
-	mustCreate(t, st, control)
+	storetest.MustCreate(t, st, control)
 	controlKey := st.recordKey(control.UserID, control.ID)
 	var checks []func(func(string) string) error
 	for _, r := range revocations {
@@ -371,7 +372,7 @@ func TestWaitReplicasClusterFailover(t *testing.T) {
 	}
 	replica := c.Replicas[node][0]
 	control := newSession(onNode())
-	mustCreate(t, st, control)
+	storetest.MustCreate(t, st, control)
 	controlKey := st.recordKey(control.UserID, control.ID)
 	var checks []func(func(string) string) error
 	for _, r := range revocations {

@@ -31,7 +31,7 @@ func TestCluster(t *testing.T) {
 		// The sessions of many users, and their pointers, land on every
 		// master; each master holds all of a user's keys or none.
 		for range 30 {
-			mustCreate(t, st, newSession("u_"+randID()))
+			storetest.MustCreate(t, st, newSession("u_"+randID()))
 		}
 		perNode := map[string]int{}
 		users := map[string]string{}
@@ -79,7 +79,7 @@ func TestSentinel(t *testing.T) {
 	// The store talks to the master the sentinel named.
 	st := openTest(t, withOptions(url, "prefix", testPrefix()))
 	s := newSession("u_" + randID())
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	if n, _ := testenv.RedisReply(set.Master.Addr(), "EXISTS", st.recordKey(s.UserID, s.ID)); n != "1" {
 		t.Errorf("the session is not on the master the sentinel monitors")
 	}
@@ -99,7 +99,7 @@ func TestSentinelFailover(t *testing.T) {
 	master, replica := set.Master, set.Replicas[0]
 	st := openTest(t, withOptions(set.URL(), "prefix", testPrefix(), "timeout", "500ms"))
 	s := newSession("u_" + randID())
-	mustCreate(t, st, s)
+	storetest.MustCreate(t, st, s)
 	waitFor(t, 10*time.Second, "the session to reach the replica", func() bool {
 		n, _ := testenv.RedisReply(replica.Addr(), "EXISTS", st.recordKey(s.UserID, s.ID))
 		return n == "1"
