@@ -29,17 +29,21 @@ type identity struct {
 }
 
 // setHeaders sets the identity headers in h. The keys are written
-// canonical, and the values share one array, to keep the resolve path's
-// allocations down.
+// canonical, and the values share one array and the times one string, to
+// keep the resolve path's allocations down.
 func (id *identity) setHeaders(h http.Header) {
 	s := id.session
+	var buf [2 * len(time.RFC3339)]byte
+	b := s.ExpiresAt().UTC().AppendFormat(buf[:0], time.RFC3339)
+	split := len(b)
+	times := string(s.AuthenticatedAt.UTC().AppendFormat(b, time.RFC3339)) // one allocation for both
 	v := [...]string{
 		id.username,
 		strings.Join(s.Roles, ","),
 		s.UserID,
 		s.ID,
-		s.ExpiresAt().UTC().Format(time.RFC3339),
-		s.AuthenticatedAt.UTC().Format(time.RFC3339),
+		times[:split],
+		times[split:],
 	}
 	vals := v[:]
 	h["Remote-User"] = vals[0:1:1]
@@ -75,8 +79,8 @@ var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
 // without a valid one, *errRateLimited when the client has sent too many
 // invalid tokens, and another error if the store fails.
 func (s *Server) identify(r *http.Request) (*identity, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
-	defer cancel()
+	ctx, stop := withStoreDeadline(r.Context(), time.Now().Add(s.cfg.StoreTimeout))
+	defer stop()
 	sess, err := s.sessions.Load(r.WithContext(ctx))
 	if errors.Is(err, session.ErrNotFound) {
 		if s.presentsCredential(r) {

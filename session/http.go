@@ -108,7 +108,7 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 	if token == "" {
 		return nil, ErrNotFound
 	}
-	s, _, err := m.validateHash(r.Context(), h, m.ClientOf(r))
+	s, _, err := m.validateHash(r.Context(), h, func() Client { return m.ClientOf(r) })
 	return s, err
 }
 
@@ -140,7 +140,7 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 		if token != "" {
 			var current bool
 			var err error
-			s, current, err = m.validateHash(r.Context(), hash, m.ClientOf(r))
+			s, current, err = m.validateHash(r.Context(), hash, func() Client { return m.ClientOf(r) })
 			switch {
 			case errors.Is(err, ErrNotFound):
 				if fromCookie {

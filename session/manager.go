@@ -130,14 +130,17 @@ func (m *Manager) validate(ctx context.Context, token string, c Client) (*Sessio
 	if err != nil {
 		return nil, false, ErrNotFound
 	}
-	return m.validateHash(ctx, h, c)
+	return m.validateHash(ctx, h, func() Client { return c })
 }
 
 // validateHash is validate for a token already parsed into its hash.
-func (m *Manager) validateHash(ctx context.Context, h Hash, c Client) (*Session, bool, error) {
+// client is called only when the request's client is needed: to record
+// it, or to report it.
+func (m *Manager) validateHash(ctx context.Context, h Hash, client func() Client) (*Session, bool, error) {
 	s, err := m.store.ByHash(ctx, h)
 	switch {
 	case errors.Is(err, ErrInvalidRecord):
+		c := client()
 		m.log.WarnContext(ctx, "unreadable session treated as invalid", "err", err)
 		m.emit(ctx, Event{Type: EventInvalid, Actor: ActorSystem, Reason: err.Error(), IP: c.IP, UserAgent: c.UserAgent})
 		return nil, false, ErrNotFound
@@ -156,13 +159,14 @@ func (m *Manager) validateHash(ctx context.Context, h Hash, c Client) (*Session,
 		m.end(ctx, s, EventInvalid, ActorSystem, "stored data is not valid JSON")
 		return nil, false, ErrNotFound
 	case h != s.TokenHash && !now.Before(s.RotatedAt.Add(m.cfg.RotationGrace)):
+		c := client()
 		m.log.WarnContext(ctx, "replaced session token reused after its grace window: revoking the session", "session_id", s.ID, "user_id", s.UserID, "ip", c.IP)
 		m.emit(ctx, Event{Type: EventTheftSuspected, SessionID: s.ID, UserID: s.UserID, Actor: ActorSystem, Reason: ReasonTheft, IP: c.IP, UserAgent: c.UserAgent})
 		m.end(ctx, s, EventRevoked, ActorSystem, ReasonTheft)
 		return nil, false, ErrNotFound
 	}
 	if now.Sub(s.LastSeenAt) >= m.cfg.TouchInterval {
-		m.touch(ctx, s, now, c)
+		m.touch(ctx, s, now, client())
 	}
 	return s, h == s.TokenHash, nil
 }
