@@ -4,10 +4,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/session/storetest"
 )
 
 // cacheSession returns a live session for the cache tests.
@@ -90,4 +92,20 @@ func randomHash() session.Hash {
 	var h session.Hash
 	rand.Read(h[:])
 	return h
+}
+
+func TestCompact(t *testing.T) {
+	for _, s := range []*session.Session{storetest.NewSession("u1"), {ID: "bare"}} {
+		c := compact(s)
+		if !reflect.DeepEqual(c, s) {
+			t.Fatalf("compact(%+v) = %+v", s, c)
+		}
+		if len(c.Roles) > 0 {
+			c.Roles[0] = "changed"
+			c.Data[0] = 'X'
+			if s.Roles[0] == "changed" || s.Data[0] == 'X' {
+				t.Fatal("the compact copy shares roles or data with the original")
+			}
+		}
+	}
 }
