@@ -60,6 +60,8 @@ type caseSpec struct {
 var knownCases = []caseSpec{
 	{"bare", "bare", 1000, false},
 	{"bare-headers", "bare-headers", 1000, false},
+	{"bare-100k", "bare", 100_000, false},
+	{"bare-headers-100k", "bare-headers", 100_000, false},
 	{"sqlite-1k", "sqlite", 1000, false},
 	{"sqlite-100k", "sqlite", 100_000, false},
 	{"memstore-1k", "memstore", 1000, false},

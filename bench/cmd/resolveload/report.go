@@ -9,20 +9,31 @@ import (
 
 // report prints the runs as Markdown: every run, then per case the
 // medians over the rounds, with throughput as a ratio to bare's in the
-// same round.
+// same round. A case's bare is the bare run that sent as many distinct
+// requests (bare-100k for the 100k cases), if one ran, else bare: so wrk
+// does the same work for both, and only the server differs.
 func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads int, d, warmup, think time.Duration) {
-	bare := map[int]float64{}
-	bareCPU := map[int]float64{}
-	bareHeaders := map[int]float64{} // req/s of bare-headers, if it ran
+	type key struct {
+		kind            string
+		round, sessions int
+	}
+	baselines := map[key]run{}
 	for _, r := range runs {
-		switch r.spec.name {
-		case "bare":
-			bare[r.round] = r.rps()
-			bareCPU[r.round] = r.cpuPerReq()
-		case "bare-headers":
-			bareHeaders[r.round] = r.rps()
+		if r.spec.kind == "bare" || r.spec.kind == "bare-headers" {
+			baselines[key{r.spec.kind, r.round, r.spec.sessions}] = r
 		}
 	}
+	// baseline returns the run of kind in r's round that r is compared
+	// with, and whether there is one.
+	baseline := func(kind string, r run) (run, bool) {
+		if b, ok := baselines[key{kind, r.round, r.spec.sessions}]; ok {
+			return b, true
+		}
+		b, ok := baselines[key{kind, r.round, 1000}]
+		return b, ok
+	}
+	bareRPS := func(r run) float64 { b, _ := baseline("bare", r); return b.rps() }
+	bareCPU := func(r run) float64 { b, _ := baseline("bare", r); return b.cpuPerReq() }
 	load := "saturation: every connection sends its next request as soon as the response is in"
 	if think > 0 {
 		load = fmt.Sprintf("paced: every connection pauses %v between a response and its next request", think)
@@ -34,13 +45,13 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 	for _, r := range runs {
 		cores := func(d time.Duration) float64 { return float64(d) / float64(r.wall) }
 		fmt.Fprintf(w, "| %d | %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %.3f | %.2f / %.2f / %.2f / %.2f / %.2f | %d | %d |\n",
-			r.round, r.spec.name, r.rps(), r.rps()/bare[r.round], ms(r.p50), ms(r.p90), ms(r.p99), ms(r.p999), ms(r.maxLat),
-			perReq(r.serverCPU, r.requests), perReq(r.storeCPU, r.requests), perReq(r.wrkCPU, r.requests), bareCPU[r.round]/r.cpuPerReq(),
+			r.round, r.spec.name, r.rps(), r.rps()/bareRPS(r), ms(r.p50), ms(r.p90), ms(r.p99), ms(r.p999), ms(r.maxLat),
+			perReq(r.serverCPU, r.requests), perReq(r.storeCPU, r.requests), perReq(r.wrkCPU, r.requests), bareCPU(r)/r.cpuPerReq(),
 			cores(r.serverCPU), cores(r.storeCPU), cores(r.wrkCPU), cores(r.otherCPU), cores(r.steal), r.errors, r.non2xx)
 	}
 
 	fmt.Fprintf(w, "\nMedians over the rounds. \"× bare\" is the median of each round's ratio to bare's req/s in that round; \"by CPU\" the same for CPU time (server + its store's server + wrk) per request, bare's over the case's: the ratio of throughputs when the two CPUs are the limit, which other work on the machine disturbs less.\n\n")
-	withHeaders := len(bareHeaders) > 0
+	withHeaders := slices.ContainsFunc(specs, func(c caseSpec) bool { return c.kind == "bare-headers" })
 	hdrCol, hdrSep := "", ""
 	if withHeaders {
 		fmt.Fprintf(w, "\"× bare-headers\" is the ratio to bare-headers' req/s in the same round.\n\n")
@@ -55,9 +66,11 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 				continue
 			}
 			rps = append(rps, r.rps())
-			ratio = append(ratio, r.rps()/bare[r.round])
-			cpuRatio = append(cpuRatio, bareCPU[r.round]/r.cpuPerReq())
-			hdrRatio = append(hdrRatio, r.rps()/bareHeaders[r.round])
+			ratio = append(ratio, r.rps()/bareRPS(r))
+			cpuRatio = append(cpuRatio, bareCPU(r)/r.cpuPerReq())
+			if b, ok := baseline("bare-headers", r); ok {
+				hdrRatio = append(hdrRatio, r.rps()/b.rps())
+			}
 			p50 = append(p50, float64(r.p50))
 			p99 = append(p99, float64(r.p99))
 			p999 = append(p999, float64(r.p999))
