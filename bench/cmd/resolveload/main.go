@@ -127,9 +127,9 @@ func drive(args []string) error {
 	threads := fs.Int("t", 2, "wrk threads")
 	profile := fs.String("profile", "", "after the rounds, take a CPU profile of each of these cases' servers (comma-separated) under the same load")
 	profileFor := fs.Duration("profile-duration", 20*time.Second, "length of the CPU profile")
-	quiet := fs.Float64("quiet", 0.2, "this is a shared machine: before each run, wait (up to -quiet-wait) until the rest of it has used less than this many cores for 3 s; and run again (up to -retries times) a run during which it used more on average")
+	quiet := fs.Float64("quiet", 0.2, "this is a shared machine: before each run, wait (up to -quiet-wait) until the rest of it has used less than this many cores for 3 s; and run again (up to -retries times) a run during which it, or the hypervisor's steal, took more on average")
 	quietWait := fs.Duration("quiet-wait", 90*time.Second, "longest wait for -quiet; the run then goes ahead and its \"other\" column shows the interference")
-	retries := fs.Int("retries", 1, "most times a run disturbed by the rest of the machine is run again; the last attempt is kept")
+	retries := fs.Int("retries", 2, "most times a run disturbed by the rest of the machine is run again; the last attempt is kept")
 	think := fs.Duration("think", 10*time.Millisecond, "after each round's saturation runs, run every case again with each connection pausing this long (whole ms) between a response and its next request, for latency below saturation; 0: skip")
 	out := fs.String("out", "", "directory for the databases, server logs and profiles (default: a new temporary directory, removed at the end unless -profile is set)")
 	redisURL := fs.String("redis", defaultRedis, "redis:// URL of the Redis for the redis-* cases (one server, on this machine for its CPU time to count); each case keeps its keys under resolveload:CASE: and removes them")
@@ -213,10 +213,10 @@ func drive(args []string) error {
 					if r, err = w.measure(c, *duration, think); err != nil {
 						return err
 					}
-					other := float64(r.otherCPU) / float64(r.wall)
-					logf("round %d think %-4v %-18s %8.0f req/s  p50 %-8v p99 %-8v errors %d non-2xx %d  other CPU %.2f cores",
-						round, think, c.spec.name, r.rps(), r.p50, r.p99, r.errors, r.non2xx, other)
-					if other < w.quiet {
+					other, steal := float64(r.otherCPU)/float64(r.wall), float64(r.steal)/float64(r.wall)
+					logf("round %d think %-4v %-18s %8.0f req/s  p50 %-8v p99 %-8v errors %d non-2xx %d  other CPU %.2f cores, steal %.2f",
+						round, think, c.spec.name, r.rps(), r.p50, r.p99, r.errors, r.non2xx, other, steal)
+					if other+steal < w.quiet {
 						break
 					}
 					if attempt < w.retries {
