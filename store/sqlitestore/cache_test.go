@@ -94,17 +94,30 @@ func randomHash() session.Hash {
 	return h
 }
 
-func TestCompact(t *testing.T) {
-	for _, s := range []*session.Session{storetest.NewSession("u1"), {ID: "bare"}} {
-		c := compact(s)
-		if !reflect.DeepEqual(c, s) {
-			t.Fatalf("compact(%+v) = %+v", s, c)
+// TestRecord: a session encoded for the cache decodes to what a read
+// from the database returns, and shares nothing mutable with the copies
+// made of it.
+func TestRecord(t *testing.T) {
+	full := storetest.NewSession("u1")
+	full.PrevTokenHash, full.Remember = storetest.NewHash(), true
+	for _, s := range []*session.Session{full, {ID: "bare", AbsoluteDeadline: time.Now()}} {
+		want := *s
+		for _, t := range []*time.Time{&want.CreatedAt, &want.AuthenticatedAt, &want.RotatedAt, &want.LastSeenAt, &want.IdleDeadline, &want.AbsoluteDeadline} {
+			*t = decodeTime(encodeTime(*t))
 		}
-		if len(c.Roles) > 0 {
-			c.Roles[0] = "changed"
-			c.Data[0] = 'X'
-			if s.Roles[0] == "changed" || s.Data[0] == 'X' {
-				t.Fatal("the compact copy shares roles or data with the original")
+		rec := encodeRecord(s)
+		got := decodeRecord(rec)
+		if !reflect.DeepEqual(got, &want) {
+			t.Fatalf("decodeRecord(encodeRecord(%+v)) = %+v", want, got)
+		}
+		if id := recordID(rec); id != s.ID {
+			t.Errorf("recordID = %q, want %q", id, s.ID)
+		}
+		if len(got.Roles) > 0 {
+			got.Roles[0] = "changed"
+			got.Data[0] = 'X'
+			if again := decodeRecord(rec); again.Roles[0] == "changed" || again.Data[0] == 'X' {
+				t.Fatal("a decoded session shares roles or data with the record")
 			}
 		}
 	}
