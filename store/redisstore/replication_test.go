@@ -290,6 +290,49 @@ func waitsForReplica(t *testing.T, name, addr string, revoke func() error) error
 	return <-done
 }
 
+// revokedOnReplica is what revokeEach did: a session left alone, and a
+// check of each revocation against a replica's keys.
+type revokedOnReplica struct {
+	replica, controlKey string
+	checks              []func(func(string) string) error
+}
+
+// revokeEach stores control, then makes each of the revocations, on
+// users from newUser, with the replica at replicaAddr stopped: each must
+// wait for it.
+func revokeEach(t *testing.T, st *Store, replicaAddr string, control *session.Session, newUser func() string) revokedOnReplica {
+	t.Helper()
+	storetest.MustCreate(t, st, control)
+	rv := revokedOnReplica{replica: replicaAddr, controlKey: st.recordKey(control.UserID, control.ID)}
+	for _, r := range revocations {
+		revoke, check := r.prepare(t, st, newUser)
+		if err := waitsForReplica(t, r.name, replicaAddr, revoke); err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		rv.checks = append(rv.checks, check)
+	}
+	return rv
+}
+
+// holdOnPromoted waits for the replica to become a master, then checks
+// that it has the session left alone and none of the revoked ones.
+func (rv revokedOnReplica) holdOnPromoted(t *testing.T) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the replica to be promoted", func() bool {
+		info, err := testenv.RedisReply(rv.replica, "INFO", "replication")
+		return err == nil && infoField(info, "role") == "master"
+	})
+	get := rawGet(t, rv.replica)
+	if get(rv.controlKey) == "" {
+		t.Fatal("the promoted replica does not have the session that was not revoked")
+	}
+	for i, check := range rv.checks {
+		if err := check(get); err != nil {
+			t.Errorf("%s, on the promoted replica: %v", revocations[i].name, err)
+		}
+	}
+}
+
 // TestWaitReplicasSentinelFailover makes each revocation while the
 // replica is stopped, so that it can only return once the replica has
 // it, then forces a failover at once (SENTINEL FAILOVER) and checks that
@@ -302,16 +345,7 @@ func TestWaitReplicasSentinelFailover(t *testing.T) {
 		t.Fatalf("wait_replicas=auto with one replica: WaitReplicas() = %d, want 1", got)
 	}
 	control := newSession("u_" + randID())
-	storetest.MustCreate(t, st, control)
-	controlKey := st.recordKey(control.UserID, control.ID)
-	var checks []func(func(string) string) error
-	for _, r := range revocations {
-		revoke, check := r.prepare(t, st, func() string { return "u_" + randID() })
-		if err := waitsForReplica(t, r.name, replica.Addr(), revoke); err != nil {
-			t.Fatalf("%s: %v", r.name, err)
-		}
-		checks = append(checks, check)
-	}
+	revoked := revokeEach(t, st, replica.Addr(), control, func() string { return "u_" + randID() })
 	// A Sentinel that has not heard from the replica lately (it was just
 	// stopped) refuses with NOGOODSLAVE, and starts nothing: ask again.
 	var err error
@@ -322,19 +356,7 @@ func TestWaitReplicasSentinelFailover(t *testing.T) {
 		}
 		return err == nil
 	})
-	waitFor(t, 10*time.Second, "the replica to be promoted", func() bool {
-		info, err := testenv.RedisReply(replica.Addr(), "INFO", "replication")
-		return err == nil && infoField(info, "role") == "master"
-	})
-	get := rawGet(t, replica.Addr())
-	if get(controlKey) == "" {
-		t.Fatal("the promoted replica does not have the session that was not revoked")
-	}
-	for i, check := range checks {
-		if err := check(get); err != nil {
-			t.Errorf("%s, on the promoted replica: %v", revocations[i].name, err)
-		}
-	}
+	revoked.holdOnPromoted(t)
 	// The Store follows the Sentinel there.
 	waitFor(t, 10*time.Second, "the Store to write on the new master", func() bool {
 		s := newSession("u_" + randID())
@@ -372,32 +394,11 @@ func TestWaitReplicasClusterFailover(t *testing.T) {
 	}
 	replica := c.Replicas[node][0]
 	control := newSession(onNode())
-	storetest.MustCreate(t, st, control)
-	controlKey := st.recordKey(control.UserID, control.ID)
-	var checks []func(func(string) string) error
-	for _, r := range revocations {
-		revoke, check := r.prepare(t, st, onNode)
-		if err := waitsForReplica(t, r.name, replica.Addr(), revoke); err != nil {
-			t.Fatalf("%s: %v", r.name, err)
-		}
-		checks = append(checks, check)
-	}
+	revoked := revokeEach(t, st, replica.Addr(), control, onNode)
 	if err := testenv.RedisCommand(replica.Addr(), "CLUSTER", "FAILOVER", "FORCE"); err != nil {
 		t.Fatalf("CLUSTER FAILOVER FORCE: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the replica to be promoted", func() bool {
-		info, err := testenv.RedisReply(replica.Addr(), "INFO", "replication")
-		return err == nil && infoField(info, "role") == "master"
-	})
-	get := rawGet(t, replica.Addr())
-	if get(controlKey) == "" {
-		t.Fatal("the promoted replica does not have the session that was not revoked")
-	}
-	for i, check := range checks {
-		if err := check(get); err != nil {
-			t.Errorf("%s, on the promoted replica: %v", revocations[i].name, err)
-		}
-	}
+	revoked.holdOnPromoted(t)
 	// The Store finds the new owner of the slot.
 	waitFor(t, 10*time.Second, "the Store to resolve through the new master", func() bool {
 		got, err := st.ByID(ctx, control.ID)
