@@ -21,41 +21,54 @@ func BenchmarkByHash(b *testing.B) {
 	const n = 1000
 	for _, mode := range []CacheMode{CacheOff, CacheFenced, CacheUnsafeUnfenced} {
 		st := localStore(b, "cache", string(mode))
-		hashes := make([]session.Hash, n)
-		for i := range hashes {
-			s := newSession("bench-" + randID())
-			storetest.MustCreate(b, st, s)
-			hashes[i] = s.TokenHash
-		}
-		for _, h := range hashes { // warm the cache, if any
-			if _, err := st.ByHash(ctx, h); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Run("cache="+string(mode), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := st.ByHash(ctx, hashes[i%n]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-		b.Run("cache="+string(mode)+"/Parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(32) // 32 goroutines per CPU, like many concurrent requests
-			var next atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := st.ByHash(ctx, hashes[next.Add(1)%n]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
+		hashes := storedHashes(b, st, n)
+		b.Run("cache="+string(mode), func(b *testing.B) { lookUp(b, st, hashes) })
+		b.Run("cache="+string(mode)+"/Parallel", func(b *testing.B) { lookUpParallel(b, st, hashes) })
 	}
+}
+
+// storedHashes stores n sessions in st and returns their token hashes,
+// each looked up once (which fills a client-side cache).
+func storedHashes(b *testing.B, st *Store, n int) []session.Hash {
+	b.Helper()
+	hashes := make([]session.Hash, n)
+	for i := range hashes {
+		s := newSession("bench-" + randID())
+		storetest.MustCreate(b, st, s)
+		hashes[i] = s.TokenHash
+	}
+	for _, h := range hashes {
+		if _, err := st.ByHash(ctx, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return hashes
+}
+
+// lookUp resolves the hashes in turn, b.N of them.
+func lookUp(b *testing.B, st *Store, hashes []session.Hash) {
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := st.ByHash(ctx, hashes[i%len(hashes)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// lookUpParallel is lookUp from 32 goroutines per CPU at once, like many
+// concurrent requests.
+func lookUpParallel(b *testing.B, st *Store, hashes []session.Hash) {
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.ByHash(ctx, hashes[next.Add(1)%int64(len(hashes))]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkCreate measures Create without a limit and with the default
@@ -111,17 +124,7 @@ func BenchmarkByHashCommands(b *testing.B) {
 	const n = 1000
 	srv := testenv.StartRedis(b)
 	st := openTest(b, withOptions("redis://"+srv.Addr(), "prefix", testPrefix(), "cache", string(CacheFenced)))
-	hashes := make([]session.Hash, n)
-	for i := range hashes {
-		s := newSession("bench-" + randID())
-		storetest.MustCreate(b, st, s)
-		hashes[i] = s.TokenHash
-	}
-	for _, h := range hashes { // warm the cache
-		if _, err := st.ByHash(ctx, h); err != nil {
-			b.Fatal(err)
-		}
-	}
+	hashes := storedHashes(b, st, n)
 	report := func(b *testing.B, run func()) {
 		b.Helper()
 		total0, pttl0 := commandCounts(b, srv.Addr())
@@ -130,33 +133,8 @@ func BenchmarkByHashCommands(b *testing.B) {
 		b.ReportMetric(float64(total1-total0-1)/float64(b.N), "cmds/op") // less the first INFO
 		b.ReportMetric(float64(pttl1-pttl0)/float64(b.N), "pttl/op")
 	}
-	b.Run("Serial", func(b *testing.B) {
-		b.ReportAllocs()
-		report(b, func() {
-			i := 0
-			for b.Loop() {
-				if _, err := st.ByHash(ctx, hashes[i%n]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-	})
-	b.Run("Parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetParallelism(32) // 32 goroutines per CPU, like many concurrent requests
-		report(b, func() {
-			var next atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := st.ByHash(ctx, hashes[next.Add(1)%n]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
-	})
+	b.Run("Serial", func(b *testing.B) { report(b, func() { lookUp(b, st, hashes) }) })
+	b.Run("Parallel", func(b *testing.B) { report(b, func() { lookUpParallel(b, st, hashes) }) })
 }
 
 // commandCounts returns how many commands the Redis at addr has run, and
