@@ -288,16 +288,14 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads a zigzag varint, as binary.Varint does: the uvarint u
+// holds v in its upper bits, and its low bit says whether v is ^(u>>1).
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
+	u := d.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
 	return v
 }
 
