@@ -241,6 +241,14 @@ func (tb *tab) expect(path, sel, want string) {
 	}
 }
 
+// expectSignedOut visits path and fails the test unless the tab lands on
+// the login page, asked to return to path.
+func (tb *tab) expectSignedOut(path string) {
+	tb.t.Helper()
+	tb.navigate(path)
+	tb.expect("/login?rd="+url.QueryEscape(path), "h1", "Sign in")
+}
+
 // login signs in through the login page the tab is on, or /login.
 func (tb *tab) login(username, password string, remember bool) *network.Response {
 	tb.t.Helper()
@@ -349,8 +357,7 @@ func TestBrowser(t *testing.T) {
 		if in.resolves(c.Value) {
 			t.Error("the session still resolves after signing out in the browser")
 		}
-		p.navigate("/account")
-		p.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		p.expectSignedOut("/account")
 
 		// "Remember me" makes the cookie outlive the browser, until the
 		// session's absolute deadline.
@@ -405,8 +412,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("ReturnTo", func(t *testing.T) {
 		in := start(t)
 		p := a.open(t, in)
-		p.navigate("/admin/audit?type=login.")
-		p.expect("/login?rd="+url.QueryEscape("/admin/audit?type=login."), "h1", "Sign in")
+		p.expectSignedOut("/admin/audit?type=login.")
 		status(t, p.login("admin", adminPassword, false), 200)
 		p.expect("/admin/audit?type=login.", "h1", "Audit log")
 		// Another origin is no place to return to.
@@ -438,8 +444,7 @@ func TestBrowser(t *testing.T) {
 		}
 
 		// B's next navigation lands on the login page.
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 		// A is still signed in.
 		pa.navigate("/account")
 		pa.expect("/account", "h1", "Your account")
@@ -449,8 +454,7 @@ func TestBrowser(t *testing.T) {
 		pa.navigate("/account")
 		status(t, pa.click("table.sessions tbody tr:not(.current) button"), 200)
 		pa.expect("/account?done=signed-out", "[role=status]", "Signed out of that session.")
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 	})
 
 	t.Run("ChangePassword", func(t *testing.T) {
@@ -493,8 +497,7 @@ func TestBrowser(t *testing.T) {
 		pa.expect("/account", "h1", "Your account")
 
 		// B is signed out, and only the new password works.
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 		status(t, pb.login("dave", "dave-password-1", false), 401)
 		pb.navigate("/login")
 		status(t, pb.login("dave", "dave-password-2", false), 200)
@@ -546,8 +549,7 @@ func TestBrowser(t *testing.T) {
 		if got := pa.text(".facts"); !strings.Contains(got, "admin, editor") {
 			t.Errorf("the user's facts read %q after the change", got)
 		}
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 		pb.login("erin", "erin-password-1", false)
 		status(t, pb.navigate("/admin"), 200)
 		pa.navigate(erinPage)
@@ -565,24 +567,21 @@ func TestBrowser(t *testing.T) {
 		}
 		status(t, pa.click("form[action$='/revoke'] button.danger"), 200)
 		pa.expect(erinPage+"?done=revoked-all&n=1", "[role=status]", "Every session of this user ended (1).")
-		pb.navigate("/admin")
-		pb.expect("/login?rd=%2Fadmin", "h1", "Sign in")
+		pb.expectSignedOut("/admin")
 
 		// One session: "End session" on its row.
 		pb.login("erin", "erin-password-1", false)
 		pa.navigate(erinPage)
 		status(t, pa.click("table.sessions tbody button"), 200)
 		pa.expect(erinPage+"?done=revoked", "[role=status]", "Session ended.")
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 
 		// Disable, then enable.
 		pb.login("erin", "erin-password-1", false)
 		pa.navigate(erinPage)
 		status(t, pa.click("form[action$='/disable'] button"), 200)
 		pa.expect(erinPage+"?done=disabled&n=1", "[role=status]", "User disabled")
-		pb.navigate("/account")
-		pb.expect("/login?rd=%2Faccount", "h1", "Sign in")
+		pb.expectSignedOut("/account")
 		status(t, pb.login("erin", "erin-password-1", false), 403)
 		pb.expect("/login", "[role=alert]", "This account is disabled.")
 		status(t, pa.click("form[action$='/enable'] button"), 200)
