@@ -182,7 +182,7 @@ func (c *cache) touched(id string, t session.TouchInfo) {
 	}
 	rec := encodeRecord(s)
 	c.entries[h] = cached{rec: rec, tag: e.tag}
-	c.byID[recordID(rec)] = h
+	c.byID[recordID(rec)] = h // replaces the key too, so the old record can go
 }
 
 // A cached session is kept as a record: one string, which holds no

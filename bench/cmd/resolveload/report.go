@@ -54,7 +54,7 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 	withHeaders := slices.ContainsFunc(specs, func(c caseSpec) bool { return c.kind == "bare-headers" })
 	hdrCol, hdrSep := "", ""
 	if withHeaders {
-		fmt.Fprintf(w, "\"× bare-headers\" is the ratio to bare-headers' req/s in the same round.\n\n")
+		fmt.Fprintf(w, "\"× bare-headers\" is the ratio to bare-headers' req/s in the same round (bare-headers-100k's for the 100k cases, if it ran).\n\n")
 		hdrCol, hdrSep = " × bare-headers |", "---|"
 	}
 	fmt.Fprintln(w, "| case | req/s | × bare (min–max) | × bare by CPU (min–max) |"+hdrCol+" p50 | p99 | p99.9 | server CPU/req | store CPU/req | wrk CPU/req |")
