@@ -320,16 +320,9 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 	case -2: // expired already: nothing stored, and the reservation expired
 		return nil, nil
 	}
-	var evicted, stale []string
-	for _, m := range arr[1:] {
-		v, err := m.AsBytes()
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: create: %w", err)
-		}
-		if old, err := decodeRecord(v); err == nil {
-			evicted = append(evicted, old.ID)
-			stale = append(stale, st.pointerKeys(old)...)
-		}
+	evicted, stale, err := st.endedRecords(arr[1:])
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: create: %w", err)
 	}
 	if err := replicated(); err != nil {
 		// The evictions may not survive a failover: the session is not
@@ -753,6 +746,23 @@ func (st *Store) ListByUser(ctx context.Context, userID string) ([]*session.Sess
 	return list, nil
 }
 
+// endedRecords reads the records a script returned for the sessions it
+// ended: their IDs, and their token pointer keys, left for the caller to
+// remove. A record that does not decode has no pointers to find.
+func (st *Store) endedRecords(msgs []rueidis.RedisMessage) (ids, stale []string, err error) {
+	for _, m := range msgs {
+		v, err := m.AsBytes()
+		if err != nil {
+			return nil, nil, err
+		}
+		if s, err := decodeRecord(v); err == nil {
+			ids = append(ids, s.ID)
+			stale = append(stale, st.pointerKeys(s)...)
+		}
+	}
+	return ids, stale, nil
+}
+
 // DeleteByUser implements session.Store.
 func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]string, error) {
 	ctx, cancel := st.opContext(ctx)
@@ -768,16 +778,9 @@ func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]str
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: delete by user: %w", err)
 	}
-	var ids, stale []string
-	for _, m := range arr {
-		v, err := m.AsBytes()
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: delete by user: %w", err)
-		}
-		if s, err := decodeRecord(v); err == nil {
-			ids = append(ids, s.ID)
-			stale = append(stale, st.pointerKeys(s)...)
-		}
+	ids, stale, err := st.endedRecords(arr)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: delete by user: %w", err)
 	}
 	st.dropPointers(ctx, ik, stale)
 	if len(arr) > 0 {
