@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -40,21 +42,33 @@ type fenceRoute struct {
 
 // fenceGroup is one fence and the lookups waiting on it.
 type fenceGroup struct {
-	cmd  rueidis.Completed // the fence: PTTL of a record key of the route
-	done chan struct{}     // closed when the fence has returned
-	err  error             // its error, set before done is closed
+	cmd rueidis.Completed // the fence: PTTL of a record key of the route
+	// deadline is the earliest of the waiters' deadlines, the fence's
+	// own: a waiter waits for the fence alone, not for its context too,
+	// which would cost it a timer (most contexts on the resolve path
+	// start one only when asked for Done) and a select.
+	deadline time.Time
+	done     chan struct{} // closed when the fence has returned
+	err      error         // its error, set before done is closed
 }
 
 // fence returns once a command sent on the connection that caches rk,
 // after fence was called, has been answered, so that every invalidation
 // Redis sent on that connection before it ran has been applied to the
 // client-side cache. It returns an error if that round trip failed or
-// ctx ended first.
+// ctx's deadline passed first. A lookup that waits on a fence shared
+// with others notices its context canceled only at its deadline: a
+// shared fence has the earliest of its waiters' deadlines, and a waiter
+// with a later one whose fence ran out of time sends its own.
 func (st *Store) fence(ctx context.Context, rk string) error {
 	cmd := st.c.B().Pttl().Key(rk).Build()
 	var route uint16
 	if st.cluster {
 		route = cmd.Slot()
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(st.timeout)
 	}
 	f := &st.fences
 	f.mu.Lock()
@@ -72,25 +86,26 @@ func (st *Store) fence(ctx context.Context, rk string) error {
 	}
 	g := r.pending
 	if g == nil {
-		g = &fenceGroup{cmd: cmd, done: make(chan struct{})}
+		g = &fenceGroup{cmd: cmd, deadline: deadline, done: make(chan struct{})}
 		r.pending = g
+	} else if deadline.Before(g.deadline) {
+		g.deadline = deadline
 	}
 	f.mu.Unlock()
-	select {
-	case <-g.done:
-		return g.err
-	case <-ctx.Done():
-		return ctx.Err()
+	<-g.done
+	if g.err != nil && g.deadline.Before(deadline) && errors.Is(g.err, context.DeadlineExceeded) && time.Now().Before(deadline) {
+		// The fence ran out of another waiter's shorter time, not of
+		// this lookup's: send one of its own.
+		return st.sendFence(ctx, st.c.B().Pttl().Key(rk).Build())
 	}
+	return g.err
 }
 
 // nextFence is called when route's fence in flight has returned. It sends
 // the pending group's fence, if there is one, and the next, until none is
 // pending; then the route is free. Pending groups are sent from a
 // goroutine of their own (drain is true there), so that the lookup whose
-// fence returned need not wait for the others'; their fence has a context
-// of its own, so that a waiter whose context ends does not end it for the
-// others.
+// fence returned need not wait for the others'.
 func (st *Store) nextFence(route uint16, drain bool) {
 	f := &st.fences
 	for {
@@ -109,7 +124,7 @@ func (st *Store) nextFence(route uint16, drain bool) {
 		}
 		r.pending = nil
 		f.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+		ctx, cancel := context.WithDeadline(context.Background(), g.deadline)
 		g.err = st.sendFence(ctx, g.cmd)
 		cancel()
 		close(g.done)

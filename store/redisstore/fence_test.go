@@ -276,8 +276,8 @@ func delayProxy(t testing.TB, addr string, delay time.Duration) string {
 }
 
 // TestFenceShared checks that concurrent lookups share fences, that a
-// lone lookup sends its own at once, and that a lookup whose context
-// ends returns its error without failing the others.
+// lone lookup sends its own at once, and that a lookup whose context is
+// canceled does not fail the others.
 func TestFenceShared(t *testing.T) {
 	st := localStore(t)
 	s := newSession("user-" + randID())
@@ -317,7 +317,7 @@ func TestFenceShared(t *testing.T) {
 		t.Errorf("%d concurrent lookups sent %d fences: none was shared", lookups, n)
 	}
 
-	// Waiters whose context ends return its error; the others go on.
+	// A canceled waiter may be served or fail; the others go on.
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	for i := range 200 {
@@ -344,4 +344,60 @@ func TestFenceShared(t *testing.T) {
 	if busy != 0 {
 		t.Errorf("%d routes left busy after the lookups", busy)
 	}
+}
+
+// TestFenceDeadlines checks that a lookup waiting on a shared fence
+// returns at its deadline, and that a shared fence that ran out of one
+// waiter's time does not fail the waiters that had more.
+func TestFenceDeadlines(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	addr, prefix := testenv.Redis(t), testPrefix()
+	s := newSession("user-" + randID())
+	storetest.MustCreate(t, openTest(t, withOptions("redis://"+addr, "prefix", prefix)), s)
+	st := openTest(t, withOptions("redis://"+delayProxy(t, addr, delay), "prefix", prefix))
+	rk := st.recordKey(s.UserID, s.ID)
+
+	// A lone fence takes the route for delay; the lookups below, their
+	// reads cached by a first one, wait for it and share the next fence,
+	// which has the short lookup's deadline.
+	if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := st.fence(ctx, rk); err != nil {
+			t.Error(err)
+		}
+	})
+	for {
+		st.fences.mu.Lock()
+		busy := len(st.fences.routes)
+		st.fences.mu.Unlock()
+		if busy > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(ctx, delay/2)
+	defer cancel()
+	start := time.Now()
+	wg.Go(func() {
+		_, err := st.ByHash(short, s.TokenHash)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a lookup whose deadline passes while it waits on the fence: %v, want context.DeadlineExceeded", err)
+		}
+		if took := time.Since(start); took > delay+delay/2 {
+			t.Errorf("a lookup with %v to go returned after %v", delay/2, took)
+		}
+	})
+	for range 10 {
+		wg.Go(func() {
+			long, cancel := context.WithTimeout(ctx, 10*delay)
+			defer cancel()
+			if _, err := st.ByHash(long, s.TokenHash); err != nil {
+				t.Errorf("a lookup with time to spare beside one without: %v", err)
+			}
+		})
+	}
+	wg.Wait()
 }
