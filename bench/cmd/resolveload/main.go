@@ -49,7 +49,7 @@ func main() {
 // A caseSpec is one server under test.
 type caseSpec struct {
 	name     string
-	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-nocache, postgres
+	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
 	// before each run, so that a request's first sight of a session writes
@@ -69,6 +69,7 @@ var knownCases = []caseSpec{
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
 	{"redis-1k", "redis", 1000, false},
 	{"redis-100k", "redis", 100_000, false},
+	{"redis-1k-unfenced", "redis-unfenced", 1000, false},
 	{"redis-100k-nocache", "redis-nocache", 100_000, false},
 	{"postgres-100k", "postgres", 100_000, false},
 }

@@ -42,7 +42,7 @@ const sessionsPerUser = 10
 // serves net/http/pprof and /clock.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("resolveload serve", flag.ContinueOnError)
-	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-nocache or postgres")
+	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache or postgres")
 	n := fs.Int("sessions", 1000, "sessions to preload (bare: random cookies to send)")
 	dir := fs.String("dir", "", "directory for the database and the cookie file; its base name names the case's Redis keys and PostgreSQL schema")
 	redisURL := fs.String("redis", defaultRedis, "the Redis of the redis kinds")
