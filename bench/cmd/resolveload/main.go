@@ -66,6 +66,7 @@ var knownCases = []caseSpec{
 	{"sqlite-100k", "sqlite", 100_000, false},
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
+	{"sqlite-1k-touch", "sqlite", 1000, true},
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
 	{"redis-1k", "redis", 1000, false},
 	{"redis-100k", "redis", 100_000, false},
