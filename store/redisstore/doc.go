@@ -174,8 +174,11 @@
 // fence per round trip rather than one per lookup (BenchmarkByHashCommands:
 // 0.037 commands per lookup from 64 goroutines, against 1), and a lookup
 // waits at most for the rest of the fence in flight and one more. A fence
-// that fails fails every lookup waiting on it; a lookup whose context ends
-// stops waiting and returns its error, and the fence goes on for the
+// that fails fails every lookup waiting on it. A waiting lookup does not
+// watch its context (that would cost every lookup a timer): the group's
+// fence has the earliest of its lookups' deadlines, and a lookup with a
+// later one whose fence ran out of time sends one of its own; so a lookup
+// returns by its deadline, and one canceled earlier is answered with the
 // others. The fence is PTTL of a record key and no longer answers whether
 // the record exists: the cached read that follows does. A record deleted
 // before the fence ran has had its invalidation applied, so the read
