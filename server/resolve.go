@@ -143,8 +143,8 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	id.setHeaders(h)
 	h["Cache-Control"] = []string{"no-store"}
-	// 200 without a call to WriteHeader, which would copy the header map
-	// before net/http writes it: returning sends this map as it is.
+	// 200 by returning: net/http writes the status and this map when the
+	// handler returns (copying the map either way).
 }
 
 // deny answers a request identify refused. Browsers get a way to the
