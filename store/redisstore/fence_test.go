@@ -275,6 +275,13 @@ func delayProxy(t testing.TB, addr string, delay time.Duration) string {
 	return ln.Addr().String()
 }
 
+// busyRoutes returns how many of st's routes have a fence in flight.
+func busyRoutes(st *Store) int {
+	st.fences.mu.Lock()
+	defer st.fences.mu.Unlock()
+	return len(st.fences.routes)
+}
+
 // TestFenceShared checks that concurrent lookups share fences, that a
 // lone lookup sends its own at once, and that a lookup whose context is
 // canceled does not fail the others.
@@ -291,8 +298,8 @@ func TestFenceShared(t *testing.T) {
 	if n := st.fences.sent.Load() - sent; n != 1 {
 		t.Errorf("a lone fence sent %d fences, want 1", n)
 	}
-	if len(st.fences.routes) != 0 {
-		t.Errorf("a route is left busy after the fence: %v", st.fences.routes)
+	if n := busyRoutes(st); n != 0 {
+		t.Errorf("%d routes left busy after the fence", n)
 	}
 
 	const lookups = 2000
@@ -338,11 +345,8 @@ func TestFenceShared(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	st.fences.mu.Lock()
-	busy := len(st.fences.routes)
-	st.fences.mu.Unlock()
-	if busy != 0 {
-		t.Errorf("%d routes left busy after the lookups", busy)
+	if n := busyRoutes(st); n != 0 {
+		t.Errorf("%d routes left busy after the lookups", n)
 	}
 }
 
@@ -369,13 +373,7 @@ func TestFenceDeadlines(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for {
-		st.fences.mu.Lock()
-		busy := len(st.fences.routes)
-		st.fences.mu.Unlock()
-		if busy > 0 {
-			break
-		}
+	for busyRoutes(st) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	short, cancel := context.WithTimeout(ctx, delay/2)
