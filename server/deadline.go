@@ -26,12 +26,10 @@ type timedContext struct {
 	cancel context.CancelFunc
 }
 
-// withStoreDeadline returns parent bounded by d, and the function that
-// releases its timer if one was armed; call it when the request's store
-// calls are over.
-func withStoreDeadline(parent context.Context, d time.Time) (*storeContext, func()) {
-	c := &storeContext{parent: parent, deadline: d}
-	return c, c.stop
+// withStoreDeadline returns parent bounded by d. Call its stop when the
+// request's store calls are over, to release the timer if one was armed.
+func withStoreDeadline(parent context.Context, d time.Time) *storeContext {
+	return &storeContext{parent: parent, deadline: d}
 }
 
 func (c *storeContext) arm() *timedContext {

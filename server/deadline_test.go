@@ -12,8 +12,8 @@ type ctxKey struct{}
 func TestStoreContextUnarmed(t *testing.T) {
 	parent := context.WithValue(t.Context(), ctxKey{}, "v")
 	d := time.Now().Add(time.Hour)
-	ctx, stop := withStoreDeadline(parent, d)
-	defer stop()
+	ctx := withStoreDeadline(parent, d)
+	defer ctx.stop()
 	if got, ok := ctx.Deadline(); !ok || !got.Equal(d) {
 		t.Errorf("Deadline() = %v, %v; want %v", got, ok, d)
 	}
@@ -26,8 +26,8 @@ func TestStoreContextUnarmed(t *testing.T) {
 }
 
 func TestStoreContextExpires(t *testing.T) {
-	ctx, stop := withStoreDeadline(t.Context(), time.Now().Add(20*time.Millisecond))
-	defer stop()
+	ctx := withStoreDeadline(t.Context(), time.Now().Add(20*time.Millisecond))
+	defer ctx.stop()
 	child, cancel := context.WithCancel(ctx) // arms the deadline
 	defer cancel()
 	select {
@@ -41,8 +41,8 @@ func TestStoreContextExpires(t *testing.T) {
 }
 
 func TestStoreContextPastDeadline(t *testing.T) {
-	ctx, stop := withStoreDeadline(t.Context(), time.Now().Add(-time.Second))
-	defer stop()
+	ctx := withStoreDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer ctx.stop()
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Errorf("unarmed Err() past the deadline = %v", ctx.Err())
 	}
@@ -55,8 +55,8 @@ func TestStoreContextPastDeadline(t *testing.T) {
 
 func TestStoreContextFollowsParent(t *testing.T) {
 	parent, cancelParent := context.WithCancel(t.Context())
-	ctx, stop := withStoreDeadline(parent, time.Now().Add(time.Hour))
-	defer stop()
+	ctx := withStoreDeadline(parent, time.Now().Add(time.Hour))
+	defer ctx.stop()
 	cancelParent()
 	if !errors.Is(ctx.Err(), context.Canceled) {
 		t.Errorf("unarmed Err() after the parent's cancel = %v", ctx.Err())
@@ -72,9 +72,9 @@ func TestStoreContextFollowsParent(t *testing.T) {
 }
 
 func TestStoreContextStop(t *testing.T) {
-	ctx, stop := withStoreDeadline(t.Context(), time.Now().Add(time.Hour))
+	ctx := withStoreDeadline(t.Context(), time.Now().Add(time.Hour))
 	done := ctx.Done()
-	stop()
+	ctx.stop()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessiond/sessiond/session"
@@ -21,6 +22,10 @@ func stripIdentity(h http.Header) {
 		h.Del(k)
 	}
 }
+
+// noStore is the Cache-Control value of every forward-auth answer, shared
+// (net/http only reads header values) to save resolve an allocation.
+var noStore = []string{"no-store"}
 
 // identity is who a request comes from.
 type identity struct {
@@ -78,26 +83,26 @@ var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
 // identify validates the token r carries. It returns errUnauthenticated
 // without a valid one, *errRateLimited when the client has sent too many
 // invalid tokens, and another error if the store fails.
-func (s *Server) identify(r *http.Request) (*identity, error) {
-	ctx, stop := withStoreDeadline(r.Context(), time.Now().Add(s.cfg.StoreTimeout))
-	defer stop()
-	sess, err := s.sessions.Load(r.WithContext(ctx))
+func (s *Server) identify(r *http.Request) (identity, error) {
+	ctx := withStoreDeadline(r.Context(), time.Now().Add(s.cfg.StoreTimeout))
+	defer ctx.stop()
+	sess, err := s.sessions.LoadContext(ctx, r)
 	if errors.Is(err, session.ErrNotFound) {
 		if s.presentsCredential(r) {
 			if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
-				return nil, &errRateLimited{"invalid_token", wait}
+				return identity{}, &errRateLimited{"invalid_token", wait}
 			}
 		}
-		return nil, errUnauthenticated
+		return identity{}, errUnauthenticated
 	}
 	if err != nil {
-		return nil, err
+		return identity{}, err
 	}
 	name, err := s.username(ctx, sess.UserID)
 	if err != nil {
-		return nil, err
+		return identity{}, err
 	}
-	return &identity{session: sess, username: name}, nil
+	return identity{session: sess, username: name}, nil
 }
 
 // presentsCredential reports whether r carries something meant as a
@@ -113,15 +118,47 @@ func (s *Server) presentsCredential(r *http.Request) bool {
 // username returns the username of user id, from a cache: usernames
 // never change.
 func (s *Server) username(ctx context.Context, id string) (string, error) {
-	if v, ok := s.usernames.Load(id); ok {
-		return v.(string), nil
+	if name, ok := s.usernames.get(id); ok {
+		return name, nil
 	}
 	u, err := s.accounts.Directory().ByID(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	s.usernames.Store(id, u.Username)
+	s.usernames.put(id, u.Username)
 	return u.Username, nil
+}
+
+// maxUsernames bounds the usernames a Server keeps in memory, so that a
+// directory of millions of users costs it a bounded amount.
+const maxUsernames = 100_000
+
+// nameCache maps user IDs to usernames. Full, it starts afresh: cheaper
+// than an LRU, and each name is back after one lookup.
+type nameCache struct {
+	mu    sync.RWMutex
+	names map[string]string
+	max   int
+}
+
+func newNameCache(max int) *nameCache {
+	return &nameCache{names: map[string]string{}, max: max}
+}
+
+func (c *nameCache) get(id string) (string, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	name, ok := c.names[id]
+	return name, ok
+}
+
+func (c *nameCache) put(id, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.names) >= c.max {
+		clear(c.names)
+	}
+	c.names[id] = name
 }
 
 // resolve is the forward-auth endpoint, at /resolve and under /resolve/
@@ -142,7 +179,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	s.metrics.resolvedOK.Inc()
 	h := w.Header()
 	id.setHeaders(h)
-	h["Cache-Control"] = []string{"no-store"}
+	h["Cache-Control"] = noStore
 	// 200 by returning: net/http writes the status and this map when the
 	// handler returns (copying the map either way).
 }

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -97,7 +96,7 @@ type Server struct {
 
 	// usernames caches user ID → username for the resolve path. Usernames
 	// never change, so the cache is never stale.
-	usernames sync.Map
+	usernames *nameCache
 }
 
 // Deps are the parts a Server is built from.
@@ -131,6 +130,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		loginIP:      newLimiter(cfg.LoginIPInterval, cfg.LoginIPBurst),
 		loginAccount: newLimiter(cfg.LoginAccountInterval, cfg.LoginAccountBurst),
 		invalidToken: newLimiter(cfg.InvalidTokenInterval, cfg.InvalidTokenBurst),
+		usernames:    newNameCache(maxUsernames),
 	}
 	sc := d.Session
 	sc.Events = session.EventFunc(s.recordSessionEvent)
@@ -215,7 +215,18 @@ func (s *Server) routes() http.Handler {
 	} else {
 		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
 	}
-	return s.secure(s.jsonFallback(mux))
+	routed := s.jsonFallback(mux)
+	return s.secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Nearly every request is a forward-auth one to /resolve, whose
+		// pattern takes any method and host: the mux could only send it
+		// to resolve, and matching it there costs more than answering it
+		// from the store's cache.
+		if r.URL.Path == "/resolve" {
+			s.resolve(w, r)
+			return
+		}
+		routed.ServeHTTP(w, r)
+	}))
 }
 
 // secure sets the headers every response carries and bounds bodies.
@@ -373,7 +384,7 @@ func (s *Server) proxy() http.Handler {
 			s.deny(w, r, err, true)
 			return
 		}
-		rp.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), id)))
+		rp.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), &id)))
 	})
 }
 

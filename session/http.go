@@ -104,11 +104,18 @@ func truncate(s string, n int) string {
 // store fails. It does no CSRF check and no periodic rotation; Handler
 // does both.
 func (m *Manager) Load(r *http.Request) (*Session, error) {
+	return m.LoadContext(r.Context(), r)
+}
+
+// LoadContext is Load with ctx for the store calls in place of r's
+// context: for a caller that bounds them (with a deadline, say) without
+// copying r to carry ctx.
+func (m *Manager) LoadContext(ctx context.Context, r *http.Request) (*Session, error) {
 	token, h, _ := m.tokenFromRequest(r)
 	if token == "" {
 		return nil, ErrNotFound
 	}
-	s, _, err := m.validateHash(r.Context(), h, func() Client { return m.ClientOf(r) })
+	s, _, err := m.validateHash(ctx, h, func() Client { return m.ClientOf(r) })
 	return s, err
 }
 

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +91,43 @@ func TestTokenOnlyFromCookieOrBearer(t *testing.T) {
 	r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: tok})
 	if got, fromCookie := f.m.TokenFromRequest(r); got != tok || !fromCookie {
 		t.Error("a malformed first cookie hid the well-formed second one")
+	}
+}
+
+// ctxStore is a memstore that keeps the context of the last ByHash.
+type ctxStore struct {
+	*memstore.Store
+	last context.Context
+}
+
+func (s *ctxStore) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
+	s.last = ctx
+	return s.Store.ByHash(ctx, h)
+}
+
+// TestLoadContext: LoadContext reads the token from the request but calls
+// the store with the context it is given, and Load with the request's.
+func TestLoadContext(t *testing.T) {
+	st := &ctxStore{Store: memstore.New()}
+	m, err := session.New(st, session.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := m.Create(ctx, session.Login{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{}
+	r := headerRequest("Authorization", "Bearer "+tok)
+	given := context.WithValue(ctx, key{}, "given")
+	if s, err := m.LoadContext(given, r); err != nil || s.UserID != "alice" {
+		t.Fatalf("LoadContext = %v, %v", s, err)
+	}
+	if st.last != given {
+		t.Error("LoadContext called the store with another context than the one it was given")
+	}
+	if _, err := m.Load(r); err != nil || st.last != r.Context() {
+		t.Errorf("Load: %v; store called with the request's context: %v", err, st.last == r.Context())
 	}
 }
 
