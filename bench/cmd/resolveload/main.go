@@ -109,6 +109,9 @@ type run struct {
 	// server, its store or wrk); steal is the time the hypervisor gave
 	// other guests.
 	otherCPU, steal time.Duration
+	// userInstr and kernelInstr are the instructions the server executed
+	// in user space and in the kernel, if counted (-instructions).
+	userInstr, kernelInstr int64
 }
 
 func (r run) rps() float64 { return float64(r.requests) / r.seconds }
@@ -131,6 +134,7 @@ func drive(args []string) error {
 	profileFor := fs.Duration("profile-duration", 20*time.Second, "length of the CPU profile")
 	quiet := fs.Float64("quiet", 0.2, "this is a shared machine: before each run, wait (up to -quiet-wait) until the rest of it has used less than this many cores for 3 s; and run again (up to -retries times) a run during which it, or the hypervisor's steal, took more on average")
 	quietWait := fs.Duration("quiet-wait", 90*time.Second, "longest wait for -quiet; the run then goes ahead and its \"other\" column shows the interference")
+	instructions := fs.Bool("instructions", false, "count each run's server instructions per request with perf stat (user space and kernel, from the CPU's counters, which other guests and clock changes barely move, unlike CPU time); perf's counter switching slows the servers, so compare req/s only between runs that both counted")
 	retries := fs.Int("retries", 2, "most times a run disturbed by the rest of the machine is run again; the last attempt is kept")
 	think := fs.Duration("think", 10*time.Millisecond, "after each round's saturation runs, run every case again with each connection pausing this long (whole ms) between a response and its next request, for latency below saturation; 0: skip")
 	out := fs.String("out", "", "directory for the databases, server logs and profiles (default: a new temporary directory, removed at the end unless -profile is set)")
@@ -141,6 +145,11 @@ func drive(args []string) error {
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found: apt-get install -y wrk")
+	}
+	if *instructions {
+		if _, err := exec.LookPath("perf"); err != nil {
+			return errors.New("-instructions: perf not found: apt-get install -y linux-perf")
+		}
 	}
 	var specs []caseSpec
 	for name := range strings.SplitSeq(*casesFlag, ",") {
@@ -194,7 +203,7 @@ func drive(args []string) error {
 		return err
 	}
 
-	w := wrkRunner{script: script, conns: *conns, threads: *threads, quiet: *quiet, quietWait: *quietWait, retries: *retries}
+	w := wrkRunner{script: script, conns: *conns, threads: *threads, quiet: *quiet, quietWait: *quietWait, retries: *retries, instructions: *instructions}
 	phases := []time.Duration{0}
 	if *think > 0 {
 		phases = append(phases, *think)
@@ -403,6 +412,7 @@ type wrkRunner struct {
 	quiet          float64 // cores
 	quietWait      time.Duration
 	retries        int
+	instructions   bool // count the server's instructions (perf stat)
 }
 
 // waitQuiet waits until the machine, with no load run going, has been
@@ -457,6 +467,13 @@ func (w wrkRunner) measure(c *child, d, think time.Duration) (run, error) {
 	if err != nil {
 		return r, err
 	}
+	var count *perfStat
+	if w.instructions {
+		if count, err = startPerfStat(c.cmd.Process.Pid, filepath.Dir(w.script)); err != nil {
+			return r, err
+		}
+		defer count.stop()
+	}
 	busy0, steal0 := machineCPU()
 	began := time.Now()
 	cmd, out, err := w.wrk(c, d, think)
@@ -465,6 +482,11 @@ func (w wrkRunner) measure(c *child, d, think time.Duration) (run, error) {
 	}
 	r.wall = time.Since(began)
 	busy1, steal1 := machineCPU()
+	if count != nil {
+		if r.userInstr, r.kernelInstr, err = count.stop(); err != nil {
+			return r, err
+		}
+	}
 	after, err := cpuTime(c.cmd.Process.Pid)
 	if err != nil {
 		return r, err
@@ -535,6 +557,58 @@ func (w wrkRunner) profile(c *child, d time.Duration, dir string) (string, run, 
 	}()
 	res := <-done
 	return path, res.r, errors.Join(err, res.err)
+}
+
+// perfStat counts the instructions a process executes, with perf stat,
+// from startPerfStat until stop.
+type perfStat struct {
+	cmd  *exec.Cmd
+	path string
+	errs strings.Builder
+}
+
+func startPerfStat(pid int, dir string) (*perfStat, error) {
+	p := &perfStat{path: filepath.Join(dir, "perf-stat.csv")}
+	p.cmd = exec.Command("perf", "stat", "-x,", "-e", "instructions:u,instructions:k", "-p", strconv.Itoa(pid), "-o", p.path)
+	p.cmd.Stderr = &p.errs
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf stat: %w", err)
+	}
+	time.Sleep(200 * time.Millisecond) // attached before the load starts; the idle server adds next to nothing
+	return p, nil
+}
+
+// stop ends the count and returns it; once stopped, it returns zeros.
+func (p *perfStat) stop() (user, kernel int64, err error) {
+	if p.cmd.ProcessState != nil {
+		return 0, 0, nil
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Wait()
+	b, err := os.ReadFile(p.path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("perf stat: %w (%s)", err, p.errs.String())
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue // "<not counted>" or "<not supported>"
+		}
+		switch f[2] {
+		case "instructions:u":
+			user = n
+		case "instructions:k":
+			kernel = n
+		}
+	}
+	if user == 0 {
+		return 0, 0, fmt.Errorf("perf stat counted no instructions (no CPU counters on this machine?):\n%s%s", b, p.errs.String())
+	}
+	return user, kernel, nil
 }
 
 // machineCPU returns the CPU time all CPUs have spent busy (user, nice,

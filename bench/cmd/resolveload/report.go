@@ -90,6 +90,39 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 			ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), ms(time.Duration(median(p999))),
 			us(time.Duration(median(scpu))), us(time.Duration(median(stcpu))), us(time.Duration(median(wcpu))))
 	}
+	if slices.ContainsFunc(runs, func(r run) bool { return r.userInstr > 0 }) {
+		instructionsTable(w, specs, runs, baseline)
+	}
+}
+
+// instructionsTable reports the server instructions per request that
+// -instructions counted: medians over the rounds, and the median of each
+// round's ratio of bare's (user + kernel) to the case's.
+func instructionsTable(w io.Writer, specs []caseSpec, runs []run, baseline func(string, run) (run, bool)) {
+	perReq := func(r run) (user, kernel float64) {
+		return float64(r.userInstr) / float64(r.requests), float64(r.kernelInstr) / float64(r.requests)
+	}
+	fmt.Fprintf(w, "\nServer instructions per request (perf stat), medians over the rounds; \"× bare\" is bare's total (user + kernel) over the case's, in the same round.\n\n")
+	fmt.Fprintln(w, "| case | user | kernel | × bare (min–max) |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, s := range specs {
+		var user, kernel, ratio []float64
+		for _, r := range runs {
+			if r.spec.name != s.name || r.userInstr == 0 {
+				continue
+			}
+			u, k := perReq(r)
+			user, kernel = append(user, u), append(kernel, k)
+			if b, ok := baseline("bare", r); ok && b.userInstr > 0 {
+				bu, bk := perReq(b)
+				ratio = append(ratio, (bu+bk)/(u+k))
+			}
+		}
+		if len(user) == 0 || len(ratio) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.1fk | %.1fk | %.3f (%.3f–%.3f) |\n", s.name, median(user)/1e3, median(kernel)/1e3, median(ratio), slices.Min(ratio), slices.Max(ratio))
+	}
 }
 
 func median(v []float64) float64 {
