@@ -135,17 +135,29 @@ func bareHandler(n int, sameHeaders bool) (http.Handler, []string) {
 	for i := range cookies {
 		cookies[i] = "__Host-sid=" + rand.Text() + rand.Text()[:17]
 	}
+	// The values are fixed, and set as /resolve sets its own: by their
+	// canonical keys, with no copy per request.
+	type header struct {
+		key    string
+		values []string
+	}
+	identity := []header{
+		{"Remote-User", []string{"user000000"}},
+		{"Remote-Groups", []string{"member"}},
+		{"X-User-Id", []string{"u_load000000"}},
+		{"X-Session-Id", []string{"1TbUQoyfUucJF4T_yznStQ"}},
+		{"X-Session-Expires-At", []string{"2026-11-22T01:09:27Z"}},
+		{"X-Session-Authenticated-At", []string{"2026-11-22T00:39:27Z"}},
+	}
+	noStore := []string{"no-store"}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		if sameHeaders {
-			h.Set("Remote-User", "user000000")
-			h.Set("Remote-Groups", "member")
-			h.Set("X-User-Id", "u_load000000")
-			h.Set("X-Session-Id", "1TbUQoyfUucJF4T_yznStQ")
-			h.Set("X-Session-Expires-At", "2026-11-22T01:09:27Z")
-			h.Set("X-Session-Authenticated-At", "2026-11-22T00:39:27Z")
+			for _, f := range identity {
+				h[f.key] = f.values
+			}
 		}
-		h.Set("Cache-Control", "no-store")
+		h["Cache-Control"] = noStore
 		// 200 by returning, as /resolve answers.
 	})
 	return h, cookies
