@@ -173,6 +173,12 @@ func StartRedis(t testing.TB, args ...string) *RedisServer {
 // Addr returns the server's host:port.
 func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)) }
 
+// Log returns what the server has written to its log so far.
+func (r *RedisServer) Log() string {
+	log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
+	return string(log)
+}
+
 // Start starts the server (again, after Kill, on the same port) and waits
 // up to 10s until it answers PING.
 func (r *RedisServer) Start() {
@@ -196,8 +202,7 @@ func (r *RedisServer) Start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
-			r.t.Fatalf("testenv: redis-server on port %d does not answer: %v\n%s", r.Port, err, log)
+			r.t.Fatalf("testenv: redis-server on port %d does not answer: %v\n%s", r.Port, err, r.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

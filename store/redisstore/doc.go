@@ -265,7 +265,7 @@
 // lookups carry on; TestWaitReplicasSentinelFailover and
 // TestWaitReplicasClusterFailover make each revocation with the replica
 // stopped, so that it can only return once the replica has it, then force
-// a failover at once (SENTINEL FAILOVER, CLUSTER FAILOVER FORCE) and find
+// a failover at once (SENTINEL FAILOVER, CLUSTER FAILOVER TAKEOVER) and find
 // every revocation on the promoted replica.
 //
 // wait_replicas=auto, the default, waits for one replica if, when the

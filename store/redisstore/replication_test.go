@@ -293,20 +293,21 @@ func waitsForReplica(t *testing.T, name, addr string, revoke func() error) error
 // revokedOnReplica is what revokeEach did: a session left alone, and a
 // check of each revocation against a replica's keys.
 type revokedOnReplica struct {
-	replica, controlKey string
-	checks              []func(func(string) string) error
+	replica    *testenv.RedisServer
+	controlKey string
+	checks     []func(func(string) string) error
 }
 
 // revokeEach stores control, then makes each of the revocations, on
 // users from newUser, with the replica at replicaAddr stopped: each must
 // wait for it.
-func revokeEach(t *testing.T, st *Store, replicaAddr string, control *session.Session, newUser func() string) revokedOnReplica {
+func revokeEach(t *testing.T, st *Store, replica *testenv.RedisServer, control *session.Session, newUser func() string) revokedOnReplica {
 	t.Helper()
 	storetest.MustCreate(t, st, control)
-	rv := revokedOnReplica{replica: replicaAddr, controlKey: st.recordKey(control.UserID, control.ID)}
+	rv := revokedOnReplica{replica: replica, controlKey: st.recordKey(control.UserID, control.ID)}
 	for _, r := range revocations {
 		revoke, check := r.prepare(t, st, newUser)
-		if err := waitsForReplica(t, r.name, replicaAddr, revoke); err != nil {
+		if err := waitsForReplica(t, r.name, replica.Addr(), revoke); err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
 		rv.checks = append(rv.checks, check)
@@ -315,14 +316,22 @@ func revokeEach(t *testing.T, st *Store, replicaAddr string, control *session.Se
 }
 
 // holdOnPromoted waits for the replica to become a master, then checks
-// that it has the session left alone and none of the revoked ones.
+// that it has the session left alone and none of the revoked ones. If
+// the test fails from here on, it shows the replica's log: why it was
+// not promoted, say.
 func (rv revokedOnReplica) holdOnPromoted(t *testing.T) {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the replica's log:\n%s", rv.replica.Log())
+		}
+	})
+	addr := rv.replica.Addr()
 	waitFor(t, 10*time.Second, "the replica to be promoted", func() bool {
-		info, err := testenv.RedisReply(rv.replica, "INFO", "replication")
+		info, err := testenv.RedisReply(addr, "INFO", "replication")
 		return err == nil && infoField(info, "role") == "master"
 	})
-	get := rawGet(t, rv.replica)
+	get := rawGet(t, addr)
 	if get(rv.controlKey) == "" {
 		t.Fatal("the promoted replica does not have the session that was not revoked")
 	}
@@ -345,7 +354,7 @@ func TestWaitReplicasSentinelFailover(t *testing.T) {
 		t.Fatalf("wait_replicas=auto with one replica: WaitReplicas() = %d, want 1", got)
 	}
 	control := newSession("u_" + randID())
-	revoked := revokeEach(t, st, replica.Addr(), control, func() string { return "u_" + randID() })
+	revoked := revokeEach(t, st, replica, control, func() string { return "u_" + randID() })
 	// A Sentinel that has not heard from the replica lately (it was just
 	// stopped) refuses with NOGOODSLAVE, and starts nothing: ask again.
 	var err error
@@ -372,7 +381,7 @@ func TestWaitReplicasSentinelFailover(t *testing.T) {
 // TestWaitReplicasClusterFailover does the same on a Redis Cluster of
 // three masters with a replica each: the WAIT must go to the master that
 // holds the user's keys (the others' replicas are running, and would
-// answer at once), and each revocation holds after CLUSTER FAILOVER FORCE
+// answer at once), and each revocation holds after CLUSTER FAILOVER TAKEOVER
 // on that master's replica.
 func TestWaitReplicasClusterFailover(t *testing.T) {
 	c := testenv.StartRedisClusterReplicas(t, 3, 1)
@@ -394,9 +403,14 @@ func TestWaitReplicasClusterFailover(t *testing.T) {
 	}
 	replica := c.Replicas[node][0]
 	control := newSession(onNode())
-	revoked := revokeEach(t, st, replica.Addr(), control, onNode)
-	if err := testenv.RedisCommand(replica.Addr(), "CLUSTER", "FAILOVER", "FORCE"); err != nil {
-		t.Fatalf("CLUSTER FAILOVER FORCE: %v", err)
+	revoked := revokeEach(t, st, replica, control, onNode)
+	// TAKEOVER: the replica becomes the master at once, without the
+	// masters' votes. FORCE needs a majority of them within the manual
+	// failover's 5 seconds, or the replica stays a replica; under a
+	// loaded CI run it once did. How the replica is promoted is Redis's
+	// business; what this test checks is what it holds once it is.
+	if err := testenv.RedisCommand(replica.Addr(), "CLUSTER", "FAILOVER", "TAKEOVER"); err != nil {
+		t.Fatalf("CLUSTER FAILOVER TAKEOVER: %v", err)
 	}
 	revoked.holdOnPromoted(t)
 	// The Store finds the new owner of the slot.
