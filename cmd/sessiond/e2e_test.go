@@ -332,12 +332,17 @@ func TestAdminActionsTakeEffectAtOnce(t *testing.T) {
 	}
 }
 
+// TestTimeouts: a session used every 500ms outlives the idle timeout and
+// ends at the absolute one; a session left alone ends at the idle one.
+// Each timeout is 2 seconds or more from what the test expects of it, so
+// that a loaded machine (a request slowed by a second, under the race
+// detector) does not end the active session early.
 func TestTimeouts(t *testing.T) {
-	in := start(t, "--idle-timeout", "1500ms", "--absolute-timeout", "4s")
+	in := start(t, "--idle-timeout", "2500ms", "--absolute-timeout", "6s")
 	idle := in.login("admin", adminPassword)
 	active := in.login("admin", adminPassword)
-	for range 5 { // active every 700ms: alive past the idle timeout
-		time.Sleep(700 * time.Millisecond)
+	for range 7 { // 3.5s: alive past the idle timeout
+		time.Sleep(500 * time.Millisecond)
 		if !in.resolves(active) {
 			t.Fatal("an active session hit the idle timeout")
 		}

@@ -54,6 +54,12 @@ func startIn(t *testing.T, dir string, args ...string) *instance {
 		once.Do(func() { cancel(); code = <-done })
 		return code
 	}
+	// Cleanups run last first: the logs are shown whole, once it stopped.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sessiond's log:\n%s", in.logs)
+		}
+	})
 	t.Cleanup(func() { in.stop() })
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
