@@ -586,8 +586,9 @@ func TestHealthReadinessMetrics(t *testing.T) {
 }
 
 func TestShutdownDrainsInFlightRequests(t *testing.T) {
-	release := make(chan struct{})
+	arrived, release := make(chan struct{}), make(chan struct{})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
 		<-release
 		w.Write([]byte("done"))
 	}))
@@ -596,7 +597,7 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	tok := in.login("admin", adminPassword)
 	got := make(chan resp, 1)
 	go func() { got <- in.do(req{method: "GET", path: "/slow", cookie: tok}) }()
-	time.Sleep(200 * time.Millisecond)
+	<-arrived // in flight: through sessiond, at the app
 	stopped := make(chan int, 1)
 	go func() { stopped <- in.stop() }()
 	time.Sleep(200 * time.Millisecond)
