@@ -334,9 +334,10 @@ func TestAdminActionsTakeEffectAtOnce(t *testing.T) {
 
 // TestTimeouts: a session used every 500ms outlives the idle timeout and
 // ends at the absolute one; a session left alone ends at the idle one.
-// Each timeout is 2 seconds or more from what the test expects of it, so
-// that a loaded machine (a request slowed by a second, under the race
-// detector) does not end the active session early.
+// The active session has 2 seconds or more to spare on each deadline
+// (idle 2.5s, a request every 0.5s; absolute 6s, the last request at
+// 3.5s), so that a loaded machine (a request slowed by a second under
+// the race detector) does not end it early.
 func TestTimeouts(t *testing.T) {
 	in := start(t, "--idle-timeout", "2500ms", "--absolute-timeout", "6s")
 	idle := in.login("admin", adminPassword)

@@ -299,8 +299,7 @@ type revokedOnReplica struct {
 }
 
 // revokeEach stores control, then makes each of the revocations, on
-// users from newUser, with the replica at replicaAddr stopped: each must
-// wait for it.
+// users from newUser, with replica stopped: each must wait for it.
 func revokeEach(t *testing.T, st *Store, replica *testenv.RedisServer, control *session.Session, newUser func() string) revokedOnReplica {
 	t.Helper()
 	storetest.MustCreate(t, st, control)
