@@ -3,12 +3,10 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/memstore"
-	"github.com/sessiond/sessiond/store/sqlitestore"
 )
 
 // BenchmarkResolve answers GET /resolve for random sessions out of 1,000
@@ -23,14 +21,7 @@ func BenchmarkResolve(b *testing.B) {
 		name  string
 		store func(b *testing.B) session.Store
 	}{
-		{"store=sqlitestore", func(b *testing.B) session.Store {
-			st, err := sqlitestore.Open(filepath.Join(b.TempDir(), "sessions.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			return st
-		}},
+		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }},
 		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -44,6 +44,18 @@ func newTestServer(tb testing.TB, store session.Store) *testServer {
 	return ts
 }
 
+// openSQLiteStore opens a sqlitestore in a new temporary directory,
+// closed when the test ends.
+func openSQLiteStore(tb testing.TB) *sqlitestore.Store {
+	tb.Helper()
+	st, err := sqlitestore.Open(filepath.Join(tb.TempDir(), "sessions.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
 // resolveRequests makes n sessions for n/10 new users and returns a
 // GET /resolve request carrying each one's cookie.
 func (ts *testServer) resolveRequests(tb testing.TB, n int) []*http.Request {
@@ -97,11 +109,7 @@ func (ts *testServer) metric(t *testing.T, name, label string) float64 {
 // answer is not a 200, and it is neither logged as an error nor counted as
 // a store failure, which would page someone for nothing.
 func TestClientGoneIsNotAStoreFailure(t *testing.T) {
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "sessions.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openSQLiteStore(t)
 	ts := newTestServer(t, st)
 	r := ts.resolveRequests(t, 1)[0]
 	ctx, cancel := context.WithCancel(r.Context())
