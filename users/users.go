@@ -32,7 +32,18 @@ var (
 	// ErrInvalid is wrapped by errors about bad input (a username or
 	// password that breaks the rules), whose message says what is wrong.
 	ErrInvalid = errors.New("users: invalid")
+	// ErrConflict means the user changed since it was read: its stored
+	// Version is not the one the change was made from. Read it again and
+	// redo the change.
+	ErrConflict = errors.New("users: account changed concurrently")
+	// ErrLastAdmin means the change would leave no enabled user with the
+	// admin role, which nobody could then undo but from the command line.
+	ErrLastAdmin = errors.New("users: the last admin must stay an enabled admin")
 )
+
+// RoleAdmin is the role that may use the admin API and console. A
+// Directory keeps at least one enabled user with it once there is one.
+const RoleAdmin = "admin"
 
 // User is an account.
 type User struct {
@@ -52,24 +63,47 @@ type User struct {
 	// UpdatedAt is when the account last changed (password, roles or
 	// disabled flag).
 	UpdatedAt time.Time
+	// Version counts the changes to the account: Create stores 1, and
+	// every Update one more. A login compares it before and after it
+	// creates a session, so that no session outlives a change made
+	// meanwhile; Update compares it to refuse a change made from a stale
+	// read.
+	Version int64
 }
+
+// IsActiveAdmin reports whether u counts as an admin for the last-admin
+// rule: enabled and holding RoleAdmin.
+func (u *User) IsActiveAdmin() bool { return !u.Disabled && u.HasRole(RoleAdmin) }
 
 // HasRole reports whether u has role.
 func (u *User) HasRole(role string) bool { return slices.Contains(u.Roles, role) }
 
 // Directory stores accounts. Implementations must be safe for concurrent
-// use; a username is unique, compared exactly. Package sqliteusers keeps
-// one in a SQLite file.
+// use, by several processes sharing one storage too; a username is unique,
+// compared exactly. Packages sqliteusers and pgusers keep one in SQLite
+// and PostgreSQL; users/directorytest is the suite every one passes.
 type Directory interface {
-	// Create adds u, or returns ErrExists if its username is taken.
+	// Create adds u with Version 1 (it sets u.Version), or returns
+	// ErrExists if its username is taken.
 	Create(ctx context.Context, u *User) error
 	// ByID and ByUsername return the user, or ErrNotFound.
 	ByID(ctx context.Context, id string) (*User, error)
 	ByUsername(ctx context.Context, username string) (*User, error)
 	// List returns every user, ordered by username.
 	List(ctx context.Context) ([]*User, error)
-	// Update replaces the stored user u.ID with u, or returns ErrNotFound.
+	// Update replaces the stored user u.ID with u if the stored Version
+	// is u.Version, and sets the stored and u's Version to one more. It
+	// returns ErrNotFound if there is no such user, ErrConflict if the
+	// Version differs (nothing is written), ErrExists if u's username is
+	// another user's, and ErrLastAdmin if the stored user is an enabled
+	// admin and u is not, while no other enabled admin exists. The check
+	// and the write are atomic: two changes that each remove one of the
+	// last two admins cannot both succeed.
 	Update(ctx context.Context, u *User) error
+	// Delete removes the stored user u.ID if its Version is u.Version,
+	// with the errors of Update (ErrLastAdmin for the last enabled
+	// admin). Audit events about the user stay.
+	Delete(ctx context.Context, u *User) error
 	// Count returns the number of users.
 	Count(ctx context.Context) (int, error)
 }

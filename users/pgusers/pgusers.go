@@ -199,3 +199,8 @@ func decodeTime(v pgtype.Timestamptz) (time.Time, error) {
 	}
 	return v.Time.UTC(), nil
 }
+
+// Delete implements users.Directory.
+func (db *DB) Delete(ctx context.Context, u *users.User) error {
+	return errors.New("TODO: Delete")
+}

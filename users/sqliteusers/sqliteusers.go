@@ -286,3 +286,8 @@ func encodeBool(b bool) int64 {
 	}
 	return 0
 }
+
+// Delete implements users.Directory.
+func (db *DB) Delete(ctx context.Context, u *users.User) error {
+	return errors.New("TODO: Delete")
+}
