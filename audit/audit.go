@@ -13,9 +13,8 @@ type Event struct {
 	// ID orders events; the log assigns it.
 	ID   int64     `json:"id"`
 	Time time.Time `json:"time"`
-	// Type is a session.EventType ("session.created", ...) or an account
-	// event ("login.succeeded", "login.failed", "password.changed",
-	// "roles.changed", "user.created", "user.disabled", "user.enabled").
+	// Type is a session.EventType ("session.created", ...) or one of the
+	// account events below.
 	Type      string `json:"type"`
 	UserID    string `json:"user_id,omitempty"`
 	Username  string `json:"username,omitempty"`
@@ -26,6 +25,33 @@ type Event struct {
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
 }
+
+// The account event types (Event.Type). The session event types are
+// session.EventType values ("session.created", ...). Types of one family
+// share the prefix up to the first ".", which Filter.Type can select.
+const (
+	LoginSucceeded  = "login.succeeded"
+	LoginFailed     = "login.failed"
+	PasswordChanged = "password.changed" // by the user
+	PasswordReset   = "password.reset"   // by an admin or the command line
+	RolesChanged    = "roles.changed"
+	UserCreated     = "user.created"
+	UserDisabled    = "user.disabled"
+	UserEnabled     = "user.enabled"
+	UserDeleted     = "user.deleted"
+)
+
+// AccountTypes lists the account event types, in the order a person would
+// look for them.
+var AccountTypes = []string{LoginSucceeded, LoginFailed, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
+
+// The reasons of LoginFailed events.
+const (
+	ReasonBadCredentials = "bad_credentials"
+	ReasonDisabled       = "disabled"
+	ReasonRateLimited    = "rate_limited"
+	ReasonBusy           = "busy"
+)
 
 // Filter selects events for Query. Zero fields select everything.
 type Filter struct {

@@ -1,15 +1,17 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
 )
+
+// The JSON API: each handler decodes the request, calls the app, and
+// encodes its answer.
 
 // authed passes on requests with a valid session (cookie or bearer) and
 // answers the others: 401 (a browser's GET is sent to the login page), 429
@@ -21,7 +23,7 @@ func (s *Server) authed(next http.Handler) http.Handler {
 			http.Redirect(w, r, s.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+		writeError(w, errUnauthenticated)
 	})
 }
 
@@ -31,11 +33,9 @@ func (s *Server) authed(next http.Handler) http.Handler {
 func (s *Server) requireSession(next http.Handler, unauthenticated http.HandlerFunc) http.Handler {
 	return s.sessions.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if session.FromContext(r.Context()) == nil {
-			if s.presentsCredential(r) {
-				if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
-					s.deny(w, r, &errRateLimited{"invalid_token", wait}, false)
-					return
-				}
+			if err := s.countInvalid(r); err != nil {
+				s.deny(w, r, err, false)
+				return
 			}
 			unauthenticated(w, r)
 			return
@@ -44,101 +44,77 @@ func (s *Server) requireSession(next http.Handler, unauthenticated http.HandlerF
 	}))
 }
 
-// adminOnly passes on requests whose session holds the admin role.
+// adminOnly passes on requests whose session holds the admin role. The
+// app checks the role again on every admin action.
 func (s *Server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !hasRole(session.FromContext(r.Context()), "admin") {
-			writeJSONError(w, http.StatusForbidden, errorf("forbidden", "This needs the admin role."))
+		if !s.actor(r).Admin {
+			writeError(w, app.ErrForbidden)
 			return
 		}
 		next(w, r)
 	}
 }
 
-func hasRole(s *session.Session, role string) bool {
-	for _, r := range s.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
-
-// currentUser returns the user of the request's session.
-func (s *Server) currentUser(r *http.Request) (*session.Session, *users.User, error) {
-	sess := session.FromContext(r.Context())
-	u, err := s.accounts.Directory().ByID(r.Context(), sess.UserID)
-	return sess, u, err
+// actor is who makes r: the user of its session, from its client.
+func (s *Server) actor(r *http.Request) app.Actor {
+	return app.SessionActor(session.FromContext(r.Context()), s.sessions.ClientOf(r))
 }
 
 // whoami is GET /api/v1/session.
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
-	sess, u, err := s.currentUser(r)
+	u, err := s.app.Me(r.Context(), s.actor(r))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
+	sess := session.FromContext(r.Context())
 	writeJSON(w, http.StatusOK, map[string]any{"session": viewSession(sess, sess.ID), "user": viewUser(u)})
 }
 
 // mySessions is GET /api/v1/sessions: where the user is signed in.
 func (s *Server) mySessions(w http.ResponseWriter, r *http.Request) {
-	sess := session.FromContext(r.Context())
-	list, err := s.sessions.List(r.Context(), sess.UserID)
+	list, err := s.app.MySessions(r.Context(), s.actor(r))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewSessions(list, sess.ID))
+	writeJSON(w, http.StatusOK, viewSessions(list, session.FromContext(r.Context()).ID))
 }
 
 // revokeMySession is DELETE /api/v1/sessions/{id}: sign out one of the
-// user's own sessions. Another user's session is "not found".
+// user's own sessions (another user's is "not found"). Signing out this
+// one expires its cookie too.
 func (s *Server) revokeMySession(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.revokeOwn(w, r, r.PathValue("id")); err != nil {
+	if _, err := s.signOut(w, r, r.PathValue("id")); err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": 1})
 }
 
-// revokeOwn ends session id of the user r is signed in as; another user's
-// session is session.ErrNotFound. If id is r's own session, its cookie is
-// expired on w too, and self is true.
-func (s *Server) revokeOwn(w http.ResponseWriter, r *http.Request, id string) (self bool, err error) {
-	me := session.FromContext(r.Context())
-	target, err := s.sessions.Get(r.Context(), id)
-	if err == nil && target.UserID != me.UserID {
-		err = session.ErrNotFound
-	}
-	if err == nil {
-		err = s.sessions.Revoke(r.Context(), target.ID, me.UserID, "signed out by the user")
-	}
-	if err != nil {
+// signOut ends session id of the user r is signed in as. If it is r's own
+// session, its cookie is expired on w too, and self is true.
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request, id string) (self bool, err error) {
+	actor := s.actor(r)
+	if err := s.app.SignOut(r.Context(), actor, id); err != nil {
 		return false, err
 	}
-	if target.ID == me.ID {
-		s.sessions.Logout(w, r) // the cookie of an ended session goes too
-		return true, nil
+	if id != actor.SessionID {
+		return false, nil
 	}
-	return false, nil
+	s.sessions.Logout(w, r) // the cookie of an ended session goes too
+	return true, nil
 }
 
 // revokeMyOthers is POST /api/v1/sessions/revoke-others.
 func (s *Server) revokeMyOthers(w http.ResponseWriter, r *http.Request) {
-	n, err := s.revokeOthers(r)
+	n, err := s.app.SignOutOthers(r.Context(), s.actor(r))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
-}
-
-// revokeOthers ends every session of r's user but r's own and returns how
-// many it ended.
-func (s *Server) revokeOthers(r *http.Request) (int, error) {
-	me := session.FromContext(r.Context())
-	return s.sessions.RevokeUser(r.Context(), me.UserID, me.ID, me.UserID, "signed out everywhere else")
 }
 
 // changePassword is POST /api/v1/password: it re-checks the current
@@ -153,71 +129,37 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	ch, err := s.setOwnPassword(w, r, req.Current, req.New)
+	sess, token, n, err := s.setOwnPassword(w, r, req.Current, req.New)
 	if err != nil {
-		s.writeLoginErr(w, r, err)
+		s.writeErr(w, r, err)
 		return
 	}
-	body := map[string]any{"session": viewSession(ch.session, ch.session.ID), "revoked": ch.revoked}
-	if ch.token != "" {
-		body["token"] = ch.token
+	body := map[string]any{"session": viewSession(sess, sess.ID), "revoked": n}
+	if token != "" {
+		body["token"] = token
 	}
 	writeJSON(w, http.StatusOK, body)
 }
 
-// passwordChange is what setOwnPassword did.
-type passwordChange struct {
-	session *session.Session // r's session, with its new token
-	token   string           // the new token for a bearer client; "" if it went out as a cookie
-	revoked int              // how many other sessions ended
-}
-
-// setOwnPassword changes the password of r's user from current to next:
-// it re-checks current (under the per-account login rate limit, so that a
-// stolen session is no way to guess the password), gives r's session a
-// new token (a cookie set on w, or passwordChange.token for a bearer
-// client), ends every other session and audits the change. A wrong
-// current password is the "wrong_password" Error; a rate limit an
-// *errRateLimited.
-func (s *Server) setOwnPassword(w http.ResponseWriter, r *http.Request, current, next string) (passwordChange, error) {
-	var ch passwordChange
-	sess, u, err := s.currentUser(r)
-	if err != nil {
-		return ch, err
-	}
-	if ok, wait := s.loginAccount.allow(u.Username, s.cfg.Now()); !ok {
-		return ch, &errRateLimited{"login_account", wait}
-	}
-	if ok, err := s.accounts.CheckPassword(r.Context(), u, current); err != nil || !ok {
-		if err == nil {
-			err = errorf("wrong_password", "The current password is wrong.")
+// setOwnPassword changes the password of r's user (app.ChangePassword),
+// handing r's session its new token as a cookie on w, or, for a bearer
+// client, as token.
+func (s *Server) setOwnPassword(w http.ResponseWriter, r *http.Request, current, next string) (sess *session.Session, token string, revoked int, err error) {
+	actor := s.actor(r)
+	_, fromCookie := s.sessions.TokenFromRequest(r)
+	rotate := func(ch session.Change) (*session.Session, error) {
+		if fromCookie {
+			return s.sessions.Renew(w, r, ch)
 		}
-		return ch, err
+		sess, tok, err := s.sessions.Rotate(r.Context(), actor.SessionID, ch)
+		token = tok
+		return sess, err
 	}
-	if err := s.accounts.SetPassword(r.Context(), u, next); err != nil {
-		return ch, err
-	}
-	if _, fromCookie := s.sessions.TokenFromRequest(r); fromCookie {
-		ch.session, err = s.sessions.Renew(w, r, session.Change{Reauthenticated: true})
-	} else {
-		ch.session, ch.token, err = s.sessions.Rotate(r.Context(), sess.ID, session.Change{Reauthenticated: true})
-	}
-	if err != nil {
-		return ch, err
-	}
-	if ch.revoked, err = s.sessions.RevokeUser(r.Context(), u.ID, sess.ID, u.ID, "password changed"); err != nil {
-		return ch, err
-	}
-	s.Record(r.Context(), audit.Event{Type: "password.changed", UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID, IP: s.clientIP(r), UserAgent: r.UserAgent()})
-	return ch, nil
+	sess, revoked, err = s.app.ChangePassword(r.Context(), actor, current, next, rotate)
+	return sess, token, revoked, err
 }
 
-// adminTarget returns the user named by the {user} path value (ID or
-// username).
-func (s *Server) adminTarget(r *http.Request) (*users.User, error) {
-	return s.accounts.Lookup(r.Context(), r.PathValue("user"))
-}
-
+// adminCreateUser is POST /api/v1/admin/users.
 func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Username string   `json:"username"`
@@ -228,7 +170,7 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	u, err := s.createUser(r, req.Username, req.Password, req.Roles)
+	u, err := s.app.CreateUser(r.Context(), s.actor(r), req.Username, req.Password, req.Roles)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -236,18 +178,9 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"user": viewUser(u)})
 }
 
-// createUser adds a user on behalf of the admin making r and audits it.
-func (s *Server) createUser(r *http.Request, username, password string, roles []string) (*users.User, error) {
-	u, err := s.accounts.Add(r.Context(), username, password, roles)
-	if err != nil {
-		return nil, err
-	}
-	s.recordAdmin(r, "user.created", u, "")
-	return u, nil
-}
-
+// adminListUsers is GET /api/v1/admin/users.
 func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
-	list, err := s.accounts.Directory().List(r.Context())
+	list, err := s.app.Users(r.Context(), s.actor(r))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -259,13 +192,9 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"users": out})
 }
 
+// adminUserSessions is GET /api/v1/admin/users/{user}/sessions.
 func (s *Server) adminUserSessions(w http.ResponseWriter, r *http.Request) {
-	u, err := s.adminTarget(r)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	list, err := s.sessions.List(r.Context(), u.ID)
+	_, list, err := s.app.UserSessions(r.Context(), s.actor(r), r.PathValue("user"))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -273,13 +202,9 @@ func (s *Server) adminUserSessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, viewSessions(list, session.FromContext(r.Context()).ID))
 }
 
+// adminRevokeUser is POST /api/v1/admin/users/{user}/revoke.
 func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
-	u, err := s.adminTarget(r)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	n, err := s.endAll(r, u, "revoked by an admin")
+	_, n, err := s.app.RevokeUserSessions(r.Context(), s.actor(r), r.PathValue("user"))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -287,14 +212,8 @@ func (s *Server) adminRevokeUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
-// endAll ends every session of u on behalf of the admin making r.
-func (s *Server) endAll(r *http.Request, u *users.User, reason string) (int, error) {
-	return s.sessions.RevokeUser(r.Context(), u.ID, "", session.FromContext(r.Context()).UserID, reason)
-}
-
-// adminSetRoles replaces a user's roles. A change of privilege ends the
-// user's sessions: they sign in again and get the new roles with a new
-// token.
+// adminSetRoles is PUT /api/v1/admin/users/{user}/roles {"roles"}: the
+// user's sessions end, so the new roles apply from their next sign-in.
 func (s *Server) adminSetRoles(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Roles []string `json:"roles"`
@@ -304,34 +223,49 @@ func (s *Server) adminSetRoles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Roles == nil {
-		s.writeErr(w, r, errorf("invalid", "roles is required (an empty list removes every role)."))
+		s.writeErr(w, r, app.Errorf(app.CodeInvalid, "roles is required (an empty list removes every role)."))
 		return
 	}
-	s.adminChange(w, r, "roles.changed", s.setRoles(r, req.Roles))
+	u, n, err := s.app.SetRoles(r.Context(), s.actor(r), r.PathValue("user"), req.Roles)
+	s.answerChange(w, r, u, n, err)
 }
 
+// adminDisable is POST /api/v1/admin/users/{user}/disable.
 func (s *Server) adminDisable(w http.ResponseWriter, r *http.Request) {
-	s.adminChange(w, r, "user.disabled", s.setDisabled(r, true))
+	u, n, err := s.app.SetDisabled(r.Context(), s.actor(r), r.PathValue("user"), true)
+	s.answerChange(w, r, u, n, err)
 }
 
+// adminEnable is POST /api/v1/admin/users/{user}/enable.
 func (s *Server) adminEnable(w http.ResponseWriter, r *http.Request) {
-	s.adminChange(w, r, "user.enabled", s.setDisabled(r, false))
+	u, n, err := s.app.SetDisabled(r.Context(), s.actor(r), r.PathValue("user"), false)
+	s.answerChange(w, r, u, n, err)
 }
 
-// setRoles and setDisabled are the changes changeUser makes for the
-// admin API and console.
-func (s *Server) setRoles(r *http.Request, roles []string) func(*users.User) error {
-	return func(u *users.User) error { return s.accounts.SetRoles(r.Context(), u, roles) }
+// adminResetPassword is POST /api/v1/admin/users/{user}/password
+// {"password"}: the user's sessions end.
+func (s *Server) adminResetPassword(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	u, n, err := s.app.ResetPassword(r.Context(), s.actor(r), r.PathValue("user"), req.Password)
+	s.answerChange(w, r, u, n, err)
 }
 
-func (s *Server) setDisabled(r *http.Request, disabled bool) func(*users.User) error {
-	return func(u *users.User) error { return s.accounts.SetDisabled(r.Context(), u, disabled) }
+// adminDeleteUser is DELETE /api/v1/admin/users/{user}: the user's
+// sessions end; the audit log keeps their history.
+func (s *Server) adminDeleteUser(w http.ResponseWriter, r *http.Request) {
+	u, n, err := s.app.DeleteUser(r.Context(), s.actor(r), r.PathValue("user"))
+	s.answerChange(w, r, u, n, err)
 }
 
-// adminChange applies change to the {user}, ends their sessions and
-// answers {"user","revoked"}.
-func (s *Server) adminChange(w http.ResponseWriter, r *http.Request, event string, change func(*users.User) error) {
-	u, n, err := s.changeUser(r, r.PathValue("user"), event, change)
+// answerChange answers an admin change of user u that ended n sessions:
+// {"user","revoked"}, or err.
+func (s *Server) answerChange(w http.ResponseWriter, r *http.Request, u *users.User, n int, err error) {
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -339,42 +273,22 @@ func (s *Server) adminChange(w http.ResponseWriter, r *http.Request, event strin
 	writeJSON(w, http.StatusOK, map[string]any{"user": viewUser(u), "revoked": n})
 }
 
-// changeUser applies change to the user ref names (ID or username) on
-// behalf of the admin making r, ends the user's sessions (a change of
-// privilege or status takes effect at once), audits it as event and
-// returns the user and how many sessions ended.
-func (s *Server) changeUser(r *http.Request, ref, event string, change func(*users.User) error) (*users.User, int, error) {
-	u, err := s.accounts.Lookup(r.Context(), ref)
-	if err == nil {
-		err = change(u)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	n, err := s.endAll(r, u, event)
-	if err != nil {
-		return nil, 0, err
-	}
-	s.recordAdmin(r, event, u, "")
-	return u, n, nil
-}
-
+// adminRevokeSession is DELETE /api/v1/admin/sessions/{id}.
 func (s *Server) adminRevokeSession(w http.ResponseWriter, r *http.Request) {
-	if err := s.revokeAsAdmin(r, r.PathValue("id")); err != nil {
+	if err := s.app.RevokeSession(r.Context(), s.actor(r), "", r.PathValue("id")); err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"revoked": 1})
 }
 
-// revokeAsAdmin ends session id on behalf of the admin making r.
-func (s *Server) revokeAsAdmin(r *http.Request, id string) error {
-	return s.sessions.Revoke(r.Context(), id, session.FromContext(r.Context()).UserID, "revoked by an admin")
-}
-
 // adminAudit is GET /api/v1/admin/audit?user=&type=&before=&limit=.
 func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request) {
-	events, err := s.queryAudit(r, r.URL.Query())
+	q, err := auditQuery(r, 0)
+	var events []audit.Event
+	if err == nil {
+		events, err = s.app.Audit(r.Context(), s.actor(r), q)
+	}
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -385,36 +299,24 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }
 
-// queryAudit returns the audit events q selects: user (ID or username),
-// type (an event type, or a family ending in "."), before (an event ID)
-// and limit.
-func (s *Server) queryAudit(r *http.Request, q url.Values) ([]audit.Event, error) {
-	f := audit.Filter{Type: q.Get("type")}
-	if ref := q.Get("user"); ref != "" {
-		u, err := s.accounts.Lookup(r.Context(), ref)
-		if err != nil {
-			return nil, err
-		}
-		f.UserID = u.ID
-	}
-	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+// auditQuery reads user, type, before and limit from r's query; limit,
+// if not 0, replaces the query's.
+func auditQuery(r *http.Request, limit int) (app.AuditQuery, error) {
+	v := r.URL.Query()
+	q := app.AuditQuery{User: v.Get("user"), Type: v.Get("type"), Limit: limit}
+	if b := v.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || n < 0 {
-			return nil, errorf("invalid", "before must be a non-negative integer.")
+			return q, app.Errorf(app.CodeInvalid, "before must be a non-negative integer.")
 		}
-		f.Before = n
+		q.Before = n
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
+	if l := v.Get("limit"); l != "" && limit == 0 {
+		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > audit.MaxLimit {
-			return nil, errorf("invalid", fmt.Sprintf("limit must be between 1 and %d.", audit.MaxLimit))
+			return q, app.Errorf(app.CodeInvalid, "limit must be between 1 and %d.", audit.MaxLimit)
 		}
-		f.Limit = n
+		q.Limit = n
 	}
-	return s.audit.Query(r.Context(), f)
-}
-
-// recordAdmin audits an admin's action on u.
-func (s *Server) recordAdmin(r *http.Request, event string, u *users.User, reason string) {
-	s.Record(r.Context(), audit.Event{Type: event, UserID: u.ID, Username: u.Username, Actor: session.FromContext(r.Context()).UserID, Reason: reason, IP: s.clientIP(r), UserAgent: r.UserAgent()})
+	return q, nil
 }

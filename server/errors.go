@@ -2,91 +2,60 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
-	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/app"
 )
 
-// Error is an error a client may see: a stable code, a short message, and
-// the HTTP status that goes with the code. Anything else that reaches
-// writeErr is logged and answered with a generic 500 or 503, so internals
-// never reach a client.
-type Error struct {
-	Code    string
-	Message string
+// statusOf is the one table from error code to HTTP status. A code
+// missing from it is answered 500 (see status), never a panic.
+var statusOf = map[app.Code]int{
+	app.CodeBadRequest:          http.StatusBadRequest,
+	app.CodeInvalid:             http.StatusBadRequest,
+	app.CodeUnauthenticated:     http.StatusUnauthorized,
+	app.CodeBadCredentials:      http.StatusUnauthorized,
+	app.CodeWrongPassword:       http.StatusForbidden,
+	app.CodeForbidden:           http.StatusForbidden,
+	app.CodeCrossOrigin:         http.StatusForbidden,
+	app.CodeAccountDisabled:     http.StatusForbidden,
+	app.CodeNotFound:            http.StatusNotFound,
+	app.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	app.CodeConflict:            http.StatusConflict,
+	app.CodeLastAdmin:           http.StatusConflict,
+	app.CodeTooManySessions:     http.StatusConflict,
+	app.CodeTooLarge:            http.StatusRequestEntityTooLarge,
+	app.CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
+	app.CodeRateLimited:         http.StatusTooManyRequests,
+	app.CodeStoreUnavailable:    http.StatusServiceUnavailable,
+	app.CodeBusy:                http.StatusServiceUnavailable,
+	app.CodeInternal:            http.StatusInternalServerError,
+	app.CodeUpstreamUnavailable: http.StatusBadGateway,
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// statusOf is the one table from error code to HTTP status.
-var statusOf = map[string]int{
-	"bad_request":           http.StatusBadRequest,
-	"invalid":               http.StatusBadRequest,
-	"unauthenticated":       http.StatusUnauthorized,
-	"bad_credentials":       http.StatusUnauthorized,
-	"wrong_password":        http.StatusForbidden,
-	"forbidden":             http.StatusForbidden,
-	"cross_origin":          http.StatusForbidden,
-	"account_disabled":      http.StatusForbidden,
-	"not_found":             http.StatusNotFound,
-	"method_not_allowed":    http.StatusMethodNotAllowed,
-	"conflict":              http.StatusConflict,
-	"too_large":             http.StatusRequestEntityTooLarge,
-	"unsupported_media":     http.StatusUnsupportedMediaType,
-	"rate_limited":          http.StatusTooManyRequests,
-	"too_many_sessions":     http.StatusConflict,
-	"store_unavailable":     http.StatusServiceUnavailable,
-	"busy":                  http.StatusServiceUnavailable,
-	"internal":              http.StatusInternalServerError,
-	"bad_gateway":           http.StatusBadGateway,
-	"upstream_unavailable":  http.StatusBadGateway,
-	"unsupported_transport": http.StatusBadRequest,
-}
-
-func errorf(code, message string) *Error { return &Error{Code: code, Message: message} }
-
-// errCrossOrigin answers a state change sent from another site.
-var errCrossOrigin = errorf("cross_origin", "This request was sent from another site, so it was refused. Nothing was changed.")
-
-// toError maps err to what a client may see.
-func toError(err error) *Error {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, users.ErrBadCredentials):
-		return errorf("bad_credentials", "Wrong username or password.")
-	case errors.Is(err, users.ErrDisabled):
-		return errorf("account_disabled", "This account is disabled.")
-	case errors.Is(err, users.ErrExists):
-		return errorf("conflict", "That username is taken.")
-	case errors.Is(err, users.ErrNotFound):
-		return errorf("not_found", "No such user.")
-	case errors.Is(err, users.ErrInvalid):
-		return errorf("invalid", err.Error()[len("users: invalid: "):])
-	case errors.Is(err, users.ErrBusy):
-		return errorf("busy", "Too many sign-ins in progress; try again shortly.")
-	case errors.Is(err, session.ErrNotFound):
-		return errorf("not_found", "No such session.")
-	case errors.Is(err, session.ErrTooManySessions):
-		return errorf("too_many_sessions", "Too many active sessions; sign out elsewhere first.")
-	case errors.Is(err, session.ErrCrossOrigin):
-		return errCrossOrigin
-	case errors.Is(err, session.ErrConflict):
-		return errorf("conflict", "The session changed concurrently; try again.")
+// status is the HTTP status of code: 500 for a code the table lacks.
+func status(code app.Code) int {
+	if s, ok := statusOf[code]; ok {
+		return s
 	}
-	return nil
+	return http.StatusInternalServerError
 }
 
-// clientError maps err to what a client may see. An error that is not for
-// clients is a backend failure: it is logged and counted, and the client
-// gets a 503 without detail (fail closed). If the client has gone away
-// first, that is what ended the request, not the backend: it is logged at
-// level debug only.
-func (s *Server) clientError(r *http.Request, err error) *Error {
-	if e := toError(err); e != nil {
+// Errors the transport itself raises.
+var (
+	errUnauthenticated = app.Errorf(app.CodeUnauthenticated, "Sign in to continue.")
+	errCrossOrigin     = app.Errorf(app.CodeCrossOrigin, "This request was sent from another site, so it was refused. Nothing was changed.")
+	errBackend         = app.Errorf(app.CodeStoreUnavailable, "A backend is unavailable; try again shortly.")
+)
+
+// clientError maps err to what a client may see (app.ErrorOf). An error
+// that is not for clients is a backend failure: it is logged and counted,
+// and the client gets a 503 without detail (fail closed). If the client
+// has gone away first, that is what ended the request, not the backend:
+// it is logged at level debug only.
+func (s *Server) clientError(r *http.Request, err error) *app.Error {
+	if e := app.ErrorOf(err); e != nil {
 		return e
 	}
 	if r.Context().Err() != nil {
@@ -95,21 +64,37 @@ func (s *Server) clientError(r *http.Request, err error) *Error {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.metrics.storeErrors.Inc()
 	}
-	return errorf("store_unavailable", "A backend is unavailable; try again shortly.")
+	return errBackend
 }
 
 // writeErr answers with err as JSON {"error":{"code","message"}} (see
-// clientError).
+// clientError), with Retry-After for a rate limit.
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	e := s.clientError(r, err)
-	writeJSONError(w, statusOf[e.Code], e)
+	writeError(w, s.clientError(r, err))
 }
 
-func writeJSONError(w http.ResponseWriter, status int, e *Error) {
+// writeError is the one writer of the JSON error shape.
+func writeError(w http.ResponseWriter, e *app.Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": e.Code, "message": e.Message}})
+	setRetryAfter(h, e.RetryAfter)
+	w.WriteHeader(status(e.Code))
+	var body struct {
+		Error struct {
+			Code    app.Code `json:"code"`
+			Message string   `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	json.NewEncoder(w).Encode(body)
+}
+
+// setRetryAfter sets Retry-After to wait in whole seconds, rounded up, if
+// wait is positive.
+func setRetryAfter(h http.Header, wait time.Duration) {
+	if wait > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
 )
@@ -17,23 +18,25 @@ import (
 // JSON object or form.
 const maxBody = 64 << 10
 
+var errTooLarge = app.Errorf(app.CodeTooLarge, "The request body is too large.")
+
 // decodeJSON reads r's body into v: 415 unless it is JSON, 413 above
 // maxBody, 400 if malformed or with unknown fields.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if !isJSON(r) {
-		return errorf("unsupported_media", "Send Content-Type: application/json.")
+		return app.Errorf(app.CodeUnsupportedMedia, "Send Content-Type: application/json.")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errorf("too_large", "The request body is too large.")
+			return errTooLarge
 		}
-		return errorf("bad_request", "The request body is not the expected JSON object.")
+		return app.Errorf(app.CodeBadRequest, "The request body is not the expected JSON object.")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf("bad_request", "The request body holds more than one JSON value.")
+		return app.Errorf(app.CodeBadRequest, "The request body holds more than one JSON value.")
 	}
 	return nil
 }

@@ -1,13 +1,12 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
@@ -21,6 +20,8 @@ type credentials struct {
 	RD       string `json:"rd"`
 }
 
+var errCredentialsRequired = app.Errorf(app.CodeInvalid, "Username and password are required.")
+
 // readCredentials reads a JSON or HTML-form login body.
 func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, error) {
 	var c credentials
@@ -28,9 +29,9 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, error
 		if err := r.ParseForm(); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				return c, errorf("too_large", "The request body is too large.")
+				return c, errTooLarge
 			}
-			return c, errorf("bad_request", "The form is malformed.")
+			return c, app.Errorf(app.CodeBadRequest, "The form is malformed.")
 		}
 		c.Username, c.Password = r.PostForm.Get("username"), r.PostForm.Get("password")
 		c.Remember = r.PostForm.Get("remember") != ""
@@ -39,53 +40,45 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, error
 		return c, err
 	}
 	if c.Username == "" || c.Password == "" {
-		return c, errorf("invalid", "Username and password are required.")
+		return c, errCredentialsRequired
 	}
 	return c, nil
 }
 
-// authenticate checks c after the CSRF and rate-limit checks, and records
-// the outcome in the audit log and metrics.
-func (s *Server) authenticate(r *http.Request, c credentials) (*users.User, error) {
+// signIn checks c (app.SignIn) after the cross-origin check, counting
+// failures in the metrics, and starts the session with start.
+func (s *Server) signIn(r *http.Request, c credentials, start app.StartFunc) (*users.User, *session.Session, error) {
 	if err := s.sessions.Config().CrossOrigin.Check(r); err != nil {
-		return nil, session.ErrCrossOrigin
+		return nil, nil, session.ErrCrossOrigin
 	}
-	now := s.cfg.Now()
-	ip := s.clientIP(r)
-	for _, l := range []struct {
-		name string
-		lim  *limiter
-		key  string
-	}{{"login_ip", s.loginIP, ip}, {"login_account", s.loginAccount, strings.ToLower(c.Username)}} {
-		if ok, wait := l.lim.allow(l.key, now); !ok {
-			s.metrics.rateLimited.WithLabelValues(l.name).Inc()
-			s.metrics.loginFailures.WithLabelValues("rate_limited").Inc()
-			return nil, &errRateLimited{l.name, wait}
+	u, sess, err := s.app.SignIn(r.Context(), app.Credentials{Username: c.Username, Password: c.Password, Remember: c.Remember}, s.sessions.ClientOf(r), start)
+	if err != nil {
+		if reason := loginFailure(err); reason != "" {
+			s.metrics.loginFailures.WithLabelValues(reason).Inc()
+		}
+		if e := app.ErrorOf(err); e != nil && e.Code == app.CodeRateLimited {
+			s.metrics.rateLimited.WithLabelValues("login").Inc()
 		}
 	}
-	u, err := s.accounts.Authenticate(r.Context(), c.Username, c.Password)
-	ev := audit.Event{Type: "login.succeeded", IP: ip, UserAgent: r.UserAgent()}
-	if u != nil {
-		ev.UserID, ev.Username, ev.Actor = u.ID, u.Username, u.ID
+	return u, sess, err
+}
+
+// loginFailure is the metrics reason of a failed sign-in, "" for a
+// technical failure.
+func loginFailure(err error) string {
+	switch e := app.ErrorOf(err); {
+	case e == nil:
+		return ""
+	case e.Code == app.CodeBadCredentials:
+		return audit.ReasonBadCredentials
+	case e.Code == app.CodeAccountDisabled:
+		return audit.ReasonDisabled
+	case e.Code == app.CodeRateLimited:
+		return audit.ReasonRateLimited
+	case e.Code == app.CodeBusy:
+		return audit.ReasonBusy
 	}
-	switch {
-	case errors.Is(err, users.ErrBadCredentials), errors.Is(err, users.ErrDisabled), errors.Is(err, users.ErrBusy):
-		reason := map[bool]string{true: "disabled", false: "bad_credentials"}[errors.Is(err, users.ErrDisabled)]
-		if errors.Is(err, users.ErrBusy) {
-			reason = "busy"
-		}
-		s.metrics.loginFailures.WithLabelValues(reason).Inc()
-		ev.Type, ev.Reason = "login.failed", reason
-		if known, lerr := s.accounts.Directory().ByUsername(r.Context(), c.Username); lerr == nil {
-			ev.UserID, ev.Username = known.ID, known.Username
-		}
-		s.Record(r.Context(), ev)
-		return nil, err
-	case err != nil:
-		return nil, err
-	}
-	s.Record(r.Context(), ev)
-	return u, nil
+	return ""
 }
 
 // login is POST /login: JSON answers {"session","user"}, a form post is
@@ -98,19 +91,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			s.renderLogin(w, r, err)
 			return
 		}
-		s.writeLoginErr(w, r, err)
+		s.writeErr(w, r, err)
 	}
 	c, err := readCredentials(w, r)
 	if err != nil {
 		fail(err)
 		return
 	}
-	u, err := s.authenticate(r, c)
-	if err != nil {
-		fail(err)
-		return
-	}
-	sess, err := s.sessions.Login(w, r, session.Login{UserID: u.ID, Roles: u.Roles, Remember: c.Remember})
+	u, sess, err := s.signIn(r, c, func(l session.Login) (*session.Session, error) { return s.sessions.Login(w, r, l) })
 	if err != nil {
 		fail(err)
 		return
@@ -122,17 +110,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"session": viewSession(sess, sess.ID), "user": viewUser(u)})
 }
 
-// writeLoginErr answers a failed login, with Retry-After when limited.
-func (s *Server) writeLoginErr(w http.ResponseWriter, r *http.Request, err error) {
-	var limited *errRateLimited
-	if errors.As(err, &limited) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(limited.wait.Seconds())+1))
-		writeJSONError(w, http.StatusTooManyRequests, errorf("rate_limited", "Too many sign-in attempts; wait and try again."))
-		return
-	}
-	s.writeErr(w, r, err)
-}
-
 // createToken is POST /api/v1/tokens: a login for native and API clients,
 // answered with a bearer token in the body (never a cookie).
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -142,15 +119,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.Username == "" || c.Password == "" {
-		s.writeErr(w, r, errorf("invalid", "Username and password are required."))
+		s.writeErr(w, r, errCredentialsRequired)
 		return
 	}
-	u, err := s.authenticate(r, c)
-	if err != nil {
-		s.writeLoginErr(w, r, err)
-		return
-	}
-	sess, token, err := s.sessions.Create(r.Context(), session.Login{UserID: u.ID, Roles: u.Roles, Remember: c.Remember, Client: s.sessions.ClientOf(r)})
+	var token string
+	_, sess, err := s.signIn(r, c, func(l session.Login) (*session.Session, error) {
+		sess, tok, err := s.sessions.Create(r.Context(), l)
+		token = tok
+		return sess, err
+	})
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -210,30 +187,4 @@ func (s *Server) safeRedirect(r *http.Request, rd string) string {
 		return rd
 	}
 	return home
-}
-
-// Record appends e to the audit log and the service log. A failure to
-// store it is logged, not returned: the event has happened.
-func (s *Server) Record(ctx context.Context, e audit.Event) {
-	if e.Time.IsZero() {
-		e.Time = s.cfg.Now().UTC()
-	}
-	s.log.InfoContext(ctx, "audit", "type", e.Type, "user_id", e.UserID, "username", e.Username, "session_id", e.SessionID, "actor", e.Actor, "reason", e.Reason, "ip", e.IP)
-	if err := s.audit.Append(ctx, &e); err != nil {
-		s.metrics.storeErrors.Inc()
-		s.log.ErrorContext(ctx, "audit log append failed", "type", e.Type, "err", err)
-	}
-}
-
-// recordSessionEvent is the session Manager's event sink.
-func (s *Server) recordSessionEvent(ctx context.Context, e session.Event) {
-	s.metrics.sessionEvents.WithLabelValues(strings.TrimPrefix(string(e.Type), "session.")).Inc()
-	if e.Type == session.EventExtended { // once a minute per active session: metrics only
-		return
-	}
-	ev := audit.Event{Time: e.Time.UTC(), Type: string(e.Type), UserID: e.UserID, SessionID: e.SessionID, Actor: e.Actor, Reason: e.Reason, IP: e.IP, UserAgent: e.UserAgent}
-	if e.UserID != "" {
-		ev.Username, _ = s.username(ctx, e.UserID)
-	}
-	s.Record(ctx, ev)
 }

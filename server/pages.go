@@ -2,7 +2,6 @@ package server
 
 import (
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -11,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/users"
 )
 
 // The web pages are server-rendered html/template pages with one embedded
@@ -69,7 +68,7 @@ func (s *Server) signedIn(r *http.Request, title, nav string) (view, error) {
 	if err != nil {
 		return view{}, err
 	}
-	return view{Title: title, Nav: nav, User: name, Admin: hasRole(sess, "admin"), Notice: notice(r.URL.Query())}, nil
+	return view{Title: title, Nav: nav, User: name, Admin: s.actor(r).Admin, Notice: notice(r.URL.Query())}, nil
 }
 
 // notices are the confirmations a page shows after a form post, named by
@@ -85,6 +84,8 @@ var notices = map[string]string{
 	"enabled":           "User enabled. They can sign in again.",
 	"revoked":           "Session ended.",
 	"revoked-all":       "Every session of this user ended (%d).",
+	"password-reset":    "Password reset. The user was signed out everywhere (%d sessions).",
+	"deleted":           "User deleted and signed out everywhere (%d sessions).",
 }
 
 func notice(q url.Values) string {
@@ -141,7 +142,7 @@ func formPage(path string) string {
 // shows the others a 403 page.
 func (s *Server) adminPage(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !hasRole(session.FromContext(r.Context()), "admin") {
+		if !s.actor(r).Admin {
 			v, err := s.signedIn(r, "Not allowed", "")
 			if err != nil {
 				s.pageErr(w, r, err)
@@ -159,17 +160,18 @@ func (s *Server) adminPage(next http.HandlerFunc) http.HandlerFunc {
 // clientError).
 func (s *Server) pageErr(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.clientError(r, err)
-	s.errorPage(w, r, statusOf[e.Code], e)
+	s.errorPage(w, r, status(e.Code), e)
 }
 
 // errorPage shows e's message on the error page, with the navigation of
 // the signed-in user, if any.
-func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, e *Error) {
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, e *app.Error) {
 	v := view{Title: "Something went wrong", Error: e.Message}
 	if sess := session.FromContext(r.Context()); sess != nil {
 		v.User, _ = s.username(r.Context(), sess.UserID)
-		v.Admin = hasRole(sess, "admin")
+		v.Admin = s.actor(r).Admin
 	}
+	setRetryAfter(w.Header(), e.RetryAfter)
 	s.render(w, status, "error.html", v)
 }
 
@@ -177,39 +179,31 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, e
 // session.Config.WriteError): with an error page for a browser's
 // navigation or form post, else in JSON.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code, message string) {
-	if code == "store_unavailable" {
+	if code == string(app.CodeStoreUnavailable) {
 		s.metrics.storeErrors.Inc()
 	}
-	e := errorf(code, message)
-	if code == errCrossOrigin.Code {
+	e := app.Errorf(app.Code(code), "%s", message)
+	if e.Code == errCrossOrigin.Code {
 		e = errCrossOrigin
 	}
 	if wantsHTML(r) {
 		s.errorPage(w, r, status, e)
 	} else {
-		writeJSONError(w, status, e)
+		writeError(w, e)
 	}
 }
 
 // formError is the message a page shows for a failed form post, and its
 // status; ok is false for a backend failure, which pageErr answers.
-func formError(err error) (status int, msg string, ok bool) {
-	var limited *errRateLimited
-	if errors.As(err, &limited) {
-		return http.StatusTooManyRequests, "Too many attempts. Wait a minute and try again.", true
-	}
-	e := toError(err)
+func formError(err error) (status_ int, msg string, ok bool) {
+	e := app.ErrorOf(err)
 	if e == nil {
 		return 0, "", false
 	}
-	msg = e.Message
-	if msg != "" { // users.ErrInvalid messages start in lower case
-		msg = strings.ToUpper(msg[:1]) + msg[1:]
-		if !strings.HasSuffix(msg, ".") {
-			msg += "."
-		}
+	if e.Code == app.CodeRateLimited {
+		return status(e.Code), "Too many attempts. Wait a minute and try again.", true
 	}
-	return statusOf[e.Code], msg, true
+	return status(e.Code), e.Message, true
 }
 
 // loginData is the login page's data.
@@ -231,29 +225,22 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // a message that does not tell which usernames exist: a disabled account
 // is named only to someone who gave its password.
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := http.StatusUnauthorized, "Wrong username or password."
-	var limited *errRateLimited
-	switch {
-	case errors.As(err, &limited):
-		status, msg = http.StatusTooManyRequests, "Too many sign-in attempts. Wait a minute and try again."
-	case errors.Is(err, users.ErrDisabled):
-		status, msg = http.StatusForbidden, "This account is disabled. Contact your administrator."
-	case errors.Is(err, users.ErrBadCredentials):
-	case errors.Is(err, session.ErrCrossOrigin):
-		status, msg = http.StatusForbidden, "This sign-in form was sent from another site, so it was refused. Sign in here instead."
+	code, msg := http.StatusServiceUnavailable, "Sign-in is unavailable right now. Try again shortly."
+	switch e := app.ErrorOf(err); {
+	case e == nil:
+		s.log.Error("login failed", "err", err)
+	case e.Code == app.CodeRateLimited:
+		setRetryAfter(w.Header(), e.RetryAfter)
+		code, msg = status(e.Code), "Too many sign-in attempts. Wait a minute and try again."
+	case e.Code == app.CodeAccountDisabled:
+		code, msg = status(e.Code), "This account is disabled. Contact your administrator."
+	case e.Code == app.CodeCrossOrigin:
+		code, msg = status(e.Code), "This sign-in form was sent from another site, so it was refused. Sign in here instead."
 	default:
-		if e := toError(err); e != nil {
-			status, msg = statusOf[e.Code], e.Message
-		} else {
-			s.log.Error("login failed", "err", err)
-			status, msg = http.StatusServiceUnavailable, "Sign-in is unavailable right now. Try again shortly."
-		}
-	}
-	if limited != nil {
-		w.Header().Set("Retry-After", strconv.Itoa(int(limited.wait.Seconds())+1))
+		code, msg = status(e.Code), e.Message
 	}
 	d := loginData{RD: r.Form.Get("rd"), Username: r.PostForm.Get("username"), Remember: r.PostForm.Get("remember") != ""}
-	s.render(w, status, "login.html", view{Title: "Sign in", Error: msg, Data: d})
+	s.render(w, code, "login.html", view{Title: "Sign in", Error: msg, Data: d})
 }
 
 // stylesheet serves the embedded stylesheet.

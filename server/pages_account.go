@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -68,7 +69,7 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status in
 	v, err := s.signedIn(r, "Your account", "account")
 	var list []*session.Session
 	if err == nil {
-		list, err = s.sessions.List(r.Context(), session.FromContext(r.Context()).UserID)
+		list, err = s.app.MySessions(r.Context(), s.actor(r))
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
@@ -95,10 +96,10 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, r
 // parseForm reads a form post's body.
 func parseForm(r *http.Request) error {
 	if !isForm(r) {
-		return errorf("unsupported_media", "Send the form as application/x-www-form-urlencoded.")
+		return app.Errorf(app.CodeUnsupportedMedia, "Send the form as application/x-www-form-urlencoded.")
 	}
 	if err := r.ParseForm(); err != nil {
-		return errorf("bad_request", "The form could not be read.")
+		return app.Errorf(app.CodeBadRequest, "The form could not be read.")
 	}
 	return nil
 }
@@ -106,7 +107,7 @@ func parseForm(r *http.Request) error {
 // accountRevoke is POST /account/sessions/{id}/revoke: sign out one of
 // the user's sessions. Signing out this one ends at the login page.
 func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request) {
-	self, err := s.revokeOwn(w, r, r.PathValue("id"))
+	self, err := s.signOut(w, r, r.PathValue("id"))
 	switch {
 	case err != nil:
 		s.formFailed(w, r, err, func(status int, msg string) { s.renderAccount(w, r, status, msg) })
@@ -119,7 +120,7 @@ func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request) {
 
 // accountRevokeOthers is POST /account/sessions/revoke-others.
 func (s *Server) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
-	n, err := s.revokeOthers(r)
+	n, err := s.app.SignOutOthers(r.Context(), s.actor(r))
 	if err != nil {
 		s.pageErr(w, r, err)
 		return
@@ -141,10 +142,10 @@ func (s *Server) accountPassword(w http.ResponseWriter, r *http.Request) {
 		failed(http.StatusBadRequest, "The new password and its confirmation differ.")
 		return
 	}
-	ch, err := s.setOwnPassword(w, r, f.Get("current_password"), f.Get("new_password"))
+	_, _, n, err := s.setOwnPassword(w, r, f.Get("current_password"), f.Get("new_password"))
 	if err != nil {
 		s.formFailed(w, r, err, failed)
 		return
 	}
-	done(w, r, "/account", "password", ch.revoked)
+	done(w, r, "/account", "password", n)
 }

@@ -12,9 +12,10 @@ import (
 	"github.com/sessiond/sessiond/users"
 )
 
-// The admin console: role "admin" only (adminPage). Every action goes
-// through the same functions as the admin API (createUser, changeUser,
-// endAll, revokeAsAdmin, queryAudit), so both audit the same events.
+// The admin console: role "admin" only (adminPage). Every action is one
+// call to the app, as in the admin API, so both audit the same events.
+// Actions that end sessions or remove an account ask for confirmation
+// first (confirmed).
 
 // userRow is a user as the console lists them.
 type userRow struct {
@@ -38,7 +39,7 @@ func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int,
 	v, err := s.signedIn(r, "Users", "users")
 	var list []*users.User
 	if err == nil {
-		list, err = s.accounts.Directory().List(r.Context())
+		list, err = s.app.Users(r.Context(), s.actor(r))
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
@@ -61,7 +62,7 @@ func (s *Server) adminCreateUserForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Username, d.Role = r.PostForm.Get("username"), r.PostForm.Get("roles")
-	u, err := s.createUser(r, d.Username, r.PostForm.Get("password"), splitRoles(d.Role))
+	u, err := s.app.CreateUser(r.Context(), s.actor(r), d.Username, r.PostForm.Get("password"), splitRoles(d.Role))
 	if err != nil {
 		s.formFailed(w, r, err, failed)
 		return
@@ -98,14 +99,10 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request) {
 // renderUser shows the {user}'s page; roles, if not nil, refills the
 // roles field.
 func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, status int, errMsg string, roles *string) {
-	u, err := s.accounts.Lookup(r.Context(), r.PathValue("user"))
+	u, list, err := s.app.UserSessions(r.Context(), s.actor(r), r.PathValue("user"))
 	var v view
 	if err == nil {
 		v, err = s.signedIn(r, "User "+u.Username, "users")
-	}
-	var list []*session.Session
-	if err == nil {
-		list, err = s.sessions.List(r.Context(), u.ID)
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
@@ -124,117 +121,237 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, status int, 
 	s.render(w, status, "admin_user.html", v)
 }
 
-// adminUserChange answers POST /admin/users/{user}/roles, .../disable and
-// .../enable: change applied through changeUser, which ends the user's
-// sessions, then back to the user's page with the notice named done.
-func (s *Server) adminUserChange(event, notice string, change func(r *http.Request) func(*users.User) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		failed := func(status int, msg string) {
-			roles := r.PostForm.Get("roles")
-			s.renderUser(w, r, status, msg, &roles)
-		}
-		if err := parseForm(r); err != nil {
-			s.formFailed(w, r, err, failed)
-			return
-		}
-		u, n, err := s.changeUser(r, r.PathValue("user"), event, change(r))
-		if err != nil {
-			s.formFailed(w, r, err, failed)
-			return
-		}
-		done(w, r, userPage(u), notice, n)
+// userForm reads the form posted from the {user}'s page. It answers
+// failures itself, with the user's page again, and returns ok false then.
+func (s *Server) userForm(w http.ResponseWriter, r *http.Request) bool {
+	if err := parseForm(r); err != nil {
+		s.formFailed(w, r, err, s.userFailed(w, r))
+		return false
+	}
+	return true
+}
+
+// userFailed shows the {user}'s page again after a failed form post,
+// with the roles field as posted.
+func (s *Server) userFailed(w http.ResponseWriter, r *http.Request) func(status int, msg string) {
+	return func(status int, msg string) {
+		roles := r.PostForm.Get("roles")
+		s.renderUser(w, r, status, msg, &roles)
 	}
 }
 
-func (s *Server) adminSetRolesForm() http.HandlerFunc {
-	return s.adminUserChange("roles.changed", "roles", func(r *http.Request) func(*users.User) error {
-		return s.setRoles(r, splitRoles(r.PostForm.Get("roles")))
-	})
-}
-
-func (s *Server) adminDisableForm() http.HandlerFunc {
-	return s.adminUserChange("user.disabled", "disabled", func(r *http.Request) func(*users.User) error { return s.setDisabled(r, true) })
-}
-
-func (s *Server) adminEnableForm() http.HandlerFunc {
-	return s.adminUserChange("user.enabled", "enabled", func(r *http.Request) func(*users.User) error { return s.setDisabled(r, false) })
-}
-
-// adminRevokeUserForm is POST /admin/users/{user}/revoke: end every
-// session of the user.
-func (s *Server) adminRevokeUserForm(w http.ResponseWriter, r *http.Request) {
-	u, err := s.accounts.Lookup(r.Context(), r.PathValue("user"))
-	var n int
-	if err == nil {
-		n, err = s.endAll(r, u, "revoked by an admin")
-	}
+// changed answers an admin change of the {user} from their page: back to
+// the page with the notice named notice, or the page with the error.
+func (s *Server) changed(w http.ResponseWriter, r *http.Request, notice string, u *users.User, n int, err error) {
 	if err != nil {
-		s.pageErr(w, r, err)
+		s.formFailed(w, r, err, s.userFailed(w, r))
 		return
 	}
-	done(w, r, userPage(u), "revoked-all", n)
+	done(w, r, userPage(u), notice, n)
+}
+
+// confirmation is what the confirmation page asks.
+type confirmation struct {
+	Question, Consequence, Button string
+	// Action is where the confirmed form posts; Back is where Cancel goes.
+	Action, Back string
+}
+
+// confirmed reports whether r's form says confirm=yes. If not, it shows
+// the confirmation page c, whose button posts the same action again with
+// confirm=yes, and returns false.
+func (s *Server) confirmed(w http.ResponseWriter, r *http.Request, c confirmation) bool {
+	if r.PostForm.Get("confirm") == "yes" {
+		return true
+	}
+	v, err := s.signedIn(r, c.Question, "users")
+	if err != nil {
+		s.pageErr(w, r, err)
+		return false
+	}
+	c.Action = r.URL.Path
+	v.Data = c
+	s.render(w, http.StatusOK, "confirm.html", v)
+	return false
+}
+
+// target returns the {user} of a form post from their page, for its
+// confirmation; on failure it answers with the page again.
+func (s *Server) target(w http.ResponseWriter, r *http.Request) (*users.User, bool) {
+	u, err := s.app.User(r.Context(), s.actor(r), r.PathValue("user"))
+	if err != nil {
+		s.formFailed(w, r, err, s.userFailed(w, r))
+		return nil, false
+	}
+	return u, true
+}
+
+// adminSetRolesForm is POST /admin/users/{user}/roles: the user's sessions
+// end, so the new roles apply from their next sign-in.
+func (s *Server) adminSetRolesForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	u, n, err := s.app.SetRoles(r.Context(), s.actor(r), r.PathValue("user"), splitRoles(r.PostForm.Get("roles")))
+	s.changed(w, r, "roles", u, n, err)
+}
+
+// adminDisableForm is POST /admin/users/{user}/disable, once confirmed.
+func (s *Server) adminDisableForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	u, ok := s.target(w, r)
+	if !ok || !s.confirmed(w, r, confirmation{
+		Question:    "Disable " + u.Username + "?",
+		Consequence: u.Username + " is signed out everywhere and cannot sign in until the account is enabled again.",
+		Button:      "Disable " + u.Username, Back: userPage(u),
+	}) {
+		return
+	}
+	u, n, err := s.app.SetDisabled(r.Context(), s.actor(r), r.PathValue("user"), true)
+	s.changed(w, r, "disabled", u, n, err)
+}
+
+// adminEnableForm is POST /admin/users/{user}/enable.
+func (s *Server) adminEnableForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	u, n, err := s.app.SetDisabled(r.Context(), s.actor(r), r.PathValue("user"), false)
+	s.changed(w, r, "enabled", u, n, err)
+}
+
+// adminResetPasswordForm is POST /admin/users/{user}/password: password
+// and confirm_password, typed twice, which is its confirmation. The
+// user's sessions end.
+func (s *Server) adminResetPasswordForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	f := r.PostForm
+	if f.Get("password") != f.Get("confirm_password") {
+		s.userFailed(w, r)(http.StatusBadRequest, "The new password and its confirmation differ.")
+		return
+	}
+	u, n, err := s.app.ResetPassword(r.Context(), s.actor(r), r.PathValue("user"), f.Get("password"))
+	s.changed(w, r, "password-reset", u, n, err)
+}
+
+// adminDeleteUserForm is POST /admin/users/{user}/delete, once confirmed:
+// back to the users page.
+func (s *Server) adminDeleteUserForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	u, ok := s.target(w, r)
+	if !ok || !s.confirmed(w, r, confirmation{
+		Question:    "Delete " + u.Username + "?",
+		Consequence: u.Username + " is signed out everywhere and the account is removed for good. The audit log keeps its history.",
+		Button:      "Delete " + u.Username, Back: userPage(u),
+	}) {
+		return
+	}
+	_, n, err := s.app.DeleteUser(r.Context(), s.actor(r), r.PathValue("user"))
+	if err != nil {
+		s.formFailed(w, r, err, s.userFailed(w, r))
+		return
+	}
+	done(w, r, "/admin", "deleted", n)
+}
+
+// adminRevokeUserForm is POST /admin/users/{user}/revoke, once confirmed:
+// end every session of the user.
+func (s *Server) adminRevokeUserForm(w http.ResponseWriter, r *http.Request) {
+	if !s.userForm(w, r) {
+		return
+	}
+	u, ok := s.target(w, r)
+	if !ok || !s.confirmed(w, r, confirmation{
+		Question:    "End every session of " + u.Username + "?",
+		Consequence: u.Username + " is signed out on every device and has to sign in again.",
+		Button:      "End all sessions", Back: userPage(u),
+	}) {
+		return
+	}
+	u, n, err := s.app.RevokeUserSessions(r.Context(), s.actor(r), r.PathValue("user"))
+	s.changed(w, r, "revoked-all", u, n, err)
 }
 
 // adminRevokeSessionForm is POST /admin/users/{user}/sessions/{id}/revoke:
 // end one session of the user.
 func (s *Server) adminRevokeSessionForm(w http.ResponseWriter, r *http.Request) {
-	u, err := s.accounts.Lookup(r.Context(), r.PathValue("user"))
-	var target *session.Session
-	if err == nil {
-		target, err = s.sessions.Get(r.Context(), r.PathValue("id"))
-	}
-	if err == nil && target.UserID != u.ID {
-		err = session.ErrNotFound
-	}
-	if err == nil {
-		err = s.revokeAsAdmin(r, target.ID)
-	}
-	if err != nil {
-		s.formFailed(w, r, err, func(status int, msg string) { s.renderUser(w, r, status, msg, nil) })
+	u, ok := s.target(w, r)
+	if !ok {
 		return
 	}
-	done(w, r, userPage(u), "revoked", 1)
+	err := s.app.RevokeSession(r.Context(), s.actor(r), u.ID, r.PathValue("id"))
+	s.changed(w, r, "revoked", u, 1, err)
 }
 
 // auditPageSize is how many events the audit page shows at once.
 const auditPageSize = 50
 
-// eventTypes are the audit page's event filter choices, in order; a
-// value ending in "." selects a family.
-var eventTypes = []struct{ Value, Label string }{
-	{"", "All events"},
-	{"login.", "Sign-ins (all)"},
-	{"login.succeeded", "Signed in"},
-	{"login.failed", "Sign-in failed"},
-	{"session.", "Sessions (all)"},
-	{"session.created", "Session created"},
-	{"session.rotated", "Session token renewed"},
-	{"session.revoked", "Session ended"},
-	{"session.expired", "Session expired"},
-	{"session.theft_suspected", "Stolen token suspected"},
-	{"password.changed", "Password changed"},
-	{"user.", "Accounts (all)"},
-	{"user.created", "User created"},
-	{"user.disabled", "User disabled"},
-	{"user.enabled", "User enabled"},
-	{"roles.changed", "Roles changed"},
+// eventLabels names every event type on the audit page: the session
+// events and the account events (audit.AccountTypes).
+var eventLabels = map[string]string{
+	string(session.EventCreated):        "Session created",
+	string(session.EventRotated):        "Session token renewed",
+	string(session.EventRevoked):        "Session ended",
+	string(session.EventExpired):        "Session expired",
+	string(session.EventTheftSuspected): "Stolen token suspected",
+	string(session.EventInvalid):        "Unreadable session",
+	audit.LoginSucceeded:                "Signed in",
+	audit.LoginFailed:                   "Sign-in failed",
+	audit.PasswordChanged:               "Password changed",
+	audit.PasswordReset:                 "Password reset",
+	audit.RolesChanged:                  "Roles changed",
+	audit.UserCreated:                   "User created",
+	audit.UserDisabled:                  "User disabled",
+	audit.UserEnabled:                   "User enabled",
+	audit.UserDeleted:                   "User deleted",
 }
+
+// sessionTypes are the session events the audit page filters by, in order.
+var sessionTypes = []session.EventType{session.EventCreated, session.EventRotated, session.EventRevoked, session.EventExpired, session.EventTheftSuspected, session.EventInvalid}
+
+// eventFilter is one choice of the audit page's event filter; a Value
+// ending in "." selects a family.
+type eventFilter struct{ Value, Label string }
+
+// eventFilters are the audit page's event filter choices: every type,
+// grouped in families.
+var eventFilters = func() []eventFilter {
+	f := []eventFilter{{"", "All events"}, {"login.", "Sign-ins (all)"}}
+	add := func(types ...string) {
+		for _, t := range types {
+			f = append(f, eventFilter{t, eventLabels[t]})
+		}
+	}
+	add(audit.LoginSucceeded, audit.LoginFailed)
+	f = append(f, eventFilter{"session.", "Sessions (all)"})
+	for _, t := range sessionTypes {
+		add(string(t))
+	}
+	add(audit.PasswordChanged, audit.PasswordReset, audit.RolesChanged)
+	f = append(f, eventFilter{"user.", "Accounts (all)"})
+	add(audit.UserCreated, audit.UserDisabled, audit.UserEnabled, audit.UserDeleted)
+	return f
+}()
 
 // eventLabel is the audit page's name for an event type.
 func eventLabel(typ string) string {
-	for _, t := range eventTypes {
-		if t.Value == typ && !strings.HasSuffix(typ, ".") {
-			return t.Label
-		}
+	if l, ok := eventLabels[typ]; ok {
+		return l
 	}
 	return typ
 }
 
 // loginFailures words the reasons of login.failed events.
 var loginFailures = map[string]string{
-	"bad_credentials": "wrong username or password",
-	"disabled":        "account disabled",
-	"busy":            "server busy",
+	audit.ReasonBadCredentials: "wrong username or password",
+	audit.ReasonDisabled:       "account disabled",
+	audit.ReasonBusy:           "server busy",
 }
 
 // eventRow is an audit event as the audit page shows it.
@@ -246,7 +363,7 @@ type eventRow struct {
 // auditData is the audit page's data.
 type auditData struct {
 	User, Type string // the filters
-	Types      []struct{ Value, Label string }
+	Types      []eventFilter
 	Events     []eventRow
 	Older      string // the link to older events, "" if none
 }
@@ -260,10 +377,13 @@ func (s *Server) adminAuditPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	d := auditData{User: q.Get("user"), Type: q.Get("type"), Types: eventTypes}
+	d := auditData{User: q.Get("user"), Type: q.Get("type"), Types: eventFilters}
 	v.Data = &d
-	sel := url.Values{"user": {d.User}, "type": {d.Type}, "before": {q.Get("before")}, "limit": {strconv.Itoa(auditPageSize)}}
-	events, err := s.queryAudit(r, sel)
+	aq, err := auditQuery(r, auditPageSize)
+	var events []audit.Event
+	if err == nil {
+		events, err = s.app.Audit(r.Context(), s.actor(r), aq)
+	}
 	if err != nil {
 		s.formFailed(w, r, err, func(status int, msg string) {
 			v.Error = msg
@@ -282,7 +402,7 @@ func (s *Server) adminAuditPage(w http.ResponseWriter, r *http.Request) {
 			actors[e.Actor] = name
 		}
 		row := eventRow{Event: e, Label: eventLabel(e.Type), Actor: name}
-		if r, ok := loginFailures[e.Reason]; ok && e.Type == "login.failed" {
+		if r, ok := loginFailures[e.Reason]; ok && e.Type == audit.LoginFailed {
 			row.Reason = r
 		}
 		if e.UserAgent != "" {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/memstore"
@@ -26,9 +27,10 @@ import (
 // pageServer is a Server on httptest with an admin ("root") and a user
 // ("ivy"), with cheap password hashing.
 type pageServer struct {
-	t   *testing.T
-	url string
-	srv *Server
+	t     *testing.T
+	url   string
+	srv   *Server
+	audit audit.Log
 }
 
 func newPageServer(t *testing.T, cfg Config) *pageServer {
@@ -54,7 +56,7 @@ func newPageServer(t *testing.T, cfg Config) *pageServer {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &pageServer{t: t, url: hs.URL, srv: srv}
+	return &pageServer{t: t, url: hs.URL, srv: srv, audit: dir}
 }
 
 var client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -172,10 +174,10 @@ func TestPageFormsRefuseCrossOrigin(t *testing.T) {
 			t.Errorf("a cross-origin form post ended %s session", name)
 		}
 	}
-	if _, err := ps.srv.accounts.Lookup(t.Context(), "mallory"); err == nil {
+	if _, err := ps.srv.app.Accounts().Lookup(t.Context(), "mallory"); err == nil {
 		t.Error("a cross-origin form post created a user")
 	}
-	if u, _ := ps.srv.accounts.Lookup(t.Context(), "ivy"); u.Disabled || len(u.Roles) != 0 {
+	if u, _ := ps.srv.app.Accounts().Lookup(t.Context(), "ivy"); u.Disabled || len(u.Roles) != 0 {
 		t.Errorf("a cross-origin form post changed ivy: %+v", u)
 	}
 	if ps.login("root") == "" { // the password is unchanged
@@ -219,10 +221,10 @@ func TestAdminPagesNeedTheRole(t *testing.T) {
 			t.Errorf("%s %s as a user: %d %s, want the 403 page", r.method, r.path, res.StatusCode, res.Header.Get("Content-Type"))
 		}
 	}
-	if u, _ := ps.srv.accounts.Lookup(t.Context(), "ivy"); len(u.Roles) != 0 {
+	if u, _ := ps.srv.app.Accounts().Lookup(t.Context(), "ivy"); len(u.Roles) != 0 {
 		t.Errorf("ivy gave herself roles %v", u.Roles)
 	}
-	if _, err := ps.srv.accounts.Lookup(t.Context(), "mallory"); err == nil {
+	if _, err := ps.srv.app.Accounts().Lookup(t.Context(), "mallory"); err == nil {
 		t.Error("a user without role admin created a user")
 	}
 }
@@ -264,7 +266,7 @@ func TestPagesHeaders(t *testing.T) {
 // TestLoginPageMessages: the login form's answers, in words that do not
 // tell which usernames exist.
 func TestLoginPageMessages(t *testing.T) {
-	ps := newPageServer(t, Config{LoginAccountBurst: 3, LoginAccountInterval: time.Hour})
+	ps := newPageServer(t, Config{Throttle: app.ThrottleConfig{Pair: app.Backoff{Free: 3, Base: time.Hour, Max: time.Hour}}})
 	post := func(user, pw string) (*http.Response, string) {
 		return ps.do("POST", "/login", "", url.Values{"username": {user}, "password": {pw}, "rd": {"/admin"}}, nil)
 	}
@@ -286,11 +288,11 @@ func TestLoginPageMessages(t *testing.T) {
 		t.Errorf("login over the per-account limit: %d Retry-After %q", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	// Disabled: only with the right password.
-	ivy, _ := ps.srv.accounts.Lookup(t.Context(), "ivy")
-	ps.srv.accounts.SetDisabled(t.Context(), ivy, true)
-	ps.srv.accounts.Add(t.Context(), "jo", "jo-password", nil)
-	jo, _ := ps.srv.accounts.Lookup(t.Context(), "jo")
-	ps.srv.accounts.SetDisabled(t.Context(), jo, true)
+	ivy, _ := ps.srv.app.Accounts().Lookup(t.Context(), "ivy")
+	ps.srv.app.Accounts().SetDisabled(t.Context(), ivy, true)
+	ps.srv.app.Accounts().Add(t.Context(), "jo", "jo-password", nil)
+	jo, _ := ps.srv.app.Accounts().Lookup(t.Context(), "jo")
+	ps.srv.app.Accounts().SetDisabled(t.Context(), jo, true)
 	if res, body := post("jo", "guess"); res.StatusCode != 401 || strings.Contains(body, "disabled") {
 		t.Errorf("a wrong password for a disabled account: %d, and the page tells it is disabled: %v", res.StatusCode, strings.Contains(body, "disabled"))
 	}
@@ -388,9 +390,11 @@ func TestSessionRows(t *testing.T) {
 func TestAuditPagePaging(t *testing.T) {
 	ps := newPageServer(t, Config{})
 	admin := ps.login("root")
-	ivy, _ := ps.srv.accounts.Lookup(t.Context(), "ivy")
+	ivy, _ := ps.srv.app.Accounts().Lookup(t.Context(), "ivy")
 	for i := range auditPageSize + 5 {
-		ps.srv.Record(t.Context(), audit.Event{Type: "user.enabled", UserID: ivy.ID, Username: ivy.Username, Reason: fmt.Sprintf("r%03d", i)})
+		if err := ps.audit.Append(t.Context(), &audit.Event{Time: time.Now(), Type: audit.UserEnabled, UserID: ivy.ID, Username: ivy.Username, Reason: fmt.Sprintf("r%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	res, body := ps.do("GET", "/admin/audit?user=ivy&type=user.", admin, nil, nil)
 	rows := strings.Count(body, "<tr>") - 1 // the header row

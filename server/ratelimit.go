@@ -7,8 +7,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiter is a set of token buckets, one per key (a client IP, a
-// username). It holds at most maxKeys buckets; when full it forgets the
+// limiter is a set of token buckets, one per key (a client network). It holds at most maxKeys buckets; when full it forgets the
 // ones that have refilled, which are the same as new ones. Limits are per
 // instance: behind a load balancer each instance counts its own share.
 type limiter struct {
@@ -25,9 +24,9 @@ func newLimiter(interval time.Duration, burst int) *limiter {
 	return &limiter{every: rate.Every(interval), burst: burst, buckets: map[string]*rate.Limiter{}, maxKeys: 100_000}
 }
 
-// allow takes one token for key. If none is left it returns false and how
-// long until one is.
-func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+// allowN takes n tokens for key. If fewer are left it takes none and
+// returns false and how long until there are.
+func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
@@ -38,7 +37,7 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		b = rate.NewLimiter(l.every, l.burst)
 		l.buckets[key] = b
 	}
-	r := b.ReserveN(now, 1)
+	r := b.ReserveN(now, min(n, l.burst))
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, d

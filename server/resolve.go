@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -70,28 +70,17 @@ func identityFrom(ctx context.Context) *identity {
 	return id
 }
 
-// errRateLimited carries how long a client must wait.
-type errRateLimited struct {
-	limit string
-	wait  time.Duration
-}
-
-func (e *errRateLimited) Error() string { return "rate limited: " + e.limit }
-
-var errUnauthenticated = errorf("unauthenticated", "Sign in to continue.")
-
 // identify validates the token r carries. It returns errUnauthenticated
-// without a valid one, *errRateLimited when the client has sent too many
-// invalid tokens, and another error if the store fails.
+// without a valid one, a rate-limit *app.Error when the client has
+// presented too many invalid credentials, and another error if the store
+// fails.
 func (s *Server) identify(r *http.Request) (identity, error) {
 	ctx := withStoreDeadline(r.Context(), time.Now().Add(s.cfg.StoreTimeout))
 	defer ctx.stop()
 	sess, err := s.sessions.LoadContext(ctx, r)
 	if errors.Is(err, session.ErrNotFound) {
-		if s.presentsCredential(r) {
-			if ok, wait := s.invalidToken.allow(s.clientIP(r), s.cfg.Now()); !ok {
-				return identity{}, &errRateLimited{"invalid_token", wait}
-			}
+		if err := s.countInvalid(r); err != nil {
+			return identity{}, err
 		}
 		return identity{}, errUnauthenticated
 	}
@@ -105,14 +94,31 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 	return identity{session: sess, username: name}, nil
 }
 
-// presentsCredential reports whether r carries something meant as a
-// session token, well-formed or not.
-func (s *Server) presentsCredential(r *http.Request) bool {
-	if r.Header.Get("Authorization") != "" {
-		return true
+// countInvalid counts the credentials r presents, none of which is valid,
+// against the client's invalid-token limit, and returns the rate-limit
+// error once the client is over it.
+func (s *Server) countInvalid(r *http.Request) error {
+	n := s.presentedCredentials(r)
+	if n == 0 {
+		return nil
 	}
-	_, err := r.Cookie(s.sessions.Config().Cookie.Name)
-	return err == nil
+	if ok, wait := s.invalidToken.allowN(app.ClientNetwork(s.clientIP(r)), n, s.cfg.Now()); !ok {
+		return &app.Error{Code: app.CodeRateLimited, Message: "Too many requests with invalid credentials; slow down.", RetryAfter: wait}
+	}
+	return nil
+}
+
+// presentedCredentials counts what r carries that is meant as a session
+// token, well-formed or not.
+func (s *Server) presentedCredentials(r *http.Request) int {
+	n := 0
+	if r.Header.Get("Authorization") != "" {
+		n++
+	}
+	if _, err := r.Cookie(s.sessions.Config().Cookie.Name); err == nil {
+		n++
+	}
+	return n
 }
 
 // username returns the username of user id, from a cache: usernames
@@ -121,7 +127,7 @@ func (s *Server) username(ctx context.Context, id string) (string, error) {
 	if name, ok := s.usernames.get(id); ok {
 		return name, nil
 	}
-	u, err := s.accounts.Directory().ByID(ctx, id)
+	u, err := s.app.Accounts().Directory().ByID(ctx, id)
 	if err != nil {
 		return "", err
 	}
@@ -188,13 +194,12 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 // login page: a Location header, or with redirect a 302.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) {
 	setBodyHeaders(w.Header())
-	var limited *errRateLimited
+	var limited *app.Error
 	switch {
-	case errors.As(err, &limited):
+	case errors.As(err, &limited) && limited.Code == app.CodeRateLimited:
 		s.metrics.resolves.WithLabelValues("rate_limited").Inc()
-		s.metrics.rateLimited.WithLabelValues(limited.limit).Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(limited.wait.Seconds())+1))
-		writeJSONError(w, http.StatusTooManyRequests, errorf("rate_limited", "Too many requests with invalid credentials; slow down."))
+		s.metrics.rateLimited.WithLabelValues("invalid_token").Inc()
+		writeError(w, limited)
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
 		if wantsHTML(r) {
@@ -206,7 +211,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 				return
 			}
 		}
-		writeJSONError(w, http.StatusUnauthorized, errUnauthenticated)
+		writeError(w, errUnauthenticated)
 	case r.Context().Err() != nil:
 		s.metrics.resolves.WithLabelValues("canceled").Inc()
 		s.writeErr(w, r, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
@@ -39,16 +40,13 @@ type Config struct {
 	// this one app: every path sessiond does not serve itself goes there,
 	// for signed-in users only, with identity headers set.
 	Upstream *url.URL
-	// LoginIPInterval and LoginIPBurst limit login attempts per client IP:
-	// Burst at once, then one per Interval. Defaults 3s and 20.
-	LoginIPInterval time.Duration
-	LoginIPBurst    int
-	// LoginAccountInterval and LoginAccountBurst limit login attempts per
-	// username. Defaults 10s and 10.
-	LoginAccountInterval time.Duration
-	LoginAccountBurst    int
-	// InvalidTokenInterval and InvalidTokenBurst limit requests with
-	// unknown or malformed tokens per client IP. Defaults 100ms and 100.
+	// Throttle slows down password guessing (sign-in and the current
+	// password of a password change); zero fields take
+	// app.DefaultThrottle's.
+	Throttle app.ThrottleConfig
+	// InvalidTokenInterval and InvalidTokenBurst limit the invalid
+	// credentials (unknown or malformed tokens) a client IP may present:
+	// Burst at once, then one per Interval. Defaults 100ms and 100.
 	InvalidTokenInterval time.Duration
 	InvalidTokenBurst    int
 	// StoreTimeout bounds how long authenticating a request (resolve, the
@@ -62,17 +60,12 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration, n *int, nv int) {
-		if *d == 0 {
-			*d = v
-		}
-		if *n == 0 {
-			*n = nv
-		}
+	if c.InvalidTokenInterval == 0 {
+		c.InvalidTokenInterval = 100 * time.Millisecond
 	}
-	def(&c.LoginIPInterval, 3*time.Second, &c.LoginIPBurst, 20)
-	def(&c.LoginAccountInterval, 10*time.Second, &c.LoginAccountBurst, 10)
-	def(&c.InvalidTokenInterval, 100*time.Millisecond, &c.InvalidTokenBurst, 100)
+	if c.InvalidTokenBurst == 0 {
+		c.InvalidTokenBurst = 100
+	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = 2 * time.Second
 	}
@@ -82,17 +75,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Server is the sessiond HTTP service.
+// Server is the sessiond HTTP service: the transport over an app.App.
 type Server struct {
 	cfg      Config
+	app      *app.App
 	sessions *session.Manager
-	accounts *users.Accounts
-	audit    audit.Log
 	log      *slog.Logger
 	metrics  *metrics
 	handler  http.Handler
 
-	loginIP, loginAccount, invalidToken *limiter
+	invalidToken *limiter
 
 	// usernames caches user ID → username for the resolve path. Usernames
 	// never change, so the cache is never stale.
@@ -123,31 +115,31 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg:          cfg,
-		accounts:     d.Accounts,
-		audit:        d.Audit,
 		log:          log,
 		metrics:      newMetrics(),
-		loginIP:      newLimiter(cfg.LoginIPInterval, cfg.LoginIPBurst),
-		loginAccount: newLimiter(cfg.LoginAccountInterval, cfg.LoginAccountBurst),
 		invalidToken: newLimiter(cfg.InvalidTokenInterval, cfg.InvalidTokenBurst),
 		usernames:    newNameCache(maxUsernames),
 	}
 	sc := d.Session
-	sc.Events = session.EventFunc(s.recordSessionEvent)
-	sc.Logger = log
+	sc.Events = session.EventFunc(func(_ context.Context, e session.Event) {
+		s.metrics.sessionEvents.WithLabelValues(strings.TrimPrefix(string(e.Type), "session.")).Inc()
+	})
 	sc.ClientIP = s.clientIP
 	sc.WriteError = s.refuse
 	if sc.Now == nil {
 		sc.Now = cfg.Now
 	}
-	m, err := session.New(d.Store, sc)
+	a, err := app.New(app.Deps{Store: d.Store, Session: sc, Accounts: d.Accounts, Audit: d.Audit, Logger: log, Throttle: cfg.Throttle, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	s.sessions = m
+	s.app, s.sessions = a, a.Sessions()
 	s.handler = s.routes()
 	return s, nil
 }
+
+// App returns the application layer the Server is the transport of.
+func (s *Server) App() *app.App { return s.app }
 
 // Sessions returns the server's session Manager.
 func (s *Server) Sessions() *session.Manager { return s.sessions }
@@ -183,6 +175,8 @@ func (s *Server) routes() http.Handler {
 	admin("PUT /api/v1/admin/users/{user}/roles", s.adminSetRoles)
 	admin("POST /api/v1/admin/users/{user}/disable", s.adminDisable)
 	admin("POST /api/v1/admin/users/{user}/enable", s.adminEnable)
+	admin("POST /api/v1/admin/users/{user}/password", s.adminResetPassword)
+	admin("DELETE /api/v1/admin/users/{user}", s.adminDeleteUser)
 	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
 	admin("GET /api/v1/admin/audit", s.adminAudit)
 
@@ -199,14 +193,18 @@ func (s *Server) routes() http.Handler {
 	console("GET /admin", s.adminUsersPage)
 	console("POST /admin/users", s.adminCreateUserForm)
 	console("GET /admin/users/{user}", s.adminUserPage)
-	console("POST /admin/users/{user}/roles", s.adminSetRolesForm())
-	console("POST /admin/users/{user}/disable", s.adminDisableForm())
-	console("POST /admin/users/{user}/enable", s.adminEnableForm())
+	console("POST /admin/users/{user}/roles", s.adminSetRolesForm)
+	console("POST /admin/users/{user}/disable", s.adminDisableForm)
+	console("POST /admin/users/{user}/enable", s.adminEnableForm)
+	console("POST /admin/users/{user}/password", s.adminResetPasswordForm)
+	console("POST /admin/users/{user}/delete", s.adminDeleteUserForm)
 	console("POST /admin/users/{user}/revoke", s.adminRevokeUserForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
 
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 
@@ -281,9 +279,9 @@ func (s *Server) jsonFallback(mux *http.ServeMux) http.Handler {
 		}
 		switch probe.status {
 		case http.StatusMethodNotAllowed:
-			writeJSONError(w, probe.status, errorf("method_not_allowed", "Method not allowed here."))
+			writeError(w, app.Errorf(app.CodeMethodNotAllowed, "Method not allowed here."))
 		case http.StatusNotFound:
-			writeJSONError(w, probe.status, errorf("not_found", "No such endpoint."))
+			writeError(w, app.Errorf(app.CodeNotFound, "No such endpoint."))
 		default: // a redirect the mux makes (e.g. path cleaning)
 			for k, v := range probe.header {
 				w.Header()[k] = v
@@ -347,15 +345,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	_, err := s.sessions.Get(ctx, "readiness-probe")
 	if errors.Is(err, session.ErrNotFound) {
-		_, err = s.accounts.Directory().Count(ctx)
+		_, err = s.app.Accounts().Directory().Count(ctx)
 	}
 	if err != nil {
 		s.metrics.storeErrors.Inc()
 		s.log.WarnContext(ctx, "not ready", "err", err)
-		writeJSONError(w, http.StatusServiceUnavailable, errorf("store_unavailable", "A store is unreachable."))
+		writeError(w, app.Errorf(app.CodeStoreUnavailable, "A store is unreachable."))
 		return
 	}
-	writeJSON(w, 200, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // proxy is the authenticating reverse proxy in front of Config.Upstream.
@@ -375,7 +373,7 @@ func (s *Server) proxy() http.Handler {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.WarnContext(r.Context(), "upstream failed", "err", err)
-			writeJSONError(w, http.StatusBadGateway, errorf("upstream_unavailable", "The application is unavailable."))
+			writeError(w, app.Errorf(app.CodeUpstreamUnavailable, "The application is unavailable."))
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

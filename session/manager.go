@@ -45,6 +45,14 @@ type Login struct {
 	Remember bool
 	// Client describes where the login came from.
 	Client Client
+	// Confirm, if not nil, is called once the session is stored and before
+	// it is handed out. If it fails, the session is deleted and Create
+	// returns its error. Use it to check, after the session exists, that
+	// the account did not change while the login was checking it (a
+	// disable, a role or password change): a change made before Confirm
+	// reads the account is seen by it, and one made after it ends the
+	// user's sessions, this one included, so no session outlives it.
+	Confirm func(ctx context.Context, s *Session) error
 }
 
 // Client describes the client making a request, for the session's device
@@ -104,6 +112,17 @@ func (m *Manager) Create(ctx context.Context, l Login) (*Session, string, error)
 	}
 	for _, id := range evicted {
 		m.emit(ctx, Event{Type: EventRevoked, SessionID: id, UserID: l.UserID, Actor: ActorSystem, Reason: ReasonLimit})
+	}
+	if l.Confirm != nil {
+		if err := l.Confirm(ctx, s); err != nil {
+			// The token never leaves Create, so a session whose
+			// delete fails here is one nobody can present.
+			if derr := m.store.Delete(ctx, s.ID); derr != nil && !errors.Is(derr, ErrNotFound) {
+				m.storeFailed(ctx, "delete", derr, "session_id", s.ID)
+				return nil, "", errors.Join(err, derr)
+			}
+			return nil, "", err
+		}
 	}
 	m.emit(ctx, Event{Type: EventCreated, SessionID: s.ID, UserID: s.UserID, Actor: s.UserID, IP: l.Client.IP, UserAgent: l.Client.UserAgent})
 	return s, token, nil

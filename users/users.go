@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -225,12 +226,29 @@ func (a *Accounts) acquire(ctx context.Context) (func(), error) {
 
 var usernameRE = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
-// ValidateUsername reports whether name is an acceptable username.
+// ValidateUsername reports whether name is an acceptable username: 1 to 64
+// letters, digits or ._@-, and not shaped like a user ID (see IsUserID), so
+// that no username can be read as another user's ID.
 func ValidateUsername(name string) error {
 	if !usernameRE.MatchString(name) {
 		return fmt.Errorf("%w: username must be 1 to 64 letters, digits or . _ @ -", ErrInvalid)
 	}
+	if IsUserID(name) {
+		return fmt.Errorf("%w: username must not have the form of a user ID (u_ and 16 characters)", ErrInvalid)
+	}
 	return nil
+}
+
+// userIDLen is the length of a user ID: "u_" and 16 base64url characters.
+const userIDLen = 2 + 16
+
+// IsUserID reports whether ref has the form of a user ID.
+func IsUserID(ref string) bool {
+	if len(ref) != userIDLen || !strings.HasPrefix(ref, "u_") {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(ref[2:])
+	return err == nil
 }
 
 // ValidatePassword reports whether password is acceptable as a new
@@ -314,13 +332,14 @@ func (a *Accounts) save(ctx context.Context, u *User) error {
 	return a.dir.Update(ctx, u)
 }
 
-// Lookup returns the user whose ID or, failing that, username is ref.
+// Lookup returns the user ref names: by ID if ref has the form of one
+// (IsUserID), else by username. A username never has that form, so ref
+// is never read as both.
 func (a *Accounts) Lookup(ctx context.Context, ref string) (*User, error) {
-	u, err := a.dir.ByID(ctx, ref)
-	if errors.Is(err, ErrNotFound) {
-		return a.dir.ByUsername(ctx, ref)
+	if IsUserID(ref) {
+		return a.dir.ByID(ctx, ref)
 	}
-	return u, err
+	return a.dir.ByUsername(ctx, ref)
 }
 
 func newUserID() string {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,15 +12,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/users"
 )
 
-// actorCLI names the command line as the actor in audit events.
-const actorCLI = "cli"
-
 // admin runs "sessiond users ..." and "sessiond sessions ...", against the
-// same stores a running server uses.
+// same stores a running server uses, through the application layer with
+// the command line as the actor.
 func admin(ctx context.Context, group string, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var roles, user string
 	o, pos, err := parseOptions("sessiond "+group, args, getenv, stderr, func(fs *flag.FlagSet) {
@@ -32,12 +31,12 @@ func admin(ctx context.Context, group string, args []string, getenv func(string)
 	if len(pos) == 0 {
 		return fmt.Errorf("%s: which subcommand? (see sessiond help)", group)
 	}
-	a, err := open(o, stderr)
+	st, err := open(o, stderr)
 	if err != nil {
 		return err
 	}
-	defer a.close()
-	c := &cli{app: a, ctx: ctx, stdout: stdout}
+	defer st.close()
+	c := &cli{app: st.app, ctx: ctx, stdout: stdout}
 	sub, pos := group+" "+pos[0], pos[1:]
 	need := func(n int, what string) error {
 		if len(pos) != n {
@@ -60,13 +59,17 @@ func admin(ctx context.Context, group string, args []string, getenv func(string)
 		if err := need(2, "a username and a comma-separated list of roles (\"\" for none)"); err != nil {
 			return err
 		}
-		return c.change(pos[0], "roles.changed", func(u *users.User) error { return a.accounts.SetRoles(ctx, u, splitList(pos[1])) })
+		return c.changed(c.app.SetRoles(ctx, app.CLI, pos[0], splitList(pos[1])))
 	case "users disable", "users enable":
 		if err := need(1, "a username"); err != nil {
 			return err
 		}
-		disable := sub == "users disable"
-		return c.change(pos[0], map[bool]string{true: "user.disabled", false: "user.enabled"}[disable], func(u *users.User) error { return a.accounts.SetDisabled(ctx, u, disable) })
+		return c.changed(c.app.SetDisabled(ctx, app.CLI, pos[0], sub == "users disable"))
+	case "users delete":
+		if err := need(1, "a username"); err != nil {
+			return err
+		}
+		return c.changed(c.app.DeleteUser(ctx, app.CLI, pos[0]))
 	case "users list":
 		return c.listUsers()
 	case "sessions list":
@@ -76,12 +79,12 @@ func admin(ctx context.Context, group string, args []string, getenv func(string)
 		return c.listSessions(pos[0])
 	case "sessions revoke":
 		if user != "" {
-			return c.change(user, "", nil)
+			return c.changed(c.app.RevokeUserSessions(ctx, app.CLI, user))
 		}
 		if err := need(1, "a session ID, or --user NAME"); err != nil {
 			return err
 		}
-		if err := a.srv.Sessions().Revoke(ctx, pos[0], actorCLI, "revoked from the command line"); err != nil {
+		if err := c.app.RevokeSession(ctx, app.CLI, "", pos[0]); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "revoked 1 session")
@@ -91,7 +94,7 @@ func admin(ctx context.Context, group string, args []string, getenv func(string)
 }
 
 type cli struct {
-	*app
+	app    *app.App
 	ctx    context.Context
 	stdout io.Writer
 }
@@ -124,11 +127,10 @@ func password(getenv func(string) string, stdin io.Reader) (pw string, generated
 
 func (c *cli) addUser(name string, roles []string, getenv func(string) string, stdin io.Reader) error {
 	pw, generated := password(getenv, stdin)
-	u, err := c.accounts.Add(c.ctx, name, pw, roles)
+	u, err := c.app.CreateUser(c.ctx, app.CLI, name, pw, roles)
 	if err != nil {
 		return err
 	}
-	c.srv.Record(c.ctx, audit.Event{Type: "user.created", UserID: u.ID, Username: u.Username, Actor: actorCLI})
 	fmt.Fprintf(c.stdout, "created user %s (%s)\n", u.Username, u.ID)
 	if generated {
 		fmt.Fprintf(c.stdout, "password: %s\n", pw)
@@ -138,7 +140,7 @@ func (c *cli) addUser(name string, roles []string, getenv func(string) string, s
 
 func (c *cli) passwd(name string, getenv func(string) string, stdin io.Reader) error {
 	pw, generated := password(getenv, stdin)
-	if err := c.change(name, "password.changed", func(u *users.User) error { return c.accounts.SetPassword(c.ctx, u, pw) }); err != nil {
+	if err := c.changed(c.app.ResetPassword(c.ctx, app.CLI, name, pw)); err != nil {
 		return err
 	}
 	if generated {
@@ -147,24 +149,8 @@ func (c *cli) passwd(name string, getenv func(string) string, stdin io.Reader) e
 	return nil
 }
 
-// change applies fn (if any) to the user and ends all their sessions: a
-// change of password, roles or status is a change of privilege.
-func (c *cli) change(name, event string, fn func(*users.User) error) error {
-	u, err := c.accounts.Lookup(c.ctx, name)
-	if err != nil {
-		return err
-	}
-	if fn != nil {
-		if err := fn(u); err != nil {
-			return err
-		}
-		c.srv.Record(c.ctx, audit.Event{Type: event, UserID: u.ID, Username: u.Username, Actor: actorCLI})
-	}
-	reason := event
-	if reason == "" {
-		reason = "revoked from the command line"
-	}
-	n, err := c.srv.Sessions().RevokeUser(c.ctx, u.ID, "", actorCLI, reason)
+// changed reports a change of user u that ended n sessions, or err.
+func (c *cli) changed(u *users.User, n int, err error) error {
 	if err != nil {
 		return err
 	}
@@ -172,25 +158,34 @@ func (c *cli) change(name, event string, fn func(*users.User) error) error {
 	return nil
 }
 
+// cliError words err for the command line: the message a client of the
+// API would see, or err itself for a technical failure.
+func cliError(err error) error {
+	if e := app.ErrorOf(err); e != nil {
+		return errors.New(e.Message)
+	}
+	return err
+}
+
 func (c *cli) listUsers() error {
-	list, err := c.accounts.Directory().List(c.ctx)
+	list, err := c.app.Users(c.ctx, app.CLI)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USERNAME\tID\tROLES\tSTATUS")
 	for _, u := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), map[bool]string{true: "disabled", false: "active"}[u.Disabled])
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), status)
 	}
 	return tw.Flush()
 }
 
 func (c *cli) listSessions(name string) error {
-	u, err := c.accounts.Lookup(c.ctx, name)
-	if err != nil {
-		return err
-	}
-	list, err := c.srv.Sessions().List(c.ctx, u.ID)
+	_, list, err := c.app.UserSessions(c.ctx, app.CLI, name)
 	if err != nil {
 		return err
 	}

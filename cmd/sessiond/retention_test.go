@@ -74,7 +74,7 @@ func TestSweepDeletesOldAuditEvents(t *testing.T) {
 				var all, recent []int64 // newest first
 				for _, age := range []time.Duration{400 * 24 * time.Hour, 45 * 24 * time.Hour, 31 * 24 * time.Hour, 29 * 24 * time.Hour, time.Hour} {
 					e := &audit.Event{Time: now.Add(-age), Type: "login.succeeded", UserID: "u_1", Actor: "u_1"}
-					if err := a.audit.Append(t.Context(), e); err != nil {
+					if err := a.stores.Directory.Append(t.Context(), e); err != nil {
 						t.Fatal(err)
 					}
 					all = append([]int64{e.ID}, all...)
@@ -88,7 +88,7 @@ func TestSweepDeletesOldAuditEvents(t *testing.T) {
 				if retention == "0" {
 					want = all
 				}
-				got, err := a.audit.Query(t.Context(), audit.Filter{})
+				got, err := a.stores.Directory.Query(t.Context(), audit.Filter{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,16 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/store/memstore"
-	"github.com/sessiond/sessiond/store/pgstore"
-	"github.com/sessiond/sessiond/store/redisstore"
-	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
-	"github.com/sessiond/sessiond/users/pgusers"
-	"github.com/sessiond/sessiond/users/sqliteusers"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -67,115 +62,61 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdin 
 		return 2
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "sessiond:", err)
+		fmt.Fprintln(stderr, "sessiond:", cliError(err))
 		return 1
 	}
 	return 0
 }
 
-// app is what serve and the admin commands build from the options.
-type app struct {
-	opts     *options
-	store    session.Store
-	accounts *users.Accounts
-	audit    auditLog
-	srv      *server.Server
-	log      *slog.Logger
-	close    func()
+// stack is what a command works on: the stores the options name and
+// the application layer over them.
+type stack struct {
+	opts   *options
+	stores *app.Stores
+	app    *app.App
+	log    *slog.Logger
 }
 
-// auditLog is what sessiond needs of the audit log: events to append and
-// query, and old ones to delete (--audit-retention).
-type auditLog interface {
-	audit.Log
-	audit.Pruner
-}
+func (st *stack) close() { st.stores.Close() }
 
-// open builds the stores and the server from o.
-func open(o *options, stderr io.Writer) (*app, error) {
+// open builds the stores and the application layer from o, for the
+// commands other than serve (which builds the server over them).
+func open(o *options, stderr io.Writer) (*stack, error) {
 	log, err := newLogger(o, stderr)
 	if err != nil {
 		return nil, err
 	}
-	st, err := parseStoreURL("store", o.store)
+	_, scfg, err := o.serverConfig()
 	if err != nil {
 		return nil, err
+	}
+	stores, err := openStores(o)
+	if err != nil {
+		return nil, err
+	}
+	a, err := app.New(app.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log})
+	if err != nil {
+		stores.Close()
+		return nil, err
+	}
+	return &stack{opts: o, stores: stores, app: a, log: log}, nil
+}
+
+// openStores opens the stores o names (app.OpenStores): --users defaults
+// to the --store database, or to the default SQLite file when the
+// sessions are in Redis or in memory, which keep no accounts.
+func openStores(o *options) (*app.Stores, error) {
+	st, err := app.ParseStoreURL(o.store)
+	if err != nil {
+		return nil, fmt.Errorf("--store %w", err)
 	}
 	usersURL := o.users
-	switch {
-	case usersURL != "":
-	case st.scheme == "memory" || st.scheme == "redis": // Redis keeps no accounts
+	if usersURL == "" && (st.Kind == "memory" || st.Kind == "redis") {
 		usersURL = "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
-	default: // the same database as the sessions
-		usersURL = o.store
-	}
-	ut, err := parseStoreURL("users", usersURL)
-	if err != nil || ut.scheme == "memory" || ut.scheme == "redis" {
-		return nil, fmt.Errorf("--users %q: use sqlite:PATH or postgres://...", usersURL)
-	}
-	cfg, scfg, err := o.serverConfig()
-	if err != nil {
-		return nil, err
-	}
-
-	a := &app{opts: o, log: log}
-	var closers []func() error
-	a.close = func() {
-		for _, c := range closers {
-			c()
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	switch st.scheme {
-	case "memory":
-		a.store = memstore.New()
-	case "sqlite":
-		s, err := sqlitestore.Open(st.path)
-		if err != nil {
-			return nil, err
-		}
-		a.store, closers = s, append(closers, s.Close)
-	case "postgres":
-		s, err := pgstore.Open(ctx, st.path)
-		if err != nil {
-			return nil, err
-		}
-		a.store, closers = s, append(closers, func() error { s.Close(); return nil })
-	case "redis":
-		s, err := redisstore.Open(ctx, st.path)
-		if err != nil {
-			return nil, err
-		}
-		a.store, closers = s, append(closers, func() error { s.Close(); return nil })
-	}
-	var dir interface {
-		users.Directory
-		auditLog
-	}
-	switch ut.scheme {
-	case "sqlite":
-		d, err := sqliteusers.Open(ut.path)
-		if err != nil {
-			a.close()
-			return nil, err
-		}
-		dir, closers = d, append(closers, d.Close)
-	case "postgres":
-		d, err := pgusers.Open(ctx, ut.path)
-		if err != nil {
-			a.close()
-			return nil, err
-		}
-		dir, closers = d, append(closers, func() error { d.Close(); return nil })
-	}
-	a.accounts, a.audit = users.NewAccounts(dir, users.Params{}), dir
-	a.srv, err = server.New(cfg, server.Deps{Store: a.store, Session: scfg, Accounts: a.accounts, Audit: dir, Logger: log})
-	if err != nil {
-		a.close()
-		return nil, err
-	}
-	return a, nil
+	return app.OpenStores(ctx, o.store, usersURL)
 }
 
 // serverConfig turns the options into the server's and the session
@@ -245,7 +186,9 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 }
 
 // serve runs the service until ctx is done, then drains in-flight
-// requests.
+// requests. A start that fails (a bad setting, a store that does not
+// answer, a port in use) creates nothing: the first admin is created
+// once the listener is open.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, rest, err := parseOptions("sessiond serve", args, getenv, stderr, nil)
 	if err != nil {
@@ -254,34 +197,48 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(rest) > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", rest)
 	}
-	a, err := open(o, stderr)
+	log, err := newLogger(o, stderr)
 	if err != nil {
 		return err
 	}
-	defer a.close()
-	if err := a.firstAdmin(ctx, getenv, stdout); err != nil {
+	cfg, scfg, err := o.serverConfig()
+	if err != nil {
 		return err
 	}
+	stores, err := openStores(o)
+	if err != nil {
+		return err
+	}
+	defer stores.Close()
+	srv, err := server.New(cfg, server.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log})
+	if err != nil {
+		return err
+	}
+	st := &stack{opts: o, stores: stores, app: srv.App(), log: log}
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
 	}
+	defer ln.Close()
+	if err := st.firstAdmin(ctx, getenv, stdout); err != nil {
+		return err
+	}
 	hs := &http.Server{
-		Handler:           a.srv,
+		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
-	a.log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", o.store, "version", version)
+	log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", app.RedactURL(o.store), "version", version)
 
-	go a.sweep(ctx)
+	go st.sweep(ctx)
 	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
@@ -295,14 +252,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down: draining in-flight requests")
+	log.Info("shutting down: draining in-flight requests")
 	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return hs.Shutdown(drain)
 }
 
 // sweep runs sweepOnce once a minute until ctx is done.
-func (a *app) sweep(ctx context.Context) {
+func (st *stack) sweep(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -310,7 +267,7 @@ func (a *app) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.sweepOnce(ctx, time.Now())
+			st.sweepOnce(ctx, time.Now())
 		}
 	}
 }
@@ -319,19 +276,19 @@ func (a *app) sweep(ctx context.Context) {
 // themselves skip it), so that they are reported and stop using space,
 // and audit events from before now less --audit-retention. Every
 // instance sweeps; the stores make that safe.
-func (a *app) sweepOnce(ctx context.Context, now time.Time) {
-	if _, err := a.srv.Sessions().Sweep(ctx, 10_000); err != nil && ctx.Err() == nil {
-		a.log.Warn("sweeping expired sessions failed", "err", err)
+func (st *stack) sweepOnce(ctx context.Context, now time.Time) {
+	if _, err := st.app.Sessions().Sweep(ctx, 10_000); err != nil && ctx.Err() == nil {
+		st.log.Warn("sweeping expired sessions failed", "err", err)
 	}
-	if a.opts.auditRetention <= 0 {
+	if st.opts.auditRetention <= 0 {
 		return
 	}
-	before := now.Add(-a.opts.auditRetention)
-	n, err := pruneAudit(ctx, a.audit, before, auditBatch)
+	before := now.Add(-st.opts.auditRetention)
+	n, err := pruneAudit(ctx, st.stores.Directory, before, auditBatch)
 	if err != nil && ctx.Err() == nil {
-		a.log.Warn("deleting old audit events failed", "err", err, "deleted", n)
+		st.log.Warn("deleting old audit events failed", "err", err, "deleted", n)
 	} else if n > 0 {
-		a.log.Debug("deleted old audit events", "deleted", n, "before", before)
+		st.log.Debug("deleted old audit events", "deleted", n, "before", before)
 	}
 }
 
@@ -358,24 +315,19 @@ func pruneAudit(ctx context.Context, p audit.Pruner, t time.Time, batch int) (in
 
 // firstAdmin creates the user "admin" when there is no user at all, with
 // the password from SESSIOND_ADMIN_PASSWORD or a random one printed once.
-func (a *app) firstAdmin(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	n, err := a.accounts.Directory().Count(ctx)
-	if err != nil || n > 0 {
-		return err
-	}
+func (st *stack) firstAdmin(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	password, generated := getenv("SESSIOND_ADMIN_PASSWORD"), false
 	if password == "" {
 		password, generated = rand.Text(), true
 	}
-	if _, err := a.accounts.Add(ctx, "admin", password, []string{"admin"}); err != nil {
-		if errors.Is(err, users.ErrExists) { // another instance was first
-			return nil
-		}
+	created, err := st.app.CreateFirstAdmin(ctx, password)
+	switch {
+	case err != nil:
 		return fmt.Errorf("creating the first admin: %w", err)
-	}
-	if generated {
+	case !created:
+	case generated:
 		fmt.Fprintf(stdout, "Created user \"admin\" with password: %s\n(shown once; change it with `sessiond users passwd admin`)\n", password)
-	} else {
+	default:
 		fmt.Fprintln(stdout, `Created user "admin" with the password from SESSIOND_ADMIN_PASSWORD.`)
 	}
 	return nil

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/users"
+)
+
+// Credentials are what a user signs in with.
+type Credentials struct {
+	Username, Password string
+	// Remember asks for a "remember me" session.
+	Remember bool
+}
+
+// StartFunc stores the session for l and hands it to the client: a
+// cookie (session.Manager.Login) or a bearer token (session.Manager.Create,
+// the token kept by the caller). It must pass l to the Manager unchanged,
+// Confirm included.
+type StartFunc func(l session.Login) (*session.Session, error)
+
+// errAccountChanged is what a login's Confirm returns when the account
+// changed after its password was checked.
+var errAccountChanged = errors.New("app: account changed during sign-in")
+
+// maxSignInTries bounds how often SignIn starts a session again when the
+// account changed in a way that does not refuse the login (a new role).
+const maxSignInTries = 3
+
+// SignIn checks c, sent from client, and if it is right starts a session
+// with start. It returns the user and the session, or:
+//   - an *Error with CodeRateLimited and RetryAfter when the client must
+//     wait (nothing is checked then);
+//   - users.ErrBadCredentials for an unknown user or a wrong password
+//     (alike in time and answer), users.ErrDisabled for a disabled
+//     account with the right password, users.ErrBusy when too many
+//     passwords are being checked;
+//   - another error for a technical failure.
+//
+// Once the session is stored, the account is read again (through
+// session.Login.Confirm): if it changed since the password was checked,
+// the session is deleted before anyone holds its token, and the login
+// fails (disabled, password changed, deleted) or starts again with the
+// account as it is now. An admin change stores the account before it ends
+// the user's sessions, so whichever comes first, no session with the old
+// state survives.
+func (a *App) SignIn(ctx context.Context, c Credentials, client session.Client, start StartFunc) (*users.User, *session.Session, error) {
+	client = boundClient(client)
+	account := c.Username
+	if users.ValidateUsername(account) != nil {
+		account = "" // no such user can exist; count the client alone
+	}
+	at, wait := a.throttle.begin(account, client.IP, a.now())
+	if wait > 0 {
+		return nil, nil, &Error{Code: CodeRateLimited, Message: "Too many sign-in attempts; wait and try again.", RetryAfter: wait}
+	}
+	var u *users.User
+	err := users.ErrBadCredentials
+	if account != "" {
+		u, err = a.accounts.Authenticate(ctx, c.Username, c.Password)
+	}
+	if err != nil {
+		a.signInFailed(ctx, at, c.Username, client, err)
+		return nil, nil, err
+	}
+
+	var sess *session.Session
+	for try := 1; ; try++ {
+		var now *users.User
+		sess, err = start(session.Login{
+			UserID: u.ID, Roles: u.Roles, Remember: c.Remember, Client: client,
+			Confirm: func(ctx context.Context, _ *session.Session) error {
+				cur, err := a.accounts.Directory().ByID(ctx, u.ID)
+				switch {
+				case errors.Is(err, users.ErrNotFound):
+					return users.ErrBadCredentials // deleted meanwhile
+				case err != nil:
+					return err
+				case cur.Version != u.Version:
+					now = cur
+					return errAccountChanged
+				}
+				return nil
+			},
+		})
+		if !errors.Is(err, errAccountChanged) {
+			break
+		}
+		switch {
+		case now.Disabled:
+			err = users.ErrDisabled
+		case now.PasswordHash != u.PasswordHash:
+			err = users.ErrBadCredentials
+		case try < maxSignInTries:
+			u = now
+			continue
+		default:
+			err = errAccountRace
+		}
+		break
+	}
+	if err != nil {
+		if errors.Is(err, users.ErrBadCredentials) || errors.Is(err, users.ErrDisabled) {
+			a.signInFailed(ctx, at, c.Username, client, err)
+		} else {
+			at.succeeded() // the password was right
+		}
+		return nil, nil, err
+	}
+	at.succeeded()
+	a.record(ctx, audit.Event{Type: audit.LoginSucceeded, UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID, IP: client.IP, UserAgent: client.UserAgent})
+	return u, sess, nil
+}
+
+// signInFailed settles a login that failed with err: a wrong password
+// stays counted by the throttle, other failures are refunded; the failure
+// is audited with the account, if it exists, and never with a username
+// that names no account.
+func (a *App) signInFailed(ctx context.Context, at *attempt, username string, client session.Client, err error) {
+	reason := ""
+	switch {
+	case errors.Is(err, users.ErrBadCredentials):
+		reason = audit.ReasonBadCredentials
+	case errors.Is(err, users.ErrDisabled):
+		reason = audit.ReasonDisabled
+		at.succeeded() // the password was right
+	case errors.Is(err, users.ErrBusy):
+		reason = audit.ReasonBusy
+		at.succeeded()
+	default:
+		at.succeeded() // a technical failure is no guess
+		return
+	}
+	e := audit.Event{Type: audit.LoginFailed, Reason: reason, IP: client.IP, UserAgent: client.UserAgent}
+	if users.ValidateUsername(username) == nil {
+		if known, err := a.accounts.Directory().ByUsername(ctx, username); err == nil {
+			e.UserID, e.Username, e.Actor = known.ID, known.Username, known.ID
+		}
+	}
+	a.record(ctx, e)
+}
+
+// RotateFunc gives the actor's own session a new token after a privilege
+// change, applying ch, and hands it to the client: a cookie
+// (session.Manager.Renew) or a bearer token (session.Manager.Rotate, the
+// token kept by the caller).
+type RotateFunc func(ch session.Change) (*session.Session, error)
+
+// ChangePassword changes the actor's own password from current to next.
+// It checks current under the sign-in throttle (the same limits as
+// SignIn, so a stolen session is no faster way to guess the password),
+// refuses a next that breaks the password rules or equals current, stores
+// it, gives the actor's session a new token with rotate, and ends every
+// other session of the user. It returns the actor's session and how many
+// others ended. A wrong current password is ErrWrongPassword.
+func (a *App) ChangePassword(ctx context.Context, actor Actor, current, next string, rotate RotateFunc) (*session.Session, int, error) {
+	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
+	if err != nil {
+		return nil, 0, err
+	}
+	at, wait := a.throttle.begin(u.Username, actor.Client.IP, a.now())
+	if wait > 0 {
+		return nil, 0, &Error{Code: CodeRateLimited, Message: "Too many attempts; wait and try again.", RetryAfter: wait}
+	}
+	ok, err := a.accounts.CheckPassword(ctx, u, current)
+	if err != nil || !ok {
+		if err != nil {
+			at.succeeded() // a technical failure is no guess
+			return nil, 0, err
+		}
+		return nil, 0, ErrWrongPassword
+	}
+	at.succeeded()
+	if err := a.setPassword(ctx, u, next); err != nil {
+		return nil, 0, err
+	}
+	sess, err := rotate(session.Change{Reauthenticated: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := a.sessions.RevokeUser(ctx, u.ID, sess.ID, u.ID, "password changed")
+	if err != nil {
+		return nil, 0, err
+	}
+	a.recordBy(ctx, actor, audit.PasswordChanged, u, "")
+	return sess, n, nil
+}
+
+// setPassword checks password against the rules and the user's current
+// one, and stores it in u, which must be as read from the directory: a
+// change made meanwhile is users.ErrConflict.
+func (a *App) setPassword(ctx context.Context, u *users.User, password string) error {
+	if err := users.ValidatePassword(password); err != nil {
+		return err
+	}
+	same, err := a.accounts.CheckPassword(ctx, u, password)
+	if err != nil {
+		return err
+	}
+	if same {
+		return ErrSamePassword
+	}
+	return a.accounts.SetPassword(ctx, u, password)
+}
