@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/store/sqlitestore"
@@ -156,5 +157,20 @@ func TestNameCacheBounded(t *testing.T) {
 		if name != "name-"+id {
 			t.Errorf("%s cached as %q", id, name)
 		}
+	}
+}
+
+// TestEveryErrorHasItsStatus: each code the app uses has a status in the
+// one table, and a code the table lacks is a 500, never a panic.
+func TestEveryErrorHasItsStatus(t *testing.T) {
+	for _, code := range []app.Code{app.CodeBadRequest, app.CodeInvalid, app.CodeUnauthenticated, app.CodeBadCredentials, app.CodeWrongPassword, app.CodeForbidden, app.CodeCrossOrigin, app.CodeAccountDisabled, app.CodeNotFound, app.CodeMethodNotAllowed, app.CodeConflict, app.CodeLastAdmin, app.CodeTooLarge, app.CodeUnsupportedMedia, app.CodeRateLimited, app.CodeTooManySessions, app.CodeStoreUnavailable, app.CodeBusy, app.CodeUpstreamUnavailable} {
+		if s, ok := statusOf[code]; !ok || s < 400 || s == 500 {
+			t.Errorf("code %q: status %d", code, s)
+		}
+	}
+	rec := httptest.NewRecorder()
+	writeError(rec, app.Errorf("no_such_code", "x"))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("an unknown code: status %d, want 500", rec.Code)
 	}
 }

@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -322,5 +323,29 @@ func TestConfigValidate(t *testing.T) {
 	ok := session.Config{Cookie: session.CookieConfig{Name: "sid", Domain: "example.com", InsecureDevelopmentNoSecureFlag: true}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("plain-named dev cookie: %v", err)
+	}
+}
+
+// TestConfirmFailureLeavesNoSession: a Login whose Confirm fails gets no
+// token, and the stored session is gone; one whose Confirm passes is
+// created as usual, and Confirm sees it stored.
+func TestConfirmFailureLeavesNoSession(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	changed := errors.New("account changed")
+	_, tok, err := f.m.Create(ctx, session.Login{UserID: "alice", Confirm: func(_ context.Context, s *session.Session) error {
+		if got, err := f.m.Get(ctx, s.ID); err != nil || got.UserID != "alice" {
+			t.Errorf("Confirm does not see its session stored: %v", err)
+		}
+		return changed
+	}})
+	if !errors.Is(err, changed) || tok != "" {
+		t.Fatalf("Create with a failing Confirm: token %q, err %v; want no token and its error", tok, err)
+	}
+	if list, _ := f.m.List(ctx, "alice"); len(list) != 0 {
+		t.Fatalf("%d sessions left after a failing Confirm", len(list))
+	}
+	s, tok, err := f.m.Create(ctx, session.Login{UserID: "alice", Confirm: func(context.Context, *session.Session) error { return nil }})
+	if err != nil || !f.valid(t, tok) || s.UserID != "alice" {
+		t.Fatalf("Create with a passing Confirm: %v", err)
 	}
 }
