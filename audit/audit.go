@@ -1,5 +1,12 @@
 // Package audit defines sessiond's audit log: every session and account
 // event, with who caused it and why, kept and queryable per user.
+//
+// A Log appends events and answers queries newest first, a page at a time
+// (Filter.Before); a Pruner deletes events older than a retention period.
+// users/sqliteusers and users/pgusers implement both, beside the accounts,
+// and pass the conformance suite in users/directorytest. An Event names a
+// session by its public ID and has no field for a token or a password;
+// it does hold IP addresses and user agents, which are personal data.
 package audit
 
 import (

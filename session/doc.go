@@ -8,8 +8,10 @@
 // a request carries (Manager.Handler, Manager.Require, Manager.Validate),
 // rotates it on privilege changes (Manager.Renew, Manager.Rotate) and ends
 // it on logout, revocation, idle timeout or absolute timeout. Sessions live
-// in a Store; the core imports none. Every store passes the conformance
-// suite in package storetest.
+// in a Store; the core imports none. sessiond's stores are store/memstore
+// (one process), store/sqlitestore (an embedded file, the default),
+// store/pgstore and store/redisstore (many instances), and every one
+// passes the conformance suite in package storetest.
 //
 // # Threat model
 //

@@ -1,6 +1,14 @@
 // Package memstore keeps sessions in the memory of one process: for tests,
 // examples and single-process apps that accept losing every session on
 // restart.
+//
+//	m, err := session.New(memstore.New(), session.Config{})
+//
+// Each Store is separate: nothing is shared between processes, or between
+// Stores in one process. Reads refuse expired sessions by the wall clock;
+// DeleteExpired (session.Sweeper), which the Manager's Sweep calls, frees
+// their memory. A Store returns copies, so a caller never shares a
+// Session with it.
 package memstore
 
 import (

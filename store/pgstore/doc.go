@@ -3,6 +3,17 @@
 // running several sessiond instances, or several applications using the
 // session library, on one shared database.
 //
+//	st, err := pgstore.Open(ctx, "postgres://sessiond@db.internal/app?sslmode=verify-full&search_path=sessiond")
+//	if err != nil {
+//		return err
+//	}
+//	defer st.Close()
+//	m, err := session.New(st, session.Config{})
+//
+// Open takes a postgres:// URL or key=value pairs as libpq and pgx read
+// them; pool_max_conns sizes the pool. Store implements session.Sweeper
+// too (see Sweeper below).
+//
 // # Durability
 //
 // Every write is one statement or one transaction that PostgreSQL has

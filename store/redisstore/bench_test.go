@@ -118,8 +118,8 @@ func BenchmarkTouch(b *testing.B) {
 // cache mode on a Redis of its own, so that its INFO counts only these
 // lookups, and reports the Redis commands each lookup costs (cmds/op: all
 // of them; pttl/op: the fences), serially and from 32 goroutines per CPU.
-// Concurrent lookups on one connection share fences (see "Client-side
-// cache" in the package doc), so pttl/op falls below 1 under concurrency.
+// Concurrent lookups on one connection share fences (see "Shared fences"
+// in docs/stores/redis.md), so pttl/op falls below 1 under concurrency.
 func BenchmarkByHashCommands(b *testing.B) {
 	const n = 1000
 	srv := testenv.StartRedis(b)

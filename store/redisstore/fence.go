@@ -10,8 +10,8 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// fences coalesces the fences of concurrent lookups (see "Client-side
-// cache" in the package doc), as a database coalesces commits: a lookup
+// fences coalesces the fences of concurrent lookups (see "Shared fences"
+// in docs/stores/redis.md), as a database coalesces commits: a lookup
 // needs a round trip, on the connection that caches its record, whose
 // command was sent after the lookup began, not one of its own.
 //

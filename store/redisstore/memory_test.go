@@ -39,13 +39,13 @@ const chromeUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (
 // TestMemoryPerSession stores 100,000 sessions shaped as sessiond makes
 // them (22-character session IDs; user IDs of users.Accounts, "u_" and 16
 // characters; one role; an IPv4 address and a 111-byte browser user agent,
-// the same at creation and last use; no app data) in a Redis of its own and reports
-// the memory each takes, with its pointers and its share of its user's
-// index: by INFO used_memory (everything, including the expiry table and
-// the hash tables' buckets) and by MEMORY USAGE of all the keys of 1,000 of
-// them, as created and after a Touch. It does so for users with one
-// session each and (with 40,000 sessions) for users with four. It fails if
-// a session takes more than 1 KiB, or more than DESIGN.md's 512 bytes by
+// the same at creation and last use; no app data) in a Redis of its own and
+// reports the memory each takes, with its pointers and its share of its
+// user's index: by INFO used_memory (everything, including the expiry table
+// and the hash tables' buckets) and by MEMORY USAGE of all the keys of
+// 1,000 of them, as created and after a Touch. It does so for users with
+// one session each and (with 40,000 sessions) for users with four. It fails
+// if a session takes more than 1 KiB, or more than DESIGN.md's 512 bytes by
 // MEMORY USAGE.
 func TestMemoryPerSession(t *testing.T) {
 	for _, perUser := range []int{1, 4} {

@@ -17,7 +17,7 @@ import (
 // that both this package and the Lua scripts (scripts.go) read and write.
 // It is built for size: Redis keeps 100,000s of them, and a record of 189
 // to 220 bytes fits the 224-byte allocation class that most sessions use
-// (see "Memory" in the package doc). Varints are unsigned LEB128
+// (see "Memory" in docs/stores/redis.md). Varints are unsigned LEB128
 // (encoding/binary's Uvarint); the version is a zigzag varint (Varint).
 // In order:
 //

@@ -79,10 +79,10 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 // TestRecordSize checks the size of the record of a session as sessiond
-// makes it, which decides its allocation class (see "Memory" in the
-// package doc): it must leave room for a last-seen time of its own under
-// 220 bytes, the most the 224-byte class holds with Redis's 4 bytes of
-// string header.
+// makes it, which decides its allocation class (see "Memory" in
+// docs/stores/redis.md): it must leave room for a last-seen time of its
+// own under 220 bytes, the most the 224-byte class holds with Redis's 4
+// bytes of string header.
 func TestRecordSize(t *testing.T) {
 	s := newSession("u_0000000000000001")
 	s.ID = randID() // 22 characters, as session.Manager makes them

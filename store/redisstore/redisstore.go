@@ -32,8 +32,8 @@ type Store struct {
 	cacheTTL time.Duration
 	timeout  time.Duration
 	// waitReplicas and waitTimeout are the WAIT that follows each change
-	// that ends or narrows a session (see "Replication" in the package
-	// doc); no WAIT if waitReplicas is 0.
+	// that ends or narrows a session (see "Replication" in
+	// docs/stores/redis.md); no WAIT if waitReplicas is 0.
 	waitReplicas int
 	waitTimeout  time.Duration
 	// nsOf, if set, replaces the namespace of each user, so that tests
@@ -153,8 +153,8 @@ func (st *Store) opContext(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, st.timeout)
 }
 
-// Keys (see the package doc). A user's keys are those of the user's
-// namespace, which its hash tag puts in one Cluster slot.
+// Keys (see "Keys" in docs/stores/redis.md). A user's keys are those of
+// the user's namespace, which its hash tag puts in one Cluster slot.
 
 // namespace returns the namespace of user uid: the first 48 bits of
 // SHA-256(uid).
@@ -195,7 +195,8 @@ func (st *Store) nsKey(ns uint64, slot int64) string {
 // the sessions apart as well as more would (a collision makes one session
 // unreachable, nothing worse: every lookup checks the whole token hash or
 // the session ID in the record it reaches), and keep the key, with the
-// default prefix, in the smallest allocation class (see "Memory").
+// default prefix, in the smallest allocation class (see "Memory" in
+// docs/stores/redis.md).
 const pointerBytes = 12
 
 // hashKey names the pointer from a token hash to its session.
@@ -371,7 +372,7 @@ func (st *Store) pointerKeys(s *session.Session) []string {
 // session would have. In the unfenced cache mode the same round trip reads
 // rk, a key of the slot just written, so that the Store's own cache has
 // applied the write's invalidation before the write returns (see
-// "Client-side cache" in the package doc).
+// "Client-side cache" in docs/stores/redis.md).
 func (st *Store) dropPointers(ctx context.Context, rk string, keys []string) {
 	if len(keys) == 0 {
 		return

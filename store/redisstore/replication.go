@@ -14,7 +14,7 @@ import (
 // narrows a session (Delete, DeleteByUser, Update, an eviction by Create)
 // when the master made it but fewer replicas than wait_replicas
 // acknowledged it within wait_timeout: a failover could still lose it.
-// See "Replication" in the package doc.
+// See "Replication" in docs/stores/redis.md.
 var ErrNotReplicated = errors.New("redisstore: the change did not reach enough replicas to survive a failover")
 
 // autoReplicas returns the number of replicas wait_replicas=auto waits

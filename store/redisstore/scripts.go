@@ -9,11 +9,11 @@ import (
 )
 
 // The Lua scripts run every step that must be atomic. Each touches only the
-// keys of one namespace (see "Keys" in the package doc), which share a hash
-// tag and so a Cluster slot: its index and its record keys. The record
-// keys of other slots than those in KEYS are named from the namespace's
-// key prefix in ARGV; Redis Cluster accepts undeclared keys in the slot of
-// the declared ones.
+// keys of one namespace (see "Keys" in docs/stores/redis.md), which share a
+// hash tag and so a Cluster slot: its index and its record keys. The record
+// keys of other slots than those in KEYS are named from the namespace's key
+// prefix in ARGV; Redis Cluster accepts undeclared keys in the slot of the
+// declared ones.
 //
 // A namespace may hold the sessions of more than one user (if their user
 // IDs' hashes collide), so the scripts check the user ID in each record

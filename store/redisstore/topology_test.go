@@ -13,8 +13,8 @@ import (
 )
 
 // TestCluster runs the conformance suite and the cache-invalidation test
-// against a three-master Redis Cluster. A user's keys share one slot, but
-// the pointers are spread over all three masters.
+// against a three-master Redis Cluster. A user's records and index share
+// one slot, but the pointers are spread over all three masters.
 func TestCluster(t *testing.T) {
 	url := testenv.StartRedisCluster(t, 3).URL()
 	open := func(t testing.TB, prefix string) *Store {
@@ -29,19 +29,20 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("KeysOnSeveralMasters", func(t *testing.T) {
 		// The sessions of many users, and their pointers, land on every
-		// master; each master holds all of a user's keys or none.
+		// master; each master holds all of a namespace's keys (records
+		// and index) or none.
 		for range 30 {
 			storetest.MustCreate(t, st, newSession("u_"+randID()))
 		}
 		perNode := map[string]int{}
-		users := map[string]string{}
+		namespaces := map[string]string{}
 		scanKeys(t, st, func(addr string, _ rueidis.Client, key string) {
 			perNode[addr]++
-			if tag, _, ok := strings.Cut(strings.TrimPrefix(key, st.prefix+"{u:"), "}"); ok && strings.HasPrefix(key, st.prefix+"{") {
-				if other, seen := users[tag]; seen && other != addr {
-					t.Errorf("user %s has keys on %s and %s", tag, other, addr)
+			if tag, _, ok := strings.Cut(strings.TrimPrefix(key, st.prefix+"{"), "}"); ok && strings.HasPrefix(key, st.prefix+"{") {
+				if other, seen := namespaces[tag]; seen && other != addr {
+					t.Errorf("namespace %s has keys on %s and %s", tag, other, addr)
 				}
-				users[tag] = addr
+				namespaces[tag] = addr
 			}
 		})
 		if len(perNode) != 3 {

@@ -23,12 +23,13 @@ const (
 )
 
 // WaitReplicasAuto is the wait_replicas option's default, "auto": wait
-// for one replica if Redis has replicas when the Store connects, else
-// for none (see "Replication" in the package doc).
+// for one replica if a master has a replica connected when Open runs,
+// else for none (see "Operating Redis" in the package doc).
 const WaitReplicasAuto = -1
 
-// CacheMode says how ByHash uses the client-side cache: see "Client-side
-// cache" in the package doc.
+// CacheMode, the cache= URL option, says how ByHash uses the client-side
+// cache. "Client-side cache" in docs/stores/redis.md says how each mode
+// works and what it costs.
 type CacheMode string
 
 const (

@@ -80,7 +80,7 @@ func bulkLoad(b testing.TB, path string, n int) []session.Hash {
 	// The rows go first into a plain temporary table, in one transaction,
 	// and then into sessions with one INSERT ... SELECT that is its own
 	// transaction. Inserting them into sessions directly, 500 at a time in
-	// one transaction, took 65 s instead of 20 s here: each INSERT copies
+	// one transaction, takes about three times as long: each INSERT copies
 	// every page it changes that an earlier one left dirty into a
 	// statement journal (to undo itself alone if it fails), and with the
 	// rows in random key order that is nearly every page it changes. A

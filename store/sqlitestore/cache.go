@@ -187,7 +187,7 @@ func (c *cache) touched(id string, t session.TouchInfo) {
 
 // A cached session is kept as a record: one string, which holds no
 // pointers, so that the garbage collector marks it without reading it.
-// Kept as *session.Session values, a hundred thousand cached sessions were
+// As *session.Session values, a hundred thousand cached sessions would be
 // 40 MB for it to scan (each with a dozen pointers: strings, roles, the
 // times' locations) on every cycle, a tenth of the resolve path's CPU.
 // Decoding shares the record's bytes for the strings, so it allocates no

@@ -2,6 +2,16 @@
 // embedded, durable default store. It uses modernc.org/sqlite, a pure-Go
 // SQLite, so it needs no cgo.
 //
+//	st, err := sqlitestore.Open("sessiond-data/sessiond.db")
+//	if err != nil {
+//		return err
+//	}
+//	defer st.Close()
+//	m, err := session.New(st, session.Config{})
+//
+// Store implements session.Sweeper too: the Manager's Sweep deletes
+// expired rows to reclaim space.
+//
 // # Durability
 //
 // The database runs in WAL mode with synchronous=FULL: every commit syncs
@@ -11,17 +21,31 @@
 // honour fsync, a power loss. Touches that arrive while another commit is
 // under way are written together in the next one, so that a server whose
 // sessions all come due for an idle-deadline write at once pays one fsync
-// per group instead of one per request. A killed process leaves a -wal file beside
-// the database; the next Open replays it. Back up the database with
-// SQLite's backup API or VACUUM INTO, not by copying the file alone, which
-// misses whatever is still in the -wal file.
+// per group instead of one per request. A killed process leaves a -wal
+// file beside the database; the next Open replays it. Back up the
+// database with SQLite's backup API or VACUUM INTO, not by copying the
+// file alone, which misses whatever is still in the -wal file.
 //
 // # Several processes
 //
 // Several processes (a server and a CLI, say) may open the same file at
 // once, and so may several Stores in one process: each sees the others'
 // commits at its next read, so a revocation by one takes effect at once
-// for all. SQLite allows one writer at a time; a writer waits up to five
+// for all.
+//
+// A Store answers repeated token lookups (ByHash) from memory, for up to
+// 100,000 sessions, and only while it can prove nothing changed them: every
+// process that opens the database shares a write counter, kept in a
+// 16-byte file beside it (PATH-epoch, mode 0600) and mapped into memory,
+// which every write that can end or change a session advances before it
+// commits. A cached answer is used only while the counter has not moved
+// since it was read, so a revocation by any process is never served from
+// another's memory. The -epoch file holds no session data and needs no
+// backup, but never delete or replace it while any process has the
+// database open: processes on different counters would not see each
+// other's revocations.
+//
+// SQLite allows one writer at a time; a writer waits up to five
 // seconds (busy_timeout) for another process's write to finish before
 // failing. Writes that read before they write (Create with a Limit, Update)
 // begin their transactions IMMEDIATE, taking the write lock up front, so
@@ -66,15 +90,15 @@
 // Each session is one row of the table sessions, with a column per field,
 // keyed by the first 63 bits of its token hash so that validating a token
 // is one lookup of an integer key (see ErrHashCollision for the one
-// consequence callers can see).
-// Tokens are never stored, only their SHA-256 hashes, so a copy of the file
-// holds no usable credential; it does hold user IDs, IP addresses, user
-// agents and application data, so a file that Open creates gets mode 0600
-// before anything is written to it (and SQLite gives the -wal and -shm
-// files the same mode), and a directory that Open creates gets mode 0700. Times are stored as
-// INTEGER nanoseconds since the Unix epoch, which round-trips a time.Time
-// exactly (up to its location and monotonic reading) between the years 1678
-// and 2262; times outside that range are clamped to it, which keeps every
+// consequence callers can see). Tokens are never stored, only their
+// SHA-256 hashes, so a copy of the file holds no usable credential; it
+// does hold user IDs, IP addresses, user agents and application data, so
+// a file that Open creates gets mode 0600 before anything is written to it
+// (and SQLite gives the -wal and -shm files the same mode), and a
+// directory that Open creates gets mode 0700. Times are stored as INTEGER
+// nanoseconds since the Unix epoch, which round-trips a time.Time exactly
+// (up to its location and monotonic reading) between the years 1678 and
+// 2262; times outside that range are clamped to it, which keeps every
 // comparison with the present unchanged. The schema version is kept in
 // PRAGMA user_version.
 package sqlitestore
