@@ -31,6 +31,7 @@ Usage:
   sessiond users passwd NAME               set a password (as above); ends the user's sessions
   sessiond users roles NAME a,b            set roles; ends the user's sessions
   sessiond users disable|enable NAME       disable (ending the user's sessions) or enable a user
+  sessiond users delete NAME               delete a user, ending their sessions
   sessiond users list
   sessiond sessions list NAME              a user's sessions
   sessiond sessions revoke ID | --user NAME
