@@ -414,3 +414,58 @@ func TestAuditPagePaging(t *testing.T) {
 		t.Errorf("second page: %d rows, want the 5 oldest and no further link", rows)
 	}
 }
+
+// TestDestructiveActionsAskFirst: disabling, deleting and ending every
+// session of a user from the console show a confirmation page and change
+// nothing until it is confirmed; the confirmation posts to the same
+// action.
+func TestDestructiveActionsAskFirst(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin := ps.login("root")
+	ivySession := ps.login("ivy")
+	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
+	for _, action := range []string{"/admin/users/ivy/revoke", "/admin/users/ivy/disable", "/admin/users/ivy/delete"} {
+		res, body := ps.do("POST", action, admin, url.Values{}, same)
+		if res.StatusCode != http.StatusOK || !strings.Contains(body, `action="`+action+`"`) || !strings.Contains(body, `name="confirm" value="yes"`) {
+			t.Fatalf("POST %s unconfirmed: %d, want the confirmation page posting to it:\n%.400s", action, res.StatusCode, body)
+		}
+		if !ps.valid(ivySession) {
+			t.Fatalf("an unconfirmed %s ended ivy's session", action)
+		}
+		if u, err := ps.srv.app.Accounts().Lookup(t.Context(), "ivy"); err != nil || u.Disabled {
+			t.Fatalf("an unconfirmed %s changed ivy: %+v %v", action, u, err)
+		}
+	}
+	res, _ := ps.do("POST", "/admin/users/ivy/disable", admin, url.Values{"confirm": {"yes"}}, same)
+	if res.StatusCode != http.StatusSeeOther || ps.valid(ivySession) {
+		t.Fatalf("a confirmed disable: %d, ivy's session live: %v", res.StatusCode, ps.valid(ivySession))
+	}
+	res, _ = ps.do("POST", "/admin/users/ivy/delete", admin, url.Values{"confirm": {"yes"}}, same)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") == "" {
+		t.Fatalf("a confirmed delete: %d", res.StatusCode)
+	}
+	if _, err := ps.srv.app.Accounts().Lookup(t.Context(), "ivy"); err == nil {
+		t.Fatal("ivy still exists after a confirmed delete")
+	}
+}
+
+// TestConsoleResetsPasswords: an admin sets a user's password, typed
+// twice; the user's sessions end and the new password signs in.
+func TestConsoleResetsPasswords(t *testing.T) {
+	ps := newPageServer(t, Config{})
+	admin := ps.login("root")
+	ivySession := ps.login("ivy")
+	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
+	res, body := ps.do("POST", "/admin/users/ivy/password", admin, url.Values{"password": {"a new passphrase"}, "confirm_password": {"another one"}}, same)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "differ") || !ps.valid(ivySession) {
+		t.Fatalf("a mistyped reset: %d", res.StatusCode)
+	}
+	res, _ = ps.do("POST", "/admin/users/ivy/password", admin, url.Values{"password": {"a new passphrase"}, "confirm_password": {"a new passphrase"}}, same)
+	if res.StatusCode != http.StatusSeeOther || ps.valid(ivySession) {
+		t.Fatalf("a reset: %d, the old session live: %v", res.StatusCode, ps.valid(ivySession))
+	}
+	res, _ = ps.do("POST", "/login", "", url.Values{"username": {"ivy"}, "password": {"a new passphrase"}}, nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("signing in with the new password: %d", res.StatusCode)
+	}
+}

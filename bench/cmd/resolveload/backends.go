@@ -15,15 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/store/memstore"
-	"github.com/sessiond/sessiond/store/pgstore"
-	"github.com/sessiond/sessiond/store/redisstore"
-	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
-	"github.com/sessiond/sessiond/users/pgusers"
-	"github.com/sessiond/sessiond/users/sqliteusers"
 )
 
 // Defaults of -redis and -postgres: the services of the test machine.
@@ -76,32 +71,29 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		return errors.Join(errs...)
 	}
 	fail := func(err error) (*backend, error) { return nil, errors.Join(err, b.close()) }
-	sqliteUsers := func() error { // as serve: users in the SQLite file
-		udir, err := sqliteusers.Open(dbPath)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, udir.Close)
-		b.dir, b.loadDir = udir, udir
-		return nil
-	}
-
-	switch kind {
-	case "sqlite":
-		st, err := sqlitestore.Open(dbPath)
+	// open opens the stores as "sessiond serve" does, through the one
+	// function it uses.
+	open := func(storeURL, usersURL string) (*app.Stores, error) {
+		st, err := app.OpenStores(ctx, storeURL, usersURL)
 		if err != nil {
 			return nil, err
 		}
 		closers = append(closers, st.Close)
-		b.store = st
-		if err := sqliteUsers(); err != nil {
+		return st, nil
+	}
+	sqliteUsers := "sqlite:" + dbPath // as serve: users in the SQLite file
+
+	switch kind {
+	case "sqlite", "memstore":
+		storeURL := "sqlite:" + dbPath
+		if kind == "memstore" {
+			storeURL = "memory:"
+		}
+		st, err := open(storeURL, sqliteUsers)
+		if err != nil {
 			return fail(err)
 		}
-	case "memstore":
-		b.store = memstore.New()
-		if err := sqliteUsers(); err != nil {
-			return fail(err)
-		}
+		b.store, b.dir, b.loadDir = st.Sessions, st.Directory, st.Directory
 
 	case "redis", "redis-unfenced", "redis-nocache":
 		prefix := "resolveload:" + name + ":"
@@ -124,16 +116,13 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		case "redis-nocache":
 			u, _ = withQuery(u, "cache", "off")
 		}
-		st, err := redisstore.Open(ctx, u)
+		st, err := open(u, sqliteUsers)
 		if err != nil {
 			return fail(err)
 		}
-		closers = append(closers, func() error { st.Close(); return nil })
-		b.store, b.loadStore, b.loaders = st, st, 32
+		b.store, b.loadStore, b.loaders = st.Sessions, st.Sessions, 32
+		b.dir, b.loadDir = st.Directory, st.Directory
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return redisCPU(ctx, admin) }
-		if err := sqliteUsers(); err != nil {
-			return fail(err)
-		}
 
 	case "postgres":
 		schema := "resolveload_" + regexp.MustCompile(`[^a-z0-9_]`).ReplaceAllString(strings.ToLower(name), "_")
@@ -151,33 +140,20 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		if err != nil {
 			return fail(err)
 		}
+		st, err := open(u, "") // as serve: users in the same database
+		if err != nil {
+			return fail(err)
+		}
+		b.store, b.dir = st.Sessions, st.Directory
 		// The preload's connections commit without waiting for the disk,
 		// many at once: 100k durable one-row commits take minutes.
 		load, _ := withQuery(u, "synchronous_commit", "off")
 		load, _ = withQuery(load, "pool_max_conns", "32")
-		for _, h := range []struct {
-			url   string
-			store *session.Store
-			dir   *directory
-		}{{u, &b.store, &b.dir}, {load, &b.loadStore, nil}} {
-			st, err := pgstore.Open(ctx, h.url)
-			if err != nil {
-				return fail(err)
-			}
-			closers = append(closers, func() error { st.Close(); return nil })
-			*h.store = st
-			d, err := pgusers.Open(ctx, h.url) // as serve: users in the same database
-			if err != nil {
-				return fail(err)
-			}
-			closers = append(closers, func() error { d.Close(); return nil })
-			if h.dir != nil {
-				*h.dir = d
-			} else {
-				b.loadDir = d
-			}
+		lst, err := open(load, "")
+		if err != nil {
+			return fail(err)
 		}
-		b.loaders = 32
+		b.loadStore, b.loadDir, b.loaders = lst.Sessions, lst.Directory, 32
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
 
 	default:
