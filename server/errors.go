@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sessiond/sessiond/app"
@@ -59,12 +60,22 @@ func (s *Server) clientError(r *http.Request, err error) *app.Error {
 		return e
 	}
 	if r.Context().Err() != nil {
-		s.log.DebugContext(r.Context(), "request ended before it was answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.DebugContext(r.Context(), "request ended before it was answered", "method", r.Method, "path", logPath(r), "err", err)
 	} else {
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", logPath(r), "err", err)
 		s.metrics.storeErrors.Inc()
 	}
 	return errBackend
+}
+
+// logPath is r's path as logged: its first 256 bytes, so that a client
+// cannot fill the log with one request.
+func logPath(r *http.Request) string {
+	p := r.URL.Path
+	if len(p) > 256 {
+		p = strings.ToValidUTF8(p[:256], "") + "…"
+	}
+	return p
 }
 
 // writeErr answers with err as JSON {"error":{"code","message"}} (see

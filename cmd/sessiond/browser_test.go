@@ -566,6 +566,11 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("erin's session reads %q, want her browser", got)
 		}
 		status(t, pa.click("form[action$='/revoke'] button.danger"), 200)
+		pa.expect(erinPage+"/revoke", "h1", "End every session of erin?")
+		if n := pa.count("table.sessions tbody tr"); n != 0 {
+			t.Error("the confirmation page is not a confirmation")
+		}
+		status(t, pa.click("form.row button.danger"), 200)
 		pa.expect(erinPage+"?done=revoked-all&n=1", "[role=status]", "Every session of this user ended (1).")
 		pb.expectSignedOut("/admin")
 
@@ -580,6 +585,8 @@ func TestBrowser(t *testing.T) {
 		pb.login("erin", "erin-password-1", false)
 		pa.navigate(erinPage)
 		status(t, pa.click("form[action$='/disable'] button"), 200)
+		pa.expect(erinPage+"/disable", "h1", "Disable erin?")
+		status(t, pa.click("form.row button.danger"), 200)
 		pa.expect(erinPage+"?done=disabled&n=1", "[role=status]", "User disabled")
 		pb.expectSignedOut("/account")
 		status(t, pb.login("erin", "erin-password-1", false), 403)
@@ -614,6 +621,25 @@ func TestBrowser(t *testing.T) {
 		}
 		status(t, pa.navigate("/admin/audit?user=nobody"), 404)
 		pa.expect("/admin/audit?user=nobody", "[role=alert]", "No such user.")
+
+		// Reset erin's password: her sessions end, the new one works.
+		pa.navigate(erinPage)
+		pa.fill(map[string]string{"#reset-password": "erin-password-2", "#reset-confirm": "erin-password-2"})
+		status(t, pa.click("form[action$='/password'] button"), 200)
+		pa.expect(erinPage+"?done=password-reset&n=1", "[role=status]", "Password reset.")
+		pb.expectSignedOut("/account")
+		status(t, pb.login("erin", "erin-password-2", false), 200)
+
+		// Delete asks first; Cancel goes back; confirmed, erin is gone
+		// and signed out.
+		status(t, pa.click("form[action$='/delete'] button"), 200)
+		pa.expect(erinPage+"/delete", "h1", "Delete erin?")
+		status(t, pa.click("form.row a.button"), 200)
+		pa.expect(erinPage, "h1", "erin")
+		status(t, pa.click("form[action$='/delete'] button"), 200)
+		status(t, pa.click("form.row button.danger"), 200)
+		pa.expect("/admin?done=deleted&n=1", "[role=status]", "User deleted")
+		pb.expectSignedOut("/account")
 	})
 
 	t.Run("CrossOriginFormsRefused", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sessiond/sessiond/app"
 )
 
 // options is every setting of sessiond, one flag each. Each flag can also
@@ -145,7 +147,7 @@ func applyFile(fs *flag.FlagSet, path string, skip map[string]bool) error {
 		name, value, ok := strings.Cut(line, "=")
 		name, value = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(value), `"`)
 		if !ok || fs.Lookup(name) == nil || name == "config" {
-			return fmt.Errorf("%s:%d: want `name = value` with a flag name, got %q", path, n, line)
+			return fmt.Errorf("%s:%d: want `name = value` with a flag name, got %q", path, n, app.RedactURL(line))
 		}
 		if skip[name] {
 			continue
@@ -155,27 +157,6 @@ func applyFile(fs *flag.FlagSet, path string, skip map[string]bool) error {
 		}
 	}
 	return sc.Err()
-}
-
-// storeURL is a parsed --store or --users value.
-type storeURL struct {
-	scheme string // "sqlite", "memory", "postgres" or "redis"
-	path   string // the file for sqlite, the whole URL otherwise
-}
-
-func parseStoreURL(flagName, s string) (storeURL, error) {
-	scheme, rest, ok := strings.Cut(s, ":")
-	switch {
-	case ok && scheme == "sqlite" && rest != "":
-		return storeURL{scheme: "sqlite", path: rest}, nil
-	case ok && scheme == "memory" && rest == "":
-		return storeURL{scheme: "memory"}, nil
-	case ok && (scheme == "postgres" || scheme == "postgresql") && strings.HasPrefix(rest, "//"):
-		return storeURL{scheme: "postgres", path: s}, nil
-	case ok && (scheme == "redis" || scheme == "rediss" || scheme == "redis+sentinel" || scheme == "redis+cluster") && strings.HasPrefix(rest, "//"):
-		return storeURL{scheme: "redis", path: s}, nil
-	}
-	return storeURL{}, fmt.Errorf("--%s %q: use sqlite:PATH, postgres://..., redis://... (rediss://, redis+sentinel://, redis+cluster://) or memory:", flagName, s)
 }
 
 // proxies parses --trusted-proxies.
