@@ -233,15 +233,6 @@ func ValidateUsername(name string) error {
 	return nil
 }
 
-// ValidatePassword reports whether password is acceptable as a new
-// password (NIST SP 800-63B §5.1.1.2: length, not composition rules).
-func ValidatePassword(password string) error {
-	if n := len([]rune(password)); n < MinPasswordLen || len(password) > MaxPasswordLen {
-		return fmt.Errorf("%w: password must be %d to %d characters", ErrInvalid, MinPasswordLen, MaxPasswordLen)
-	}
-	return nil
-}
-
 var roleRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 // normalizeRoles checks roles and returns them sorted without duplicates.
