@@ -193,7 +193,7 @@ func (a *App) ChangePassword(ctx context.Context, actor Actor, current, next str
 // one, and stores it in u, which must be as read from the directory: a
 // change made meanwhile is users.ErrConflict.
 func (a *App) setPassword(ctx context.Context, u *users.User, password string) error {
-	if err := users.ValidatePassword(password); err != nil {
+	if err := users.ValidatePasswordFor(u.Username, password); err != nil {
 		return err
 	}
 	same, err := a.accounts.CheckPassword(ctx, u, password)

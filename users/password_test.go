@@ -1,12 +1,16 @@
 package users_test
 
 import (
+	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/sessiond/sessiond/users"
 )
@@ -162,3 +166,197 @@ func FuzzVerifyPassword(f *testing.F) {
 }
 
 func b64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
+
+// Error messages of ValidatePassword, as the user sees them.
+const (
+	tooShort  = "users: invalid: password must be at least 8 characters"
+	tooLong   = "users: invalid: password must be at most 1024 bytes"
+	notUTF8   = "users: invalid: password must be valid UTF-8 text"
+	tooCommon = "users: invalid: password is too common; choose another"
+	service   = "users: invalid: password is the name of this service; choose another"
+	username  = "users: invalid: password must not be the username"
+)
+
+// errorText returns err's message, or "" for nil.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// validatePasswordCases are passwords and the message ValidatePassword
+// refuses them with ("" for accepted), following NIST SP 800-63B-4
+// §3.1.1.2: length in characters of the NFKC form, no composition rules,
+// a blocklist compared in NFKC form and case-insensitively, and no
+// context-specific words.
+var validatePasswordCases = []struct {
+	name, password, want string
+}{
+	{"passphrase", "correct horse battery staple", ""},
+	{"8 characters, no composition rules", "tq8-vm3k", ""},
+	{"only lowercase letters", "quietlymarbled", ""},
+	{"8 multibyte characters", "密码密码密码密码", ""},
+	{"long random", rand.Text() + rand.Text() + rand.Text(), ""},
+	{"longest", strings.Repeat("x", users.MaxPasswordLen), ""},
+	{"longest in 2-byte characters", strings.Repeat("é", users.MaxPasswordLen/2), ""},
+	{"spaces and symbols", "  ⌘ ¿qué? 🔑  ", ""},
+	{"4 ligatures are 8 characters in NFKC", "ﬁﬁﬁﬁ", ""},
+
+	{"empty", "", tooShort},
+	{"7 characters", "tq8-vm3", tooShort},
+	{"7 multibyte characters", "密码密码密码密", tooShort},
+	{"8 code points as typed, 6 characters composed", "re\u0301sume\u0301", tooShort},
+	{"over-long", strings.Repeat("x", users.MaxPasswordLen+1), tooLong},
+	{"over-long once normalized", strings.Repeat("\ufdfa", 100), tooLong},
+	{"not UTF-8", "tq8-vm3k\xff", notUTF8},
+
+	{"password", "password", tooCommon},
+	{"12345678", "12345678", tooCommon},
+	{"qwertyuiop", "qwertyuiop", tooCommon},
+	{"iloveyou1", "iloveyou1", tooCommon},
+	{"11111111", "11111111", tooCommon},
+	{"password1", "password1", tooCommon},
+	{"letmein1", "letmein1", tooCommon},
+	{"trustno1", "trustno1", tooCommon},
+	{"baseball1", "baseball1", tooCommon},
+	{"upper case", "PASSWORD", tooCommon},
+	{"mixed case", "LetMeIn1", tooCommon},
+	{"full-width digits", "１２３４５６７８", tooCommon},
+	{"full-width letters", "ｐａｓｓｗｏｒｄ１", tooCommon},
+	{"full-width upper case", "ＱＷＥＲＴＹＵＩＯＰ", tooCommon},
+
+	{"the service's name", "sessiond", service},
+	{"the service's name in another case", "SessionD", service},
+	{"the service's name in full width", "ｓｅｓｓｉｏｎｄ", service},
+}
+
+func TestValidatePassword(t *testing.T) {
+	for _, tc := range validatePasswordCases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := users.ValidatePassword(tc.password)
+			if got := errorText(err); got != tc.want {
+				t.Errorf("ValidatePassword(%q): got %q, want %q", tc.password, got, tc.want)
+			}
+			if err != nil && !errors.Is(err, users.ErrInvalid) {
+				t.Errorf("ValidatePassword(%q): got %v, want an error wrapping users.ErrInvalid", tc.password, err)
+			}
+			// Without a username, ValidatePasswordFor is ValidatePassword.
+			if got := errorText(users.ValidatePasswordFor("", tc.password)); got != tc.want {
+				t.Errorf("ValidatePasswordFor(\"\", %q): got %q, want %q", tc.password, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidatePasswordFor(t *testing.T) {
+	for _, tc := range []struct {
+		name, username, password, want string
+	}{
+		{"the username", "alice.smith", "alice.smith", username},
+		{"the username in upper case", "alice.smith", "ALICE.SMITH", username},
+		{"the username in full width", "alice.smith", "ａｌｉｃｅ．ｓｍｉｔｈ", username},
+		{"the username, given in another case", "Alice.Smith", "alice.smith", username},
+		{"a username too short to be a password", "alice", "alice", tooShort},
+		{"the username and more", "alice.smith", "alice.smith and her cat", ""},
+		{"another user's name", "bob.jones", "alice.smith", ""},
+		{"common, whoever sets it", "bob.jones", "password1", tooCommon},
+		{"the service's name, whoever sets it", "bob.jones", "sessiond", service},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := users.ValidatePasswordFor(tc.username, tc.password)
+			if got := errorText(err); got != tc.want {
+				t.Errorf("ValidatePasswordFor(%q, %q): got %q, want %q", tc.username, tc.password, got, tc.want)
+			}
+			if err != nil && !errors.Is(err, users.ErrInvalid) {
+				t.Errorf("ValidatePasswordFor(%q, %q): got %v, want an error wrapping users.ErrInvalid", tc.username, tc.password, err)
+			}
+		})
+	}
+}
+
+// TestPasswordFormsMatch checks that one password typed in two forms that
+// NFKC makes equal is one password: the hash of either verifies the other.
+func TestPasswordFormsMatch(t *testing.T) {
+	for _, tc := range []struct {
+		name, a, b string
+	}{
+		{"é composed and decomposed", "cr\u00e8me br\u00fbl\u00e9e", "cre\u0300me bru\u0302le\u0301e"},
+		{"Hangul syllables and jamo", "\ud55c\uad6d\uc5b4 \ube44\ubc00\ubc88\ud638", norm.NFD.String("\ud55c\uad6d\uc5b4 \ube44\ubc00\ubc88\ud638")},
+		{"full-width and ASCII", "ｔａｂｌｅ　ｆｏｒ　４２", "table for 42"},
+		{"ligature and letters", "ﬁne ﬂour 2kg", "fine flour 2kg"},
+		{"Angstrom sign and letter", "\u212bngstr\u00f6m units", "\u00c5ngstr\u00f6m units"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.a == tc.b {
+				t.Fatalf("the two forms are the same bytes %q", tc.a)
+			}
+			for _, pair := range [][2]string{{tc.a, tc.b}, {tc.b, tc.a}} {
+				hash := users.HashPassword(pair[0], testParams)
+				if ok, err := users.VerifyPassword(pair[1], hash); !ok || err != nil {
+					t.Errorf("VerifyPassword(%q, hash of %q): got %v, %v, want true, nil", pair[1], pair[0], ok, err)
+				}
+				if ok, err := users.VerifyPassword(pair[1]+"x", hash); ok || err != nil {
+					t.Errorf("VerifyPassword(%q, hash of %q): got %v, %v, want false, nil", pair[1]+"x", pair[0], ok, err)
+				}
+			}
+			if a, b := users.ValidatePassword(tc.a), users.ValidatePassword(tc.b); errorText(a) != errorText(b) {
+				t.Errorf("ValidatePassword(%q): got %q; of %q: got %q; want the same", tc.a, errorText(a), tc.b, errorText(b))
+			}
+		})
+	}
+}
+
+// TestVerifyPasswordAcceptsUnnormalizedHash checks that hashes of the exact
+// bytes of passwords not in NFKC form, as HashPassword made them before it
+// normalized, still verify those bytes.
+func TestVerifyPasswordAcceptsUnnormalizedHash(t *testing.T) {
+	for _, tc := range []struct {
+		name, password, hash string
+	}{
+		{"decomposed accents", "cre\u0300me bru\u0302le\u0301e", "$argon2id$v=19$m=64,t=1,p=1$tVGwXj1rMPnhnForYbXSfg$4QRPFbIXXdlrEaapyr5q4HftZhoZZzTChiOYeHyd5yM"},
+		{"full-width", "ｔａｂｌｅ　ｆｏｒ　４２", "$argon2id$v=19$m=64,t=1,p=1$ZfAnucCO6lzyK3iPswzaFw$wrUHJkToxIhcTCVS6R4HYXUv7izSNdHVv/lZesAt+r0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if ok, err := users.VerifyPassword(tc.password, tc.hash); !ok || err != nil {
+				t.Errorf("VerifyPassword(%q, its stored hash): got %v, %v, want true, nil", tc.password, ok, err)
+			}
+			// Only those bytes: the hash was not made from the NFKC form.
+			for _, other := range []string{norm.NFKC.String(tc.password), tc.password + "x", "wrong password"} {
+				if ok, err := users.VerifyPassword(other, tc.hash); ok || err != nil {
+					t.Errorf("VerifyPassword(%q, stored hash of %q): got %v, %v, want false, nil", other, tc.password, ok, err)
+				}
+			}
+		})
+	}
+}
+
+func ExampleValidatePassword() {
+	for _, password := range []string{"correct horse battery staple", "LetMeIn1", "１２３４５６７８", "sessiond", "short"} {
+		fmt.Println(users.ValidatePassword(password))
+	}
+	fmt.Println(users.ValidatePasswordFor("alice.smith", "Alice.Smith"))
+	// Output:
+	// <nil>
+	// users: invalid: password is too common; choose another
+	// users: invalid: password is too common; choose another
+	// users: invalid: password is the name of this service; choose another
+	// users: invalid: password must be at least 8 characters
+	// users: invalid: password must not be the username
+}
+
+func BenchmarkValidatePassword(b *testing.B) {
+	for _, bc := range []struct{ name, password string }{
+		{"accepted", "correct horse battery staple"},
+		{"common", "password1"},
+		{"full-width", "ｔａｂｌｅ　ｆｏｒ　４２"},
+		{"longest", strings.Repeat("x", users.MaxPasswordLen)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				users.ValidatePassword(bc.password)
+			}
+		})
+	}
+}

@@ -251,15 +251,6 @@ func IsUserID(ref string) bool {
 	return err == nil
 }
 
-// ValidatePassword reports whether password is acceptable as a new
-// password (NIST SP 800-63B §5.1.1.2: length, not composition rules).
-func ValidatePassword(password string) error {
-	if n := len([]rune(password)); n < MinPasswordLen || len(password) > MaxPasswordLen {
-		return fmt.Errorf("%w: password must be %d to %d characters", ErrInvalid, MinPasswordLen, MaxPasswordLen)
-	}
-	return nil
-}
-
 var roleRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 // normalizeRoles checks roles and returns them sorted without duplicates.
@@ -279,7 +270,7 @@ func (a *Accounts) Add(ctx context.Context, username, password string, roles []s
 	if err := ValidateUsername(username); err != nil {
 		return nil, err
 	}
-	if err := ValidatePassword(password); err != nil {
+	if err := ValidatePasswordFor(username, password); err != nil {
 		return nil, err
 	}
 	roles, err := normalizeRoles(roles)
@@ -300,7 +291,7 @@ func (a *Accounts) Add(ctx context.Context, username, password string, roles []s
 
 // SetPassword replaces u's password.
 func (a *Accounts) SetPassword(ctx context.Context, u *User, password string) error {
-	if err := ValidatePassword(password); err != nil {
+	if err := ValidatePasswordFor(u.Username, password); err != nil {
 		return err
 	}
 	hash, err := a.hash(ctx, password)

@@ -218,25 +218,26 @@ func TestAddValidates(t *testing.T) {
 		roles                    []string
 		ok                       bool
 	}{
-		{"plain", "alice", "12345678", nil, true},
-		{"every allowed character", "A.z_0-9@example.com", "12345678", []string{"admin", "user_1", "read-only"}, true},
-		{"64 characters", strings.Repeat("u", 64), "12345678", nil, true},
+		{"plain", "alice", "tq8-vm3k", nil, true},
+		{"every allowed character", "A.z_0-9@example.com", "tq8-vm3k", []string{"admin", "user_1", "read-only"}, true},
+		{"64 characters", strings.Repeat("u", 64), "tq8-vm3k", nil, true},
 		{"8 multibyte characters", "carol", "密码密码密码密码", nil, true},
 		{"longest password", "dave", strings.Repeat("x", users.MaxPasswordLen), nil, true},
-		{"empty username", "", "12345678", nil, false},
-		{"65 characters", strings.Repeat("u", 65), "12345678", nil, false},
-		{"space in username", "al ice", "12345678", nil, false},
-		{"newline in username", "alice\n", "12345678", nil, false},
-		{"slash in username", "al/ice", "12345678", nil, false},
-		{"non-ASCII username", "alicé", "12345678", nil, false},
+		{"empty username", "", "tq8-vm3k", nil, false},
+		{"65 characters", strings.Repeat("u", 65), "tq8-vm3k", nil, false},
+		{"space in username", "al ice", "tq8-vm3k", nil, false},
+		{"newline in username", "alice\n", "tq8-vm3k", nil, false},
+		{"slash in username", "al/ice", "tq8-vm3k", nil, false},
+		{"non-ASCII username", "alicé", "tq8-vm3k", nil, false},
 		{"7-character password", "erin", "1234567", nil, false},
 		{"7 multibyte characters", "erin", "密码密码密码密", nil, false},
 		{"empty password", "erin", "", nil, false},
 		{"over-long password", "erin", strings.Repeat("x", users.MaxPasswordLen+1), nil, false},
-		{"empty role", "erin", "12345678", []string{""}, false},
-		{"uppercase role", "erin", "12345678", []string{"Admin"}, false},
-		{"role with a space", "erin", "12345678", []string{"a b"}, false},
-		{"33-character role", "erin", "12345678", []string{strings.Repeat("r", 33)}, false},
+		{"common password", "erin", "Password1", nil, false},
+		{"empty role", "erin", "tq8-vm3k", []string{""}, false},
+		{"uppercase role", "erin", "tq8-vm3k", []string{"Admin"}, false},
+		{"role with a space", "erin", "tq8-vm3k", []string{"a b"}, false},
+		{"33-character role", "erin", "tq8-vm3k", []string{strings.Repeat("r", 33)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := acc.Add(ctx, tc.username, tc.password, tc.roles)
@@ -265,7 +266,7 @@ func TestAddValidates(t *testing.T) {
 		t.Errorf("Add with a taken username: got %v, want users.ErrExists", err)
 	}
 	// Roles are stored sorted, without duplicates.
-	u := mustAdd(t, acc, "frank", "12345678", "user", "admin", "user")
+	u := mustAdd(t, acc, "frank", "tq8-vm3k", "user", "admin", "user")
 	if want := []string{"admin", "user"}; !slices.Equal(u.Roles, want) {
 		t.Errorf("roles: got %q, want %q", u.Roles, want)
 	}
