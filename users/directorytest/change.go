@@ -13,6 +13,29 @@ import (
 	"github.com/sessiond/sessiond/users"
 )
 
+// RunChanges runs the part of the suite about changing users: versions,
+// Update from a stale version, Delete, and the last-admin rule, each also
+// from two handles at once. Run runs it too; a backend runs it again on
+// its own for a setting of its storage that could change how it makes a
+// change atomic (a server's default isolation level, say). It uses
+// h.New, h.Open and h.TimeResolution only.
+func RunChanges(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h Harness)
+	}{
+		{"Version", testVersion},
+		{"UpdateConflict", testUpdateConflict},
+		{"UpdateConcurrent", testUpdateConcurrent},
+		{"Delete", testDelete},
+		{"LastAdmin", testLastAdmin},
+		{"LastAdminConcurrent", testLastAdminConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
+	}
+}
+
 // newAdmin returns NewUser(username) with the admin role.
 func newAdmin(username string) *users.User {
 	u := NewUser(username)

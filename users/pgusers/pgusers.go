@@ -126,8 +126,9 @@ func (db *DB) Delete(ctx context.Context, u *users.User) error {
 // false), another enabled admin exists. It returns users.ErrNotFound,
 // users.ErrConflict or users.ErrLastAdmin, writing nothing, if not.
 //
-// The transaction is READ COMMITTED, in which each statement sees what
-// was committed when it began, and it makes the checks hold until the
+// The transaction is READ COMMITTED, whatever the server's or the
+// connection's default_transaction_isolation, so that each statement sees
+// what was committed when it began; it makes the checks hold until the
 // commit with two locks:
 //
 //   - It locks the user's row first (FOR UPDATE). A change of the same
@@ -148,7 +149,7 @@ func (db *DB) Delete(ctx context.Context, u *users.User) error {
 //     other). Changes that keep every admin, the common ones, never take
 //     it.
 func (db *DB) change(ctx context.Context, op string, u *users.User, staysAdmin bool, write string, args ...any) error {
-	tx, err := db.pool.Begin(ctx)
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return fmt.Errorf("pgusers: %s: %w", op, err)
 	}

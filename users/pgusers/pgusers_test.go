@@ -338,3 +338,28 @@ func TestVersionMigration(t *testing.T) {
 		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
 	}
 }
+
+// TestChangesWhateverTheDefaultIsolation runs the suite's changes of
+// users against connections whose default isolation level is not READ
+// COMMITTED: the last-admin check must see the changes committed while it
+// waited for the lock, and concurrent Updates must fail with
+// users.ErrConflict, not with a serialization failure.
+func TestChangesWhateverTheDefaultIsolation(t *testing.T) {
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			directorytest.RunChanges(t, directorytest.Harness{
+				New: func(t *testing.T) directorytest.Backend {
+					url, err := testenv.WithParam(testenv.PostgresSchema(t), "default_transaction_isolation", level)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return openAt(t, url)
+				},
+				Open: func(t *testing.T, b directorytest.Backend) directorytest.Backend {
+					return openAt(t, b.(*DB).pool.Config().ConnString())
+				},
+				TimeResolution: time.Microsecond,
+			})
+		})
+	}
+}
