@@ -278,6 +278,9 @@ func TestChangesPersist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sessiond.db")
 	acc := users.NewAccounts(openDirAt(t, path), testParams)
 	other := users.NewAccounts(openDirAt(t, path), testParams)
+	// Another admin, so that alice may lose the admin role she gains
+	// below: the last enabled admin keeps it.
+	mustAdd(t, acc, "root", "root password", "admin")
 	u := mustAdd(t, acc, "alice", "correct horse", "user")
 	reread := func() *users.User {
 		t.Helper()

@@ -7,7 +7,9 @@
 //	}
 //
 // It also exports the few helpers the backends' own tests share (NewUser,
-// NewEvent, MustCreate, Query, IDs), and RunShared, the suite for a
+// NewEvent, MustCreate, Query, IDs); RunChanges, the part of Run about
+// changing users (versions, Delete, the last-admin rule), for a backend
+// to run again under a setting of its own; and RunShared, the suite for a
 // backend that keeps its data beside a session store's in one storage.
 package directorytest
 
@@ -101,6 +103,7 @@ func Run(t *testing.T, h Harness) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
 	}
+	RunChanges(t, h)
 }
 
 var ctx = context.Background()
@@ -215,7 +218,7 @@ func testDirectoryRoundTrip(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (&users.User{ID: "u_2", Username: "bob", PasswordHash: "h"}); !reflect.DeepEqual(got, want) {
+	if want := (&users.User{ID: "u_2", Username: "bob", PasswordHash: "h", Version: 1}); !reflect.DeepEqual(got, want) {
 		t.Errorf("bare user: got %+v, want %+v", got, want)
 	}
 
@@ -243,6 +246,7 @@ func testNotFound(t *testing.T, h Harness) {
 		"ByUsername with spaces": second(b.ByUsername(ctx, " alice ")),
 		"ByUsername empty":       second(b.ByUsername(ctx, "")),
 		"Update":                 b.Update(ctx, NewUser("nobody")),
+		"Delete":                 b.Delete(ctx, NewUser("nobody")),
 	} {
 		if err != users.ErrNotFound {
 			t.Errorf("%s: got %v, want users.ErrNotFound", name, err)
@@ -273,6 +277,12 @@ func testUsernameUnique(t *testing.T, h Harness) {
 	bob.Username = "alice"
 	if err := b.Update(ctx, bob); err != users.ErrExists {
 		t.Errorf("Update to a taken username: got %v, want users.ErrExists", err)
+	}
+	if bob.Version != 1 {
+		t.Errorf("Version after a failed Update: got %d, want 1", bob.Version)
+	}
+	if got := mustByID(t, b, bob.ID); got.Username != "bob" || got.Version != 1 {
+		t.Errorf("after a failed Update: got %+v, want bob at version 1", got)
 	}
 	if n, err := b.Count(ctx); err != nil || n != 3 {
 		t.Errorf("Count: got %d, %v, want 3", n, err)

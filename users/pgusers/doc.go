@@ -35,9 +35,17 @@
 //
 // The table sessiond_users holds, for each account, its ID, username
 // (unique, compared and ordered byte by byte: COLLATE "C"), roles as
-// text[], disabled flag, argon2id password hash and times. A password is
-// never stored, only its hash; but hashes can be attacked offline, so
-// restrict access to the database (and to its backups) accordingly.
+// text[], disabled flag, argon2id password hash, times and version. A
+// password is never stored, only its hash; but hashes can be attacked
+// offline, so restrict access to the database (and to its backups)
+// accordingly.
+//
+// Update and Delete run in a transaction that locks the user's row, so
+// that of two changes from one version only one is made. A change that
+// takes an enabled admin away also takes the advisory lock (0x61646d6e,
+// 0) before it looks for another enabled admin, so that changes from
+// several instances that each remove one of the last two admins take
+// turns, and the second fails with users.ErrLastAdmin.
 //
 // The table sessiond_audit_events holds the audit log, one row per event,
 // indexed for the queries audit.Filter allows. Its IDs come from an

@@ -49,17 +49,32 @@ func (db *DB) Close() { db.pool.Close() }
 
 // userColumns lists the stored fields of a user in the order scanUser
 // reads them.
-const userColumns = `id, username, roles, disabled, password_hash, created_at, updated_at`
+const userColumns = `id, username, roles, disabled, password_hash, created_at, updated_at, version`
 
 // The statements a DB runs (pgx prepares each once per connection).
+// Update and Delete run sqlLockStored, then sqlAdminLock and
+// sqlOtherAdmin if need be, then sqlUpdate or sqlDelete, in one
+// transaction (see change).
 const (
 	sqlByID       = `SELECT ` + userColumns + ` FROM sessiond_users WHERE id = $1`
 	sqlByUsername = `SELECT ` + userColumns + ` FROM sessiond_users WHERE username = $1`
 	sqlList       = `SELECT ` + userColumns + ` FROM sessiond_users ORDER BY username`
 	sqlCount      = `SELECT count(*) FROM sessiond_users`
-	sqlInsert     = `INSERT INTO sessiond_users (` + userColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	sqlInsert     = `INSERT INTO sessiond_users (` + userColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)`
 	sqlUpdate     = `UPDATE sessiond_users SET username = $2, roles = $3, disabled = $4, password_hash = $5,
-		created_at = $6, updated_at = $7 WHERE id = $1`
+		created_at = $6, updated_at = $7, version = version + 1 WHERE id = $1`
+	sqlDelete = `DELETE FROM sessiond_users WHERE id = $1`
+	// sqlLockStored locks the row of user $1 until the transaction ends
+	// and returns its version and whether it is an enabled holder of role
+	// $2 (users.User.IsActiveAdmin, for $2 the admin role).
+	sqlLockStored = `SELECT version, NOT disabled AND $2 = ANY (roles) FROM sessiond_users WHERE id = $1 FOR UPDATE`
+	// sqlAdminLock takes the lock that serialises the changes that take
+	// an enabled admin away, until the transaction ends.
+	sqlAdminLock = `SELECT pg_advisory_xact_lock($1, 0)`
+	// sqlOtherAdmin reports whether a user other than $1 is an enabled
+	// holder of role $2. It reads the whole table, which is small, and
+	// runs only for a change that takes an enabled admin away.
+	sqlOtherAdmin = `SELECT EXISTS (SELECT 1 FROM sessiond_users WHERE id <> $1 AND NOT disabled AND $2 = ANY (roles))`
 )
 
 // usernameKey is the name of the UNIQUE constraint on usernames (see the
@@ -75,24 +90,100 @@ func userArgs(u *users.User) []any {
 	return []any{u.ID, u.Username, roles, u.Disabled, u.PasswordHash, encodeTime(u.CreatedAt), encodeTime(u.UpdatedAt)}
 }
 
-// Create implements users.Directory. It stores u as it is: checking the
-// username, roles and password is users.Accounts' job.
+// Create implements users.Directory. It stores u as it is, with version
+// 1, and sets u.Version to 1: checking the username, roles and password
+// is users.Accounts' job.
 func (db *DB) Create(ctx context.Context, u *users.User) error {
 	if _, err := db.pool.Exec(ctx, sqlInsert, userArgs(u)...); err != nil {
 		return writeErr("create", err)
 	}
+	u.Version = 1
 	return nil
 }
 
-// Update implements users.Directory. It replaces every field but the ID;
-// it returns users.ErrExists if u's username is another user's.
+// Update implements users.Directory. It replaces every field but the ID
+// and raises the version by one, if the stored version is u.Version; it
+// returns users.ErrExists if u's username is another user's. u.Version
+// changes only if the change is committed.
 func (db *DB) Update(ctx context.Context, u *users.User) error {
-	tag, err := db.pool.Exec(ctx, sqlUpdate, userArgs(u)...)
-	if err != nil {
-		return writeErr("update", err)
+	if err := db.change(ctx, "update", u, u.IsActiveAdmin(), sqlUpdate, userArgs(u)...); err != nil {
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	u.Version++
+	return nil
+}
+
+// Delete implements users.Directory. The audit log keeps the events
+// about the user: they name it by ID and username, not by a foreign key
+// that deleting the user would break.
+func (db *DB) Delete(ctx context.Context, u *users.User) error {
+	return db.change(ctx, "delete", u, false, sqlDelete, u.ID)
+}
+
+// change runs the statement write with args in one transaction, if the
+// stored user u.ID exists with version u.Version and, should the stored
+// user be an enabled admin that the change leaves none (staysAdmin
+// false), another enabled admin exists. It returns users.ErrNotFound,
+// users.ErrConflict or users.ErrLastAdmin, writing nothing, if not.
+//
+// The transaction is READ COMMITTED, whatever the server's or the
+// connection's default_transaction_isolation, so that each statement sees
+// what was committed when it began; it makes the checks hold until the
+// commit with two locks:
+//
+//   - It locks the user's row first (FOR UPDATE). A change of the same
+//     user elsewhere waits for this one to end, then reads the row as it
+//     committed, with the raised version: of two changes from one
+//     version, one wins and the other gets users.ErrConflict.
+//   - A change that takes an enabled admin away then takes the advisory
+//     lock (adminLockClass, 0), and only then looks for another enabled
+//     admin. Two such changes of two different users would otherwise
+//     each find the other admin, neither change being committed yet, and
+//     both remove one of the last two. The lock makes them take turns:
+//     the second looks only after the first has committed, and finds
+//     its result. Locking every admin row (SELECT … FOR UPDATE) would do
+//     the same, but could deadlock two changes that lock them in
+//     different orders; the one advisory lock cannot, because a
+//     transaction that holds it waits for no row lock of another that
+//     waits for it (it has locked its own row already, and writes no
+//     other). Changes that keep every admin, the common ones, never take
+//     it.
+func (db *DB) change(ctx context.Context, op string, u *users.User, staysAdmin bool, write string, args ...any) error {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("pgusers: %s: %w", op, err)
+	}
+	defer tx.Rollback(ctx)
+	var (
+		version int64
+		admin   bool
+	)
+	err = tx.QueryRow(ctx, sqlLockStored, u.ID, users.RoleAdmin).Scan(&version, &admin)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return users.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("pgusers: %s: %w", op, err)
+	case version != u.Version:
+		return users.ErrConflict
+	}
+	if admin && !staysAdmin {
+		if _, err := tx.Exec(ctx, sqlAdminLock, adminLockClass); err != nil {
+			return fmt.Errorf("pgusers: %s: lock: %w", op, err)
+		}
+		var other bool
+		if err := tx.QueryRow(ctx, sqlOtherAdmin, u.ID, users.RoleAdmin).Scan(&other); err != nil {
+			return fmt.Errorf("pgusers: %s: %w", op, err)
+		}
+		if !other {
+			return users.ErrLastAdmin
+		}
+	}
+	if _, err := tx.Exec(ctx, write, args...); err != nil {
+		return writeErr(op, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgusers: %s: %w", op, err)
 	}
 	return nil
 }
@@ -163,7 +254,7 @@ func scanUser(sc pgx.Row) (*users.User, error) {
 		u                users.User
 		created, updated pgtype.Timestamptz
 	)
-	if err := sc.Scan(&u.ID, &u.Username, &u.Roles, &u.Disabled, &u.PasswordHash, &created, &updated); err != nil {
+	if err := sc.Scan(&u.ID, &u.Username, &u.Roles, &u.Disabled, &u.PasswordHash, &created, &updated, &u.Version); err != nil {
 		return nil, err
 	}
 	if len(u.Roles) == 0 {
@@ -198,9 +289,4 @@ func decodeTime(v pgtype.Timestamptz) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("time is %s", v.InfinityModifier)
 	}
 	return v.Time.UTC(), nil
-}
-
-// Delete implements users.Directory.
-func (db *DB) Delete(ctx context.Context, u *users.User) error {
-	return errors.New("TODO: Delete")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/pgmigrate"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/users"
 	"github.com/sessiond/sessiond/users/directorytest"
@@ -219,6 +220,7 @@ func TestDatabaseGone(t *testing.T) {
 		"Count":        second(db.Count(ctx)),
 		"Create":       db.Create(ctx, directorytest.NewUser("bob")),
 		"Update":       db.Update(ctx, u),
+		"Delete":       db.Delete(ctx, u),
 		"Append":       db.Append(ctx, directorytest.NewEvent("x", u.ID)),
 		"Query":        second(db.Query(ctx, audit.Filter{})),
 		"Query family": second(db.Query(ctx, audit.Filter{Type: "session."})),
@@ -245,7 +247,7 @@ func TestQueryPlans(t *testing.T) {
 			CASE WHEN i % 2 = 0 THEN 'u_heavy' ELSE 'u_' || (i % 500) END, 'name', 's', 'a', '', '192.0.2.1', 'ua'
 		FROM generate_series(1, 20000) i;
 		INSERT INTO sessiond_users (`+userColumns+`)
-		SELECT 'u_' || i, 'name' || i, '{user}', false, 'h', now(), now() FROM generate_series(1, 2000) i;
+		SELECT 'u_' || i, 'name' || i, '{user}', false, 'h', now(), now(), 1 FROM generate_series(1, 2000) i;
 		ANALYZE sessiond_audit_events; ANALYZE sessiond_users`); err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +299,67 @@ func TestQueryPlans(t *testing.T) {
 		if strings.Contains(plan, "Sort") && !strings.Contains(p.sql, "LATERAL") {
 			t.Errorf("plan of %s sorts what it reads:\n%s", p.sql, plan)
 		}
+	}
+}
+
+// TestVersionMigration opens a database written by schema version 2,
+// whose users have no version: they read back at version 1, and Update
+// takes them from there.
+func TestVersionMigration(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := pgmigrate.Apply(ctx, conn, component, migrations[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO sessiond_users (id, username, roles, disabled, password_hash, created_at, updated_at)
+		VALUES ('u_old', 'old', '{admin}', false, 'h', NULL, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	db := openAt(t, url)
+	if got := schemaVersions(t, url); !reflect.DeepEqual(got, allVersions()) {
+		t.Errorf("recorded migrations: got %v, want %v", got, allVersions())
+	}
+	u, err := db.ByID(ctx, "u_old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Version != 1 {
+		t.Errorf("Version of a user stored before versions: got %d, want 1", u.Version)
+	}
+	u.PasswordHash = "h2"
+	if err := db.Update(ctx, u); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got, err := db.ByID(ctx, "u_old"); err != nil || got.Version != 2 || got.PasswordHash != "h2" {
+		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
+	}
+}
+
+// TestChangesWhateverTheDefaultIsolation runs the suite's changes of
+// users against connections whose default isolation level is not READ
+// COMMITTED: the last-admin check must see the changes committed while it
+// waited for the lock, and concurrent Updates must fail with
+// users.ErrConflict, not with a serialization failure.
+func TestChangesWhateverTheDefaultIsolation(t *testing.T) {
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			directorytest.RunChanges(t, directorytest.Harness{
+				New: func(t *testing.T) directorytest.Backend {
+					url, err := testenv.WithParam(testenv.PostgresSchema(t), "default_transaction_isolation", level)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return openAt(t, url)
+				},
+				Open: func(t *testing.T, b directorytest.Backend) directorytest.Backend {
+					return openAt(t, b.(*DB).pool.Config().ConnString())
+				},
+				TimeResolution: time.Microsecond,
+			})
+		})
 	}
 }

@@ -49,6 +49,12 @@ var migrations = []string{
 	// (CREATE INDEX CONCURRENTLY would not, but cannot run in the
 	// migration's transaction.)
 	`CREATE INDEX sessiond_audit_events_time ON sessiond_audit_events (time);`,
+
+	// Version 3: a version per user (users.User.Version), which Update
+	// and Delete compare and Update raises by one. Users stored before
+	// start at 1, as Create starts them. (A constant default fills the
+	// existing rows without rewriting the table.)
+	`ALTER TABLE sessiond_users ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version > 0);`,
 }
 
 // Advisory lock key. PostgreSQL keeps the one-key (bigint) and the
@@ -58,4 +64,7 @@ var migrations = []string{
 const (
 	// appendLockClass, with the second key 0, serialises Appends: "audi".
 	appendLockClass int32 = 0x61756469
+	// adminLockClass, with the second key 0, serialises the changes that
+	// take an enabled admin away (see change): "admn".
+	adminLockClass int32 = 0x61646d6e
 )

@@ -26,7 +26,10 @@
 //
 // The table users holds, for each account, its ID, username (unique,
 // compared exactly, case and all), roles as a JSON array, disabled flag,
-// argon2id password hash and times. A password is never stored, only its
+// argon2id password hash, times and version. Update and Delete check the
+// version, and that an enabled admin remains, in the write transaction
+// that makes the change, which holds the file's write lock: changes from
+// several processes take turns. A password is never stored, only its
 // hash; but hashes can be attacked offline, so a file that Open creates
 // gets mode 0600 before anything is written to it, and a directory it
 // creates gets mode 0700.

@@ -61,6 +61,11 @@ var migrations = []string{
 	// log, building it holds the write lock of the file for as long as
 	// that takes, once, at the first Open of the new version.
 	`CREATE INDEX audit_events_time ON audit_events (time);`,
+
+	// Version 3: a version per user (users.User.Version), which Update
+	// and Delete compare and Update raises by one. Users stored before
+	// start at 1, as Create starts them.
+	`ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version > 0);`,
 }
 
 // migrate brings this package's schema in db up to date. It runs in one

@@ -36,9 +36,12 @@ type DB struct {
 	w    *sql.DB // one connection; write transactions BEGIN IMMEDIATE
 	r    *sql.DB // read-only connections (PRAGMA query_only)
 
-	// Prepared statements: reads on r, writes on w.
-	byID, byUsername, list, count             *sql.Stmt
-	insert, update, appendEvent, deleteEvents *sql.Stmt
+	// Prepared statements: reads on r, writes on w. stored and
+	// otherAdmin read on w, inside the write transactions of Update and
+	// Delete.
+	byID, byUsername, list, count              *sql.Stmt
+	insert, update, remove, stored, otherAdmin *sql.Stmt
+	appendEvent, deleteEvents                  *sql.Stmt
 }
 
 // Open opens the database at path, creating the file (mode 0600) and its
@@ -75,6 +78,9 @@ func (db *DB) open(path string) error {
 		sqlitefile.Stmt{Dst: &db.count, DB: r, SQL: sqlCount},
 		sqlitefile.Stmt{Dst: &db.insert, DB: w, SQL: sqlInsert},
 		sqlitefile.Stmt{Dst: &db.update, DB: w, SQL: sqlUpdate},
+		sqlitefile.Stmt{Dst: &db.remove, DB: w, SQL: sqlDelete},
+		sqlitefile.Stmt{Dst: &db.stored, DB: w, SQL: sqlStored},
+		sqlitefile.Stmt{Dst: &db.otherAdmin, DB: w, SQL: sqlOtherAdmin},
 		sqlitefile.Stmt{Dst: &db.appendEvent, DB: w, SQL: sqlAppend},
 		sqlitefile.Stmt{Dst: &db.deleteEvents, DB: w, SQL: sqlDeleteBefore},
 	)
@@ -82,17 +88,30 @@ func (db *DB) open(path string) error {
 
 // userColumns lists the stored fields of a user in the order scanUser
 // reads them.
-const userColumns = `id, username, roles, disabled, password_hash, created_at, updated_at`
+const userColumns = `id, username, roles, disabled, password_hash, created_at, updated_at, version`
 
-// The statements a DB prepares.
+// The statements a DB prepares. Update and Delete run sqlStored, then
+// sqlOtherAdmin if need be, then sqlUpdate or sqlDelete, in one write
+// transaction (see change).
 const (
 	sqlByID       = `SELECT ` + userColumns + ` FROM users WHERE id = ?1`
 	sqlByUsername = `SELECT ` + userColumns + ` FROM users WHERE username = ?1`
 	sqlList       = `SELECT ` + userColumns + ` FROM users ORDER BY username`
 	sqlCount      = `SELECT count(*) FROM users`
-	sqlInsert     = `INSERT INTO users (` + userColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`
+	sqlInsert     = `INSERT INTO users (` + userColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)`
 	sqlUpdate     = `UPDATE users SET username = ?2, roles = ?3, disabled = ?4, password_hash = ?5,
-		created_at = ?6, updated_at = ?7 WHERE id = ?1`
+		created_at = ?6, updated_at = ?7, version = version + 1 WHERE id = ?1`
+	sqlDelete = `DELETE FROM users WHERE id = ?1`
+	// sqlStored returns the version of user ?1 and whether it is an
+	// enabled holder of role ?2 (users.User.IsActiveAdmin, for ?2 the
+	// admin role).
+	sqlStored = `SELECT version, disabled = 0 AND EXISTS (SELECT 1 FROM json_each(roles) WHERE value = ?2)
+		FROM users WHERE id = ?1`
+	// sqlOtherAdmin reports whether a user other than ?1 is an enabled
+	// holder of role ?2. It reads the whole table, which is small, and
+	// runs only for a change that takes an enabled admin away.
+	sqlOtherAdmin = `SELECT EXISTS (SELECT 1 FROM users WHERE id != ?1 AND disabled = 0
+		AND EXISTS (SELECT 1 FROM json_each(users.roles) WHERE value = ?2))`
 	sqlAppend = `INSERT INTO audit_events (` + eventColumns + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
 )
 
@@ -131,8 +150,9 @@ func userArgs(u *users.User) ([]any, error) {
 	return []any{u.ID, u.Username, string(roles), encodeBool(u.Disabled), u.PasswordHash, created, updated}, nil
 }
 
-// Create implements users.Directory. It stores u as it is: checking the
-// username, roles and password is users.Accounts' job.
+// Create implements users.Directory. It stores u as it is, with version
+// 1, and sets u.Version to 1: checking the username, roles and password
+// is users.Accounts' job.
 func (db *DB) Create(ctx context.Context, u *users.User) error {
 	args, err := userArgs(u)
 	if err != nil {
@@ -141,26 +161,77 @@ func (db *DB) Create(ctx context.Context, u *users.User) error {
 	if _, err := db.insert.ExecContext(ctx, args...); err != nil {
 		return writeErr("create", err)
 	}
+	u.Version = 1
 	return nil
 }
 
-// Update implements users.Directory. It replaces every field but the ID;
-// it returns users.ErrExists if u's username is another user's.
+// Update implements users.Directory. It replaces every field but the ID
+// and raises the version by one, if the stored version is u.Version; it
+// returns users.ErrExists if u's username is another user's. u.Version
+// changes only if the change is committed.
 func (db *DB) Update(ctx context.Context, u *users.User) error {
 	args, err := userArgs(u)
 	if err != nil {
 		return fmt.Errorf("sqliteusers: update: %w", err)
 	}
-	res, err := db.update.ExecContext(ctx, args...)
-	if err != nil {
-		return writeErr("update", err)
+	if err := db.change(ctx, "update", u, u.IsActiveAdmin(), db.update, args...); err != nil {
+		return err
 	}
-	n, err := res.RowsAffected()
+	u.Version++
+	return nil
+}
+
+// Delete implements users.Directory. The audit log keeps the events
+// about the user: they name it by ID and username, not by a reference
+// that deleting the user would break.
+func (db *DB) Delete(ctx context.Context, u *users.User) error {
+	return db.change(ctx, "delete", u, false, db.remove, u.ID)
+}
+
+// change runs the statement write with args in one write transaction, if
+// the stored user u.ID exists with version u.Version and, should the
+// stored user be an enabled admin that the change leaves none (staysAdmin
+// false), another enabled admin exists. It returns users.ErrNotFound,
+// users.ErrConflict or users.ErrLastAdmin, writing nothing, if not.
+//
+// The transaction begins IMMEDIATE (see sqlitefile): it holds the file's
+// write lock from the first read to the commit, so no other writer, in
+// this process or another, changes the users between the checks and the
+// write. Two changes that each take away one of the last two admins run
+// one after the other, and the second finds the first's result.
+func (db *DB) change(ctx context.Context, op string, u *users.User, staysAdmin bool, write *sql.Stmt, args ...any) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqliteusers: %s: %w", op, err)
+	}
+	defer tx.Rollback()
+	var (
+		version int64
+		admin   bool
+	)
+	err = tx.StmtContext(ctx, db.stored).QueryRowContext(ctx, u.ID, users.RoleAdmin).Scan(&version, &admin)
 	switch {
-	case err != nil:
-		return fmt.Errorf("sqliteusers: update: %w", err)
-	case n == 0:
+	case errors.Is(err, sql.ErrNoRows):
 		return users.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("sqliteusers: %s: %w", op, err)
+	case version != u.Version:
+		return users.ErrConflict
+	}
+	if admin && !staysAdmin {
+		var other bool
+		if err := tx.StmtContext(ctx, db.otherAdmin).QueryRowContext(ctx, u.ID, users.RoleAdmin).Scan(&other); err != nil {
+			return fmt.Errorf("sqliteusers: %s: %w", op, err)
+		}
+		if !other {
+			return users.ErrLastAdmin
+		}
+	}
+	if _, err := tx.StmtContext(ctx, write).ExecContext(ctx, args...); err != nil {
+		return writeErr(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqliteusers: %s: %w", op, err)
 	}
 	return nil
 }
@@ -240,7 +311,7 @@ func scanUser(sc scanner) (*users.User, error) {
 		disabled         int64
 		created, updated sql.NullInt64
 	)
-	if err := sc.Scan(&u.ID, &u.Username, &roles, &disabled, &u.PasswordHash, &created, &updated); err != nil {
+	if err := sc.Scan(&u.ID, &u.Username, &roles, &disabled, &u.PasswordHash, &created, &updated, &u.Version); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
@@ -285,9 +356,4 @@ func encodeBool(b bool) int64 {
 		return 1
 	}
 	return 0
-}
-
-// Delete implements users.Directory.
-func (db *DB) Delete(ctx context.Context, u *users.User) error {
-	return errors.New("TODO: Delete")
 }

@@ -209,3 +209,39 @@ func TestQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionMigration opens a file written by schema version 2, whose
+// users have no version: they read back at version 1, and Update takes
+// them from there.
+func TestVersionMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sessiond.db")
+	raw := rawDB(t, path)
+	for _, q := range []string{
+		createVersions, migrations[0], migrations[1],
+		"INSERT INTO schema_versions (component, version) VALUES ('users', 2)",
+		`INSERT INTO users (id, username, roles, disabled, password_hash, created_at, updated_at)
+			VALUES ('u_old', 'old', '["admin"]', 0, 'h', NULL, NULL)`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db := openAt(t, path)
+	if v := schemaVersion(t, path); v != len(migrations) {
+		t.Errorf("schema version: got %d, want %d", v, len(migrations))
+	}
+	u, err := db.ByID(ctx, "u_old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Version != 1 {
+		t.Errorf("Version of a user stored before versions: got %d, want 1", u.Version)
+	}
+	u.PasswordHash = "h2"
+	if err := db.Update(ctx, u); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got, err := db.ByID(ctx, "u_old"); err != nil || got.Version != 2 || got.PasswordHash != "h2" {
+		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
+	}
+}
