@@ -356,8 +356,10 @@ func TestChangesPersist(t *testing.T) {
 func TestLookup(t *testing.T) {
 	acc := newAccounts(t)
 	alice := mustAdd(t, acc, "alice", "correct horse")
-	// A username that looks like another user's ID: the ID wins.
-	mustAdd(t, acc, alice.ID, "correct horse")
+	// No username has the form of an ID, so neither is read as the other.
+	if _, err := acc.Add(ctx, alice.ID, "correct horse", nil); !errors.Is(err, users.ErrInvalid) {
+		t.Errorf("Add with another user's ID as the username: got %v, want users.ErrInvalid", err)
+	}
 	for _, ref := range []string{alice.ID, "alice"} {
 		if got, err := acc.Lookup(ctx, ref); err != nil || got.ID != alice.ID {
 			t.Errorf("Lookup(%q): got %+v, %v, want %s", ref, got, err, alice.ID)
