@@ -32,7 +32,10 @@
 //   - Timing a token lookup. Lookups are by hash: an attacker who controls
 //     the token controls nothing about the key that is compared.
 //   - Flooding the store with junk tokens. ParseToken rejects anything not
-//     shaped like a minted token before any store lookup.
+//     shaped like a minted token before any store lookup, and a request
+//     costs at most 1 + MaxSessionCookies lookups however many tokens it
+//     carries. Manager.PresentedCredentials counts every token presented,
+//     for a limit on the rate of invalid ones.
 //   - Session fixation (OWASP, "Session Fixation"). Login always mints a new
 //     token and ends the session the request carried; a token the server did
 //     not issue is never adopted.
@@ -51,6 +54,15 @@
 //     SameSite=Lax and named with the __Host- prefix (RFC 6265bis), so the
 //     browser refuses it unless it is host-only with Path=/. Unsafe settings
 //     fail Config.Validate; plain HTTP needs an option named as insecure.
+//   - Shadowing the session cookie with a planted one. Only a cookie named
+//     exactly Config.Cookie.Name, byte for byte, is the session cookie: a
+//     sibling subdomain can plant "\u2000__Host-sid" or "\u00a0__Host-sid",
+//     which the __Host- prefix does not bind (nor, in some browsers,
+//     "__host-sid"), and none of them is read. Several cookies of the
+//     exact name (possible without the prefix) are each tried in order, up
+//     to MaxSessionCookies, so a planted one before the real one neither
+//     hides it nor gets it expired: the cookie is expired only when every
+//     one presented names no live session.
 //   - Leaking the token through URLs, logs or Referer. Tokens are read only
 //     from the cookie or an Authorization: Bearer header, never from a query
 //     or form; logs and errors name sessions by their public ID.

@@ -30,39 +30,170 @@ func FromContext(ctx context.Context) *Session {
 	return s
 }
 
-// TokenFromRequest returns the token r carries and whether it came from the
-// session cookie. It reads an "Authorization: Bearer" header (RFC 6750
-// §2.1) first, then the cookie, and nothing else: a token in a URL or form
-// field would leak through logs, history and Referer, so it is ignored.
-// Only well-formed tokens are returned; it returns "" if there is none.
-func (m *Manager) TokenFromRequest(r *http.Request) (token string, fromCookie bool) {
-	token, _, fromCookie = m.tokenFromRequest(r)
-	return token, fromCookie
-}
+// MaxSessionCookies bounds the cookies named exactly Config.Cookie.Name
+// that Load, Handler, Require, Login and Logout try: the first
+// MaxSessionCookies, in the order the request lists them. Each well-formed
+// one costs a store lookup, and a browser sends more than one only if
+// others were planted for a parent domain or a longer path, which the
+// default __Host- name prevents. The cookies past the bound are ignored;
+// PresentedCredentials still counts them.
+const MaxSessionCookies = 8
 
-// tokenFromRequest is TokenFromRequest that also returns the token's hash.
-func (m *Manager) tokenFromRequest(r *http.Request) (string, Hash, bool) {
-	if tok, h, ok := bearer(r.Header.Get("Authorization")); ok {
-		return tok, h, false
+// TokenFromRequest returns the first well-formed token r carries and
+// whether it came from the session cookie. It reads an "Authorization:
+// Bearer" header (RFC 6750 §2.1) first, then the cookies named exactly
+// Config.Cookie.Name (the first MaxSessionCookies of them), and nothing
+// else: a token in a URL or form field would leak through logs, history
+// and Referer, so it is ignored. It returns "" if there is none.
+//
+// TokenFromRequest does no store lookup, so the token it returns may name
+// no session while a later one does; Load and the middleware try each in
+// the same order and use the first that names a live session.
+func (m *Manager) TokenFromRequest(r *http.Request) (token string, fromCookie bool) {
+	if tok, _, ok := bearer(r.Header.Get("Authorization")); ok {
+		return tok, false
 	}
-	// With several cookies of our name (one planted for a subdomain or a
-	// longer path), take the first well-formed one; the __Host- prefix
-	// stops such planting altogether.
-	for _, line := range r.Header["Cookie"] {
-		for part := range strings.SplitSeq(line, ";") {
-			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if !ok || name != m.cfg.Cookie.Name {
-				continue
-			}
-			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1] // RFC 6265 allows a quoted value
-			}
-			if h, err := ParseToken(val); err == nil {
-				return val, h, true
-			}
+	c := m.sessionCookies(r)
+	for range MaxSessionCookies {
+		val, ok := c.next()
+		if !ok {
+			break
+		}
+		if _, err := ParseToken(val); err == nil {
+			return val, true
 		}
 	}
-	return "", Hash{}, false
+	return "", false
+}
+
+// PresentedCredentials returns how many credentials r presents, well-formed
+// or not: one for each non-empty Authorization header field and one for
+// each cookie named exactly Config.Cookie.Name, including those past
+// MaxSessionCookies that are never tried. A service that limits the rate of
+// invalid tokens should charge a request that authenticates nothing this
+// many, so that packing guesses into one request buys nothing: fifty bad
+// cookies cost fifty.
+func (m *Manager) PresentedCredentials(r *http.Request) int {
+	n := 0
+	for _, v := range r.Header["Authorization"] {
+		if v != "" {
+			n++
+		}
+	}
+	c := m.sessionCookies(r)
+	for {
+		if _, ok := c.next(); !ok {
+			return n
+		}
+		n++
+	}
+}
+
+// sessionCookies returns a scanner over the session cookies r presents.
+func (m *Manager) sessionCookies(r *http.Request) cookieScanner {
+	return cookieScanner{lines: r.Header["Cookie"], name: m.cfg.Cookie.Name}
+}
+
+// cookieScanner reads Cookie header field values (RFC 6265 §4.2.1, §5.4)
+// for the cookies of one name. Pairs are separated by ";" and may be
+// surrounded by spaces and horizontal tabs; a pair counts only if its name,
+// the bytes before its first "=", equals the scanner's name byte for byte.
+// A Unicode space before the name, a "_" for a "-" or a letter in another
+// case makes another cookie's name, which a browser may hold under other
+// rules: a sibling subdomain can set "\u2000__Host-sid", as the __Host-
+// prefix binds only names that start with it. Scanning allocates nothing.
+type cookieScanner struct {
+	lines []string // header field values not yet read
+	rest  string   // the rest of the field value being read
+	name  string   // the cookie name to match
+}
+
+// next returns the value of the next cookie named c.name, without the
+// double quotes RFC 6265 allows around a value, or false if there is none.
+func (c *cookieScanner) next() (string, bool) {
+	for {
+		if c.rest == "" {
+			if len(c.lines) == 0 {
+				return "", false
+			}
+			c.rest, c.lines = c.lines[0], c.lines[1:]
+			continue
+		}
+		var pair string
+		pair, c.rest, _ = strings.Cut(c.rest, ";")
+		pair = trimOWS(pair)
+		if len(pair) <= len(c.name) || pair[len(c.name)] != '=' || pair[:len(c.name)] != c.name {
+			continue
+		}
+		val := pair[len(c.name)+1:]
+		if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+			val = val[1 : len(val)-1]
+		}
+		return val, true
+	}
+}
+
+// trimOWS returns s without leading and trailing spaces and horizontal
+// tabs, the only whitespace RFC 6265 (§4.2.1, §5.4) puts around a cookie
+// pair.
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// found is what find learned about a request's credentials.
+type found struct {
+	s          *Session // the session found, or nil
+	current    bool     // the token that found s is its current one, not a replaced one
+	fromCookie bool     // s was found by a session cookie, not the Authorization header
+	cookie     bool     // the request presented a session cookie
+	untried    bool     // it presented more than MaxSessionCookies: some were not tried
+}
+
+// find returns the live session named by the first of r's credentials that
+// names one, trying the "Authorization: Bearer" header, then each of the
+// first MaxSessionCookies session cookies in order, and checking each
+// token's shape before its store lookup. It returns ErrNotFound if none
+// names a live session, and another error as soon as the store fails.
+// Store calls use ctx.
+func (m *Manager) find(ctx context.Context, r *http.Request) (found, error) {
+	var f found
+	client := func() Client { return m.ClientOf(r) }
+	if _, h, ok := bearer(r.Header.Get("Authorization")); ok {
+		switch s, current, err := m.validateHash(ctx, h, client); {
+		case err == nil:
+			return found{s: s, current: current}, nil
+		case !errors.Is(err, ErrNotFound):
+			return f, err
+		}
+	}
+	c := m.sessionCookies(r)
+	for tried := 0; ; tried++ {
+		val, ok := c.next()
+		if !ok {
+			return f, ErrNotFound
+		}
+		f.cookie = true
+		if tried == MaxSessionCookies {
+			f.untried = true
+			return f, ErrNotFound
+		}
+		h, err := ParseToken(val)
+		if err != nil {
+			continue
+		}
+		switch s, current, err := m.validateHash(ctx, h, client); {
+		case err == nil:
+			return found{s: s, current: current, fromCookie: true, cookie: true}, nil
+		case !errors.Is(err, ErrNotFound):
+			return f, err
+		}
+	}
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header
@@ -99,10 +230,13 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Load validates the token r carries and returns its session. It returns
-// ErrNotFound if r carries no valid token, and another error only if the
-// store fails. It does no CSRF check and no periodic rotation; Handler
-// does both.
+// Load returns the live session named by the first of r's tokens that
+// names one: the "Authorization: Bearer" header, then each of the first
+// MaxSessionCookies cookies named exactly Config.Cookie.Name, in order. A
+// valid session cookie is found among any number of invalid ones before
+// it, of that name or of a look-alike one. Load returns ErrNotFound if no
+// token names a live session, and another error only if the store fails.
+// It does no CSRF check and no periodic rotation; Handler does both.
 func (m *Manager) Load(r *http.Request) (*Session, error) {
 	return m.LoadContext(r.Context(), r)
 }
@@ -111,12 +245,8 @@ func (m *Manager) Load(r *http.Request) (*Session, error) {
 // context: for a caller that bounds them (with a deadline, say) without
 // copying r to carry ctx.
 func (m *Manager) LoadContext(ctx context.Context, r *http.Request) (*Session, error) {
-	token, h, _ := m.tokenFromRequest(r)
-	if token == "" {
-		return nil, ErrNotFound
-	}
-	s, _, err := m.validateHash(ctx, h, func() Client { return m.ClientOf(r) })
-	return s, err
+	f, err := m.find(ctx, r)
+	return f.s, err
 }
 
 // Handler returns middleware that loads the session r carries into the
@@ -128,8 +258,11 @@ func (m *Manager) LoadContext(ctx context.Context, r *http.Request) (*Session, e
 //     or shares a personal response;
 //   - issues a new cookie when periodic rotation is due.
 //
-// A cookie that names no live session is expired in the browser. If the
-// store fails, Handler answers 503 rather than guess: it fails closed.
+// Handler finds the session as Load does. It expires the session cookie
+// in the browser only when r presents cookies of that name and none of
+// them names a live session: a cookie of another name, however alike, or
+// an invalid one beside a valid one, never gets the valid one expired. If
+// the store fails, Handler answers 503 rather than guess: it fails closed.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return m.handler(next, false)
 }
@@ -142,29 +275,25 @@ func (m *Manager) Require(next http.Handler) http.Handler {
 
 func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, hash, fromCookie := m.tokenFromRequest(r)
-		var s *Session
-		if token != "" {
-			var current bool
-			var err error
-			s, current, err = m.validateHash(r.Context(), hash, func() Client { return m.ClientOf(r) })
-			switch {
-			case errors.Is(err, ErrNotFound):
-				if fromCookie {
-					m.clearCookie(w)
-				}
-			case err != nil:
-				m.writeError(w, r, http.StatusServiceUnavailable, "store_unavailable", "The session store is unavailable; try again shortly.")
+		f, err := m.find(r.Context(), r)
+		s, fromCookie := f.s, f.fromCookie
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// With cookies left untried, one of them may be live.
+			if f.cookie && !f.untried {
+				m.clearCookie(w)
+			}
+		case err != nil:
+			m.writeError(w, r, http.StatusServiceUnavailable, "store_unavailable", "The session store is unavailable; try again shortly.")
+			return
+		case fromCookie:
+			if err := m.cfg.CrossOrigin.Check(r); err != nil {
+				m.writeError(w, r, http.StatusForbidden, "cross_origin", "Cross-origin request refused.")
 				return
-			case fromCookie:
-				if err := m.cfg.CrossOrigin.Check(r); err != nil {
-					m.writeError(w, r, http.StatusForbidden, "cross_origin", "Cross-origin request refused.")
-					return
-				}
-				if current {
-					if tok := m.rotateIfDue(r.Context(), s); tok != "" {
-						m.SetCookie(w, tok, s)
-					}
+			}
+			if f.current {
+				if tok := m.rotateIfDue(r.Context(), s); tok != "" {
+					m.SetCookie(w, tok, s)
 				}
 			}
 		}
@@ -190,11 +319,11 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 
 // Login starts a session for l after the app has checked the user's
 // credentials, sets its cookie on w and returns it. It first ends the
-// session r already carries, if any: a login always yields a fresh token,
-// so a token planted in the browser before login (session fixation, OWASP
-// Session Management Cheat Sheet) is worthless. A zero l.Client is filled
-// from r. A cross-origin browser request fails with ErrCrossOrigin (login
-// CSRF).
+// session r already carries, if any (the one Load finds): a login always
+// yields a fresh token, so a token planted in the browser before login
+// (session fixation, OWASP Session Management Cheat Sheet) is worthless. A
+// zero l.Client is filled from r. A cross-origin browser request fails
+// with ErrCrossOrigin (login CSRF).
 func (m *Manager) Login(w http.ResponseWriter, r *http.Request, l Login) (*Session, error) {
 	if err := m.cfg.CrossOrigin.Check(r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCrossOrigin, err)
@@ -213,12 +342,14 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, l Login) (*Sessi
 	return s, nil
 }
 
-// Logout ends the session r carries, on the server and at once, expires
-// its cookie and asks the browser to drop its cookies for the site
-// ("Clear-Site-Data"). It succeeds if r carries no session. A cross-origin
-// browser request authenticated by the cookie fails with ErrCrossOrigin.
+// Logout ends the session r carries (the one Load finds), on the server
+// and at once, expires its cookie and asks the browser to drop its cookies
+// for the site ("Clear-Site-Data"). It succeeds if r carries no session. A
+// cross-origin browser request that presents a session cookie, valid or
+// not, fails with ErrCrossOrigin.
 func (m *Manager) Logout(w http.ResponseWriter, r *http.Request) error {
-	if _, fromCookie := m.TokenFromRequest(r); fromCookie {
+	c := m.sessionCookies(r)
+	if _, ok := c.next(); ok {
 		if err := m.cfg.CrossOrigin.Check(r); err != nil {
 			return fmt.Errorf("%w: %v", ErrCrossOrigin, err)
 		}
@@ -231,19 +362,16 @@ func (m *Manager) Logout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// endRequestSession deletes the session r's token names, if any.
+// endRequestSession deletes the session Load finds for r, if any.
 func (m *Manager) endRequestSession(r *http.Request, reason string) error {
-	token, h, _ := m.tokenFromRequest(r)
-	if token == "" {
-		return nil
-	}
-	s, err := m.store.ByHash(r.Context(), h)
+	f, err := m.find(r.Context(), r)
 	switch {
-	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidRecord):
+	case errors.Is(err, ErrNotFound):
 		return nil
 	case err != nil:
 		return err
 	}
+	s := f.s
 	if err := m.store.Delete(r.Context(), s.ID); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}

@@ -411,3 +411,356 @@ func TestWriteError(t *testing.T) {
 		t.Errorf("WriteError calls %q (last body %q), want %q", got, w.Body, want)
 	}
 }
+
+// rawCookieRequest returns a GET request whose Cookie header fields are
+// lines, as sent, with no sanitizing of names.
+func rawCookieRequest(lines ...string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header["Cookie"] = lines
+	return r
+}
+
+// deadToken returns a well-formed token, distinct for each i, that names
+// no session.
+func deadToken(i int) string {
+	tok := fmt.Sprintf("%0*dA", session.TokenLen-1, i) // "A": canonical base64url ends in one of AEIMQUYcgkosw048
+	if _, err := session.ParseToken(tok); err != nil {
+		panic("deadToken made a malformed token: " + tok)
+	}
+	return tok
+}
+
+// wantCleared fails the test unless w's response expires the session
+// cookie (want) or sets no cookie at all (!want).
+func wantCleared(t *testing.T, w *httptest.ResponseRecorder, want bool) {
+	t.Helper()
+	cookies := w.Result().Cookies()
+	cleared := len(cookies) == 1 && cookies[0].Name == "__Host-sid" && cookies[0].MaxAge < 0
+	switch {
+	case want && !cleared:
+		t.Errorf("the session cookie was not expired: Set-Cookie %q", w.Header().Values("Set-Cookie"))
+	case !want && len(cookies) != 0:
+		t.Errorf("Set-Cookie %q, want none: the valid session cookie would be lost", w.Header().Values("Set-Cookie"))
+	}
+}
+
+// lookAlikeNames are cookie names a browser holds apart from "__Host-sid"
+// (the __Host- prefix does not bind them, so a sibling subdomain can set
+// them) or that no browser sends, and that are therefore not the session
+// cookie.
+var lookAlikeNames = map[string]string{
+	"en quad before":             "\u2000__Host-sid",
+	"no-break space before":      "\u00a0__Host-sid",
+	"ideographic space before":   "\u3000__Host-sid",
+	"byte order mark before":     "\ufeff__Host-sid",
+	"vertical tab before":        "\v__Host-sid",
+	"form feed before":           "\f__Host-sid",
+	"no-break space after":       "__Host-sid\u00a0",
+	"tab before =":               "__Host-sid\t",
+	"space before =":             "__Host-sid ",
+	"_ for -":                    "__Host_sid",
+	"one more _":                 "___Host-sid",
+	"lowercase":                  "__host-sid",
+	"uppercase":                  "__HOST-SID",
+	"uppercase after prefix":     "__Host-SID",
+	"longer":                     "__Host-sid2",
+	"shorter":                    "__Host-si",
+	"prefix without the name":    "__Host-",
+	"name without the prefix":    "sid",
+	"letter before":              "x__Host-sid",
+	"quoted":                     `"__Host-sid"`,
+	"percent-encoded -":          "__Host%2Dsid",
+	"no-break space inside":      "__Host-\u00a0sid",
+	"en quad and no-break space": "\u2000\u00a0__Host-sid",
+}
+
+func TestOnlyTheExactCookieNameCounts(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	for desc, name := range lookAlikeNames {
+		for _, header := range []string{name + "=" + tok, "a=b; " + name + "=" + tok, "a=b;" + name + "=" + tok} {
+			r := rawCookieRequest(header)
+			if got, _ := f.m.TokenFromRequest(r); got != "" {
+				t.Errorf("%s (%q): TokenFromRequest read the token", desc, header)
+			}
+			if s, err := f.m.Load(r); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("%s (%q): Load = %v, %v; want ErrNotFound", desc, header, s, err)
+			}
+			if n := f.m.PresentedCredentials(r); n != 0 {
+				t.Errorf("%s (%q): PresentedCredentials = %d, want 0", desc, header, n)
+			}
+			w := serve(f.m, f.m.Handler, r)
+			if w.Body.String() != "anonymous" {
+				t.Errorf("%s (%q): authenticated as %q", desc, header, w.Body)
+			}
+			wantCleared(t, w, false)
+		}
+	}
+	// Spaces and horizontal tabs around a pair are separators, not part of
+	// the name (RFC 6265 §4.2.1, §5.4); a quoted value is the value.
+	for _, header := range []string{
+		"__Host-sid=" + tok,
+		" __Host-sid=" + tok + " ",
+		"a=b;\t__Host-sid=" + tok,
+		"a=b;  __Host-sid=" + tok + "\t; c=d",
+		`__Host-sid="` + tok + `"`,
+	} {
+		if s, err := f.m.Load(rawCookieRequest(header)); err != nil || s.UserID != "alice" {
+			t.Errorf("%q: Load = %v, %v; want alice's session", header, s, err)
+		}
+	}
+}
+
+func TestLookAlikeCookieNeitherHidesNorClearsTheSessionCookie(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	_, mallory := f.login(t, "mallory")
+	for desc, name := range lookAlikeNames {
+		for _, planted := range []string{mallory, deadToken(1)} {
+			r := rawCookieRequest(name + "=" + planted + "; __Host-sid=" + tok)
+			w := serve(f.m, f.m.Handler, r)
+			if w.Body.String() != "user=alice" {
+				t.Errorf("%s first: %q, want user=alice", desc, w.Body)
+			}
+			wantCleared(t, w, false)
+			if got, fromCookie := f.m.TokenFromRequest(r); got != tok || !fromCookie {
+				t.Errorf("%s first: TokenFromRequest returned the planted token or none", desc)
+			}
+		}
+	}
+}
+
+func TestEverySessionCookieIsTriedInOrder(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	_, bob := f.login(t, "bob")
+	for desc, tc := range map[string]struct {
+		r    *http.Request
+		want string
+	}{
+		"dead first":                   {rawCookieRequest("__Host-sid=" + deadToken(1) + "; __Host-sid=" + tok), "alice"},
+		"malformed and dead first":     {rawCookieRequest("__Host-sid=junk; __Host-sid=" + deadToken(1) + "; __Host-sid=" + tok), "alice"},
+		"dead first, in another field": {rawCookieRequest("__Host-sid="+deadToken(1), "a=b; __Host-sid="+tok), "alice"},
+		"live after live":              {rawCookieRequest("__Host-sid=" + bob + "; __Host-sid=" + tok), "bob"},
+		"dead bearer beside": {func() *http.Request {
+			r := rawCookieRequest("__Host-sid=" + tok)
+			r.Header.Set("Authorization", "Bearer "+deadToken(2))
+			return r
+		}(), "alice"},
+	} {
+		w := serve(f.m, f.m.Handler, tc.r)
+		if w.Body.String() != "user="+tc.want {
+			t.Errorf("%s: %q, want user=%s", desc, w.Body, tc.want)
+		}
+		wantCleared(t, w, false)
+		if s, err := f.m.Load(tc.r); err != nil || s.UserID != tc.want {
+			t.Errorf("%s: Load = %v, %v", desc, s, err)
+		}
+	}
+
+	// The session found by a cookie behind a bearer token that names
+	// nothing is cookie-authenticated: the cross-origin check applies.
+	r := rawCookieRequest("__Host-sid=" + tok)
+	r.Method = "POST"
+	r.Header.Set("Authorization", "Bearer "+deadToken(2))
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	if w := serve(f.m, f.m.Handler, r); w.Code != http.StatusForbidden {
+		t.Errorf("cross-site POST authenticated by the cookie behind a dead bearer token: %d, want 403", w.Code)
+	}
+}
+
+func TestSessionCookieClearedOnlyWhenNoneIsLive(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	for desc, header := range map[string]string{
+		"one dead":           "__Host-sid=" + deadToken(1),
+		"two dead":           "__Host-sid=" + deadToken(1) + "; __Host-sid=" + deadToken(2),
+		"malformed":          "__Host-sid=junk",
+		"empty":              "__Host-sid=",
+		"dead and malformed": "__Host-sid=" + deadToken(1) + "; x=y; __Host-sid=junk",
+	} {
+		w := serve(f.m, f.m.Handler, rawCookieRequest(header))
+		if w.Body.String() != "anonymous" {
+			t.Errorf("%s: %q", desc, w.Body)
+		}
+		wantCleared(t, w, true)
+	}
+	w := serve(f.m, f.m.Handler, rawCookieRequest("sid="+deadToken(1)))
+	wantCleared(t, w, false)
+}
+
+func TestSessionCookieCandidatesAreBounded(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	cookies := func(dead int) string {
+		var b strings.Builder
+		for i := range dead {
+			fmt.Fprintf(&b, "__Host-sid=%s; ", deadToken(i))
+		}
+		return b.String() + "__Host-sid=" + tok
+	}
+
+	r := rawCookieRequest(cookies(session.MaxSessionCookies - 1))
+	if w := serve(f.m, f.m.Handler, r); w.Body.String() != "user=alice" {
+		t.Errorf("live cookie at place %d of %d: %q", session.MaxSessionCookies, session.MaxSessionCookies, w.Body)
+	}
+
+	r = rawCookieRequest(cookies(session.MaxSessionCookies))
+	before := f.store.byHash.Load()
+	w := serve(f.m, f.m.Handler, r)
+	if w.Body.String() != "anonymous" {
+		t.Errorf("live cookie past the first %d was tried: %q", session.MaxSessionCookies, w.Body)
+	}
+	if n := f.store.byHash.Load() - before; n != session.MaxSessionCookies {
+		t.Errorf("%d store lookups for %d cookies, want %d", n, session.MaxSessionCookies+1, session.MaxSessionCookies)
+	}
+	wantCleared(t, w, false) // the untried one may be live
+	if got, _ := f.m.TokenFromRequest(rawCookieRequest(strings.Repeat("__Host-sid=junk; ", session.MaxSessionCookies) + "__Host-sid=" + tok)); got != "" {
+		t.Error("TokenFromRequest read a cookie past the first MaxSessionCookies")
+	}
+	if n := f.m.PresentedCredentials(r); n != session.MaxSessionCookies+1 {
+		t.Errorf("PresentedCredentials = %d, want %d: the untried cookie counts too", n, session.MaxSessionCookies+1)
+	}
+}
+
+func TestPresentedCredentials(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	_, tok := f.login(t, "alice")
+	withAuth := func(r *http.Request, values ...string) *http.Request {
+		r.Header["Authorization"] = values
+		return r
+	}
+	for desc, tc := range map[string]struct {
+		r    *http.Request
+		want int
+	}{
+		"nothing":                 {httptest.NewRequest("GET", "/", nil), 0},
+		"other cookies":           {rawCookieRequest("a=b; sid=" + tok), 0},
+		"a look-alike cookie":     {rawCookieRequest("\u2000__Host-sid=" + tok), 0},
+		"a name without a value":  {rawCookieRequest("__Host-sid"), 0},
+		"the session cookie":      {rawCookieRequest("__Host-sid=" + tok), 1},
+		"an empty session cookie": {rawCookieRequest("__Host-sid="), 1},
+		"a bearer token":          {withAuth(httptest.NewRequest("GET", "/", nil), "Bearer "+tok), 1},
+		"a malformed header":      {withAuth(httptest.NewRequest("GET", "/", nil), "Basic dXNlcjpwYXNz"), 1},
+		"an empty header":         {withAuth(httptest.NewRequest("GET", "/", nil), ""), 0},
+		"two headers":             {withAuth(httptest.NewRequest("GET", "/", nil), "Bearer x", "Bearer y"), 2},
+		"fifty bad cookies":       {rawCookieRequest(strings.Repeat("__Host-sid=junk; ", 49) + "__Host-sid=" + deadToken(1)), 50},
+		"bearer and cookies in two fields": {
+			withAuth(rawCookieRequest("__Host-sid=junk; a=b", "__Host-sid="+tok+"; __Host-sid=\"x\""), "Bearer "+tok), 4,
+		},
+	} {
+		if got := f.m.PresentedCredentials(tc.r); got != tc.want {
+			t.Errorf("%s: PresentedCredentials = %d, want %d", desc, got, tc.want)
+		}
+	}
+}
+
+func TestLogoutAndLoginEndTheSessionThatValidates(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	for desc, planted := range map[string]func(bob string) string{
+		"look-alike first": func(bob string) string { return "\u2000__Host-sid=" + bob },
+		"dead first":       func(string) string { return "__Host-sid=" + deadToken(1) },
+		"malformed first":  func(string) string { return "__Host-sid=junk" },
+	} {
+		_, alice := f.login(t, "alice")
+		_, bob := f.login(t, "bob")
+		r := rawCookieRequest(planted(bob) + "; __Host-sid=" + alice)
+		if err := f.m.Logout(httptest.NewRecorder(), r); err != nil {
+			t.Fatal(err)
+		}
+		if f.valid(t, alice) {
+			t.Errorf("%s: Logout left the session the request was authenticated by", desc)
+		}
+		if !f.valid(t, bob) {
+			t.Errorf("%s: Logout ended the look-alike cookie's session", desc)
+		}
+
+		_, alice = f.login(t, "alice")
+		r = rawCookieRequest(planted(bob) + "; __Host-sid=" + alice)
+		f.loginCookie(t, r, session.Login{UserID: "alice"})
+		if f.valid(t, alice) {
+			t.Errorf("%s: Login left the session the request carried", desc)
+		}
+		if !f.valid(t, bob) {
+			t.Errorf("%s: Login ended the look-alike cookie's session", desc)
+		}
+	}
+
+	// A forged logout is refused whatever session cookie it carries: it
+	// would expire the cookie of a session the browser holds.
+	for _, header := range []string{"__Host-sid=" + deadToken(1), "__Host-sid=junk", "__Host-sid="} {
+		r := rawCookieRequest(header)
+		r.Method = "POST"
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		if err := f.m.Logout(httptest.NewRecorder(), r); !errors.Is(err, session.ErrCrossOrigin) {
+			t.Errorf("cross-site logout with %q: %v, want ErrCrossOrigin", header, err)
+		}
+	}
+}
+
+// cookieValues is the test's own reading of Cookie header fields: the
+// values of the pairs named exactly name, split at ";" and stripped of
+// spaces and horizontal tabs (RFC 6265 §4.2.1, §5.4), without the quotes
+// of a quoted value.
+func cookieValues(lines []string, name string) []string {
+	var vals []string
+	for _, line := range lines {
+		for _, pair := range strings.Split(line, ";") {
+			n, v, ok := strings.Cut(strings.Trim(pair, " \t"), "=")
+			if !ok || n != name {
+				continue
+			}
+			if len(v) >= 2 && strings.HasPrefix(v, `"`) && strings.HasSuffix(v, `"`) {
+				v = v[1 : len(v)-1]
+			}
+			vals = append(vals, v)
+		}
+	}
+	return vals
+}
+
+// FuzzSessionCookieHeader: whatever two Cookie header fields say, only
+// cookies named exactly "__Host-sid", among the first MaxSessionCookies of
+// them, authenticate the request or get the cookie expired, and
+// PresentedCredentials counts exactly those cookies. "{live}" in an input
+// stands for the token of a live session.
+func FuzzSessionCookieHeader(f *testing.F) {
+	now := time.Now()
+	m, err := session.New(memstore.New(), session.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, live, err := m.Create(ctx, session.Login{UserID: "alice"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		lines := []string{strings.ReplaceAll(line1, "{live}", live), strings.ReplaceAll(line2, "{live}", live)}
+		r := rawCookieRequest(lines...)
+		vals := cookieValues(lines, "__Host-sid")
+		tried := vals[:min(len(vals), session.MaxSessionCookies)]
+
+		if n := m.PresentedCredentials(r); n != len(vals) {
+			t.Fatalf("PresentedCredentials = %d; the header holds %d cookies named __Host-sid", n, len(vals))
+		}
+		var firstWellFormed string
+		for _, v := range tried {
+			if _, err := session.ParseToken(v); err == nil {
+				firstWellFormed = v
+				break
+			}
+		}
+		if tok, fromCookie := m.TokenFromRequest(r); tok != firstWellFormed || (tok != "" && !fromCookie) {
+			t.Fatalf("TokenFromRequest = %q, %v; want %q, the first well-formed of %q", tok, fromCookie, firstWellFormed, tried)
+		}
+
+		w := serve(m, m.Handler, r)
+		authenticated := slices.Contains(tried, live)
+		if got := w.Body.String() == "user=alice"; got != authenticated {
+			t.Fatalf("authenticated %v, want %v: cookies named __Host-sid tried: %q", got, authenticated, tried)
+		}
+		cleared := len(w.Result().Cookies()) > 0
+		if want := !authenticated && len(vals) > 0 && len(vals) <= session.MaxSessionCookies; cleared != want {
+			t.Fatalf("cookie expired %v, want %v: cookies named __Host-sid: %q", cleared, want, vals)
+		}
+	})
+}
