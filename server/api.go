@@ -146,9 +146,8 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 // client, as token.
 func (s *Server) setOwnPassword(w http.ResponseWriter, r *http.Request, current, next string) (sess *session.Session, token string, revoked int, err error) {
 	actor := s.actor(r)
-	_, fromCookie := s.sessions.TokenFromRequest(r)
 	rotate := func(ch session.Change) (*session.Session, error) {
-		if fromCookie {
+		if !session.PresentedAsBearer(r.Context()) {
 			return s.sessions.Renew(w, r, ch)
 		}
 		sess, tok, err := s.sessions.Rotate(r.Context(), actor.SessionID, ch)

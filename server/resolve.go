@@ -98,7 +98,7 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 // against the client's invalid-token limit, and returns the rate-limit
 // error once the client is over it.
 func (s *Server) countInvalid(r *http.Request) error {
-	n := s.presentedCredentials(r)
+	n := s.sessions.PresentedCredentials(r)
 	if n == 0 {
 		return nil
 	}
@@ -108,18 +108,6 @@ func (s *Server) countInvalid(r *http.Request) error {
 	return nil
 }
 
-// presentedCredentials counts what r carries that is meant as a session
-// token, well-formed or not.
-func (s *Server) presentedCredentials(r *http.Request) int {
-	n := 0
-	if r.Header.Get("Authorization") != "" {
-		n++
-	}
-	if _, err := r.Cookie(s.sessions.Config().Cookie.Name); err == nil {
-		n++
-	}
-	return n
-}
 
 // username returns the username of user id, from a cache: usernames
 // never change.

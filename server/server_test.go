@@ -13,6 +13,7 @@ import (
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
 	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
 	"github.com/sessiond/sessiond/users/sqliteusers"
@@ -172,5 +173,67 @@ func TestEveryErrorHasItsStatus(t *testing.T) {
 	writeError(rec, app.Errorf("no_such_code", "x"))
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("an unknown code: status %d, want 500", rec.Code)
+	}
+}
+
+// TestEveryPresentedCredentialCounts: a request carrying many invalid
+// session cookies costs the client that many of its invalid-token budget,
+// so that packing guesses into one request buys nothing.
+func TestEveryPresentedCredentialCounts(t *testing.T) {
+	ts := newTestServer(t, memstore.New())
+	resolve := func(cookies int) int {
+		r := httptest.NewRequest(http.MethodGet, "http://sessiond.internal/resolve", nil)
+		r.RemoteAddr = "192.0.2.9:40000"
+		var parts []string
+		for range cookies {
+			parts = append(parts, "__Host-sid="+strings.Repeat("A", session.TokenLen))
+		}
+		r.Header.Set("Cookie", strings.Join(parts, "; "))
+		w := httptest.NewRecorder()
+		ts.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := resolve(60); code != http.StatusUnauthorized {
+		t.Fatalf("60 invalid cookies: %d, want 401", code)
+	}
+	if code := resolve(60); code != http.StatusTooManyRequests {
+		t.Fatalf("120 invalid cookies within the burst of 100: %d, want 429", code)
+	}
+}
+
+// TestPasswordChangeRenewsTheCredentialThatAuthenticated: a browser that
+// also sends a dead bearer header gets a new cookie, not a token in the
+// body, since its cookie is what the session came in.
+func TestPasswordChangeRenewsTheCredentialThatAuthenticated(t *testing.T) {
+	ts := newTestServer(t, memstore.New())
+	ctx := t.Context()
+	u, err := ts.accounts.Add(ctx, "ivy", "ivy's old passphrase", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := ts.maker.Create(ctx, session.Login{UserID: u.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.NewReader(`{"current_password":"ivy's old passphrase","new_password":"ivy's new passphrase"}`)
+	r := httptest.NewRequest(http.MethodPost, "http://sessiond.internal/api/v1/password", body)
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("Authorization", "Bearer "+strings.Repeat("B", session.TokenLen))
+	r.Header.Set("Cookie", "__Host-sid="+tok)
+	w := httptest.NewRecorder()
+	ts.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Fatalf("password change: %d %s", w.Code, w.Body)
+	}
+	if strings.Contains(w.Body.String(), `"token"`) {
+		t.Error("the new token went into the body of a cookie-authenticated request")
+	}
+	var renewed bool
+	for _, c := range w.Result().Cookies() {
+		renewed = renewed || c.Name == "__Host-sid" && c.Value != "" && c.Value != tok
+	}
+	if !renewed {
+		t.Error("no new session cookie")
 	}
 }

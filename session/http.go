@@ -15,10 +15,14 @@ import (
 // request: a forged form post from another site.
 var ErrCrossOrigin = errors.New("session: cross-origin request refused")
 
-type ctxKey struct{}
+// ctxKey keys the request's session in its context; bearer tells how the
+// client presented it (one key per way, so that the middleware stores
+// both facts in one context value).
+type ctxKey struct{ bearer bool }
 
-// NewContext returns a copy of ctx carrying s, as the middleware does; for
-// tests of handlers that read FromContext.
+// NewContext returns a copy of ctx carrying s, presented as the session
+// cookie, as the middleware does; for tests of handlers that read
+// FromContext.
 func NewContext(ctx context.Context, s *Session) context.Context {
 	return context.WithValue(ctx, ctxKey{}, s)
 }
@@ -26,8 +30,20 @@ func NewContext(ctx context.Context, s *Session) context.Context {
 // FromContext returns the session that Manager.Handler loaded for the
 // request, or nil if the request carried no valid session.
 func FromContext(ctx context.Context) *Session {
-	s, _ := ctx.Value(ctxKey{}).(*Session)
+	if s, ok := ctx.Value(ctxKey{}).(*Session); ok {
+		return s
+	}
+	s, _ := ctx.Value(ctxKey{bearer: true}).(*Session)
 	return s
+}
+
+// PresentedAsBearer reports whether the session FromContext returns came
+// in an "Authorization: Bearer" header rather than the session cookie: a
+// privilege change then hands the client its new token (Manager.Rotate)
+// instead of a new cookie (Manager.Renew).
+func PresentedAsBearer(ctx context.Context) bool {
+	_, ok := ctx.Value(ctxKey{bearer: true}).(*Session)
+	return ok
 }
 
 // MaxSessionCookies bounds the cookies named exactly Config.Cookie.Name
@@ -313,7 +329,7 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 		} else {
 			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), s)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{bearer: !fromCookie}, s)))
 	})
 }
 
