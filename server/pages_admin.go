@@ -141,7 +141,8 @@ func (s *Server) userFailed(w http.ResponseWriter, r *http.Request) func(status 
 }
 
 // changed answers an admin change of the {user} from their page: back to
-// the page with the notice named notice, or the page with the error.
+// the page with the notice named notice, or (err not nil) the page with
+// the error.
 func (s *Server) changed(w http.ResponseWriter, r *http.Request, notice string, u *users.User, n int, err error) {
 	if err != nil {
 		s.formFailed(w, r, err, s.userFailed(w, r))
@@ -175,15 +176,22 @@ func (s *Server) confirmed(w http.ResponseWriter, r *http.Request, c confirmatio
 	return false
 }
 
-// target returns the {user} of a form post from their page, for its
-// confirmation; on failure it answers with the page again.
-func (s *Server) target(w http.ResponseWriter, r *http.Request) (*users.User, bool) {
+// confirmFirst reads the form posted from the {user}'s page and reports
+// whether the action it asks for is confirmed. If not, it has answered: with
+// the confirmation page that ask words for the user, or with the user's
+// page and an error.
+func (s *Server) confirmFirst(w http.ResponseWriter, r *http.Request, ask func(username string) confirmation) bool {
+	if !s.userForm(w, r) {
+		return false
+	}
 	u, err := s.app.User(r.Context(), s.actor(r), r.PathValue("user"))
 	if err != nil {
 		s.formFailed(w, r, err, s.userFailed(w, r))
-		return nil, false
+		return false
 	}
-	return u, true
+	c := ask(u.Username)
+	c.Back = userPage(u)
+	return s.confirmed(w, r, c)
 }
 
 // adminSetRolesForm is POST /admin/users/{user}/roles: the user's sessions
@@ -198,14 +206,12 @@ func (s *Server) adminSetRolesForm(w http.ResponseWriter, r *http.Request) {
 
 // adminDisableForm is POST /admin/users/{user}/disable, once confirmed.
 func (s *Server) adminDisableForm(w http.ResponseWriter, r *http.Request) {
-	if !s.userForm(w, r) {
-		return
-	}
-	u, ok := s.target(w, r)
-	if !ok || !s.confirmed(w, r, confirmation{
-		Question:    "Disable " + u.Username + "?",
-		Consequence: u.Username + " is signed out everywhere and cannot sign in until the account is enabled again.",
-		Button:      "Disable " + u.Username, Back: userPage(u),
+	if !s.confirmFirst(w, r, func(name string) confirmation {
+		return confirmation{
+			Question:    "Disable " + name + "?",
+			Consequence: name + " is signed out everywhere and cannot sign in until the account is enabled again.",
+			Button:      "Disable " + name,
+		}
 	}) {
 		return
 	}
@@ -241,14 +247,12 @@ func (s *Server) adminResetPasswordForm(w http.ResponseWriter, r *http.Request) 
 // adminDeleteUserForm is POST /admin/users/{user}/delete, once confirmed:
 // back to the users page.
 func (s *Server) adminDeleteUserForm(w http.ResponseWriter, r *http.Request) {
-	if !s.userForm(w, r) {
-		return
-	}
-	u, ok := s.target(w, r)
-	if !ok || !s.confirmed(w, r, confirmation{
-		Question:    "Delete " + u.Username + "?",
-		Consequence: u.Username + " is signed out everywhere and the account is removed for good. The audit log keeps its history.",
-		Button:      "Delete " + u.Username, Back: userPage(u),
+	if !s.confirmFirst(w, r, func(name string) confirmation {
+		return confirmation{
+			Question:    "Delete " + name + "?",
+			Consequence: name + " is signed out everywhere and the account is removed for good. The audit log keeps its history.",
+			Button:      "Delete " + name,
+		}
 	}) {
 		return
 	}
@@ -263,14 +267,12 @@ func (s *Server) adminDeleteUserForm(w http.ResponseWriter, r *http.Request) {
 // adminRevokeUserForm is POST /admin/users/{user}/revoke, once confirmed:
 // end every session of the user.
 func (s *Server) adminRevokeUserForm(w http.ResponseWriter, r *http.Request) {
-	if !s.userForm(w, r) {
-		return
-	}
-	u, ok := s.target(w, r)
-	if !ok || !s.confirmed(w, r, confirmation{
-		Question:    "End every session of " + u.Username + "?",
-		Consequence: u.Username + " is signed out on every device and has to sign in again.",
-		Button:      "End all sessions", Back: userPage(u),
+	if !s.confirmFirst(w, r, func(name string) confirmation {
+		return confirmation{
+			Question:    "End every session of " + name + "?",
+			Consequence: name + " is signed out on every device and has to sign in again.",
+			Button:      "End all sessions",
+		}
 	}) {
 		return
 	}
@@ -281,11 +283,10 @@ func (s *Server) adminRevokeUserForm(w http.ResponseWriter, r *http.Request) {
 // adminRevokeSessionForm is POST /admin/users/{user}/sessions/{id}/revoke:
 // end one session of the user.
 func (s *Server) adminRevokeSessionForm(w http.ResponseWriter, r *http.Request) {
-	u, ok := s.target(w, r)
-	if !ok {
-		return
+	u, err := s.app.User(r.Context(), s.actor(r), r.PathValue("user"))
+	if err == nil {
+		err = s.app.RevokeSession(r.Context(), s.actor(r), u.ID, r.PathValue("id"))
 	}
-	err := s.app.RevokeSession(r.Context(), s.actor(r), u.ID, r.PathValue("id"))
 	s.changed(w, r, "revoked", u, 1, err)
 }
 

@@ -33,7 +33,7 @@ type pageServer struct {
 	audit audit.Log
 }
 
-func newPageServer(t *testing.T, cfg Config) *pageServer {
+func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig) *pageServer {
 	t.Helper()
 	dir, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
 	if err != nil {
@@ -41,7 +41,7 @@ func newPageServer(t *testing.T, cfg Config) *pageServer {
 	}
 	t.Cleanup(func() { dir.Close() })
 	acc := users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1})
-	srv, err := New(cfg, Deps{Store: memstore.New(), Accounts: acc, Audit: dir})
+	srv, err := New(cfg, Deps{Store: memstore.New(), Accounts: acc, Audit: dir, Throttle: throttle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func (ps *pageServer) forms(token string) []string {
 // another origin, with a valid session cookie: each is refused with 403
 // and changes nothing.
 func TestPageFormsRefuseCrossOrigin(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin, other, ivy := ps.login("root"), ps.login("root"), ps.login("ivy")
 	actions := ps.forms(admin)
 	// Every kind of form: one session, the others, password, logout, and
@@ -188,7 +188,7 @@ func TestPageFormsRefuseCrossOrigin(t *testing.T) {
 // TestPageFormsNeedASession posts every form without a session: each
 // sends the browser to the login page, to come back to the form's page.
 func TestPageFormsNeedASession(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin := ps.login("root")
 	for _, action := range ps.forms(admin) {
 		if action == "/logout" || action == "/login" {
@@ -205,7 +205,7 @@ func TestPageFormsNeedASession(t *testing.T) {
 // TestAdminPagesNeedTheRole: a signed-in user without role admin gets a
 // 403 page from every console route, and changes nothing.
 func TestAdminPagesNeedTheRole(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	ivy := ps.login("ivy")
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/admin"}, {"GET", "/admin/audit"}, {"GET", "/admin/users/root"},
@@ -236,7 +236,7 @@ var inline = regexp.MustCompile(`(?i)<script|<style|\s(on[a-z]+|style)\s*=|javas
 // TestPagesHeaders: every page has the strict CSP, is never cached, and
 // holds no script and no inline style (the CSP would block them).
 func TestPagesHeaders(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin := ps.login("root")
 	for _, page := range []struct{ path, token string }{
 		{"/login", ""}, {"/account", admin}, {"/admin", admin}, {"/admin/users/ivy", admin},
@@ -266,7 +266,7 @@ func TestPagesHeaders(t *testing.T) {
 // TestLoginPageMessages: the login form's answers, in words that do not
 // tell which usernames exist.
 func TestLoginPageMessages(t *testing.T) {
-	ps := newPageServer(t, Config{Throttle: app.ThrottleConfig{Pair: app.Backoff{Free: 3, Base: time.Hour, Max: time.Hour}}})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{Pair: app.Backoff{Free: 3, Base: time.Hour, Max: time.Hour}})
 	post := func(user, pw string) (*http.Response, string) {
 		return ps.do("POST", "/login", "", url.Values{"username": {user}, "password": {pw}, "rd": {"/admin"}}, nil)
 	}
@@ -388,7 +388,7 @@ func TestSessionRows(t *testing.T) {
 // TestAuditPagePaging: the audit page shows auditPageSize events, newest
 // first, and links to the older ones, keeping the filters.
 func TestAuditPagePaging(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin := ps.login("root")
 	ivy, _ := ps.srv.app.Accounts().Lookup(t.Context(), "ivy")
 	for i := range auditPageSize + 5 {
@@ -420,7 +420,7 @@ func TestAuditPagePaging(t *testing.T) {
 // nothing until it is confirmed; the confirmation posts to the same
 // action.
 func TestDestructiveActionsAskFirst(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin := ps.login("root")
 	ivySession := ps.login("ivy")
 	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
@@ -452,7 +452,7 @@ func TestDestructiveActionsAskFirst(t *testing.T) {
 // TestConsoleResetsPasswords: an admin sets a user's password, typed
 // twice; the user's sessions end and the new password signs in.
 func TestConsoleResetsPasswords(t *testing.T) {
-	ps := newPageServer(t, Config{})
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
 	admin := ps.login("root")
 	ivySession := ps.login("ivy")
 	same := map[string]string{"Sec-Fetch-Site": "same-origin"}

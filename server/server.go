@@ -19,9 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessiond/sessiond/app"
-	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
-	"github.com/sessiond/sessiond/users"
 )
 
 // Config is the service's configuration beyond the session policy. Zero
@@ -40,10 +38,6 @@ type Config struct {
 	// this one app: every path sessiond does not serve itself goes there,
 	// for signed-in users only, with identity headers set.
 	Upstream *url.URL
-	// Throttle slows down password guessing (sign-in and the current
-	// password of a password change); zero fields take
-	// app.DefaultThrottle's.
-	Throttle app.ThrottleConfig
 	// InvalidTokenInterval and InvalidTokenBurst limit the invalid
 	// credentials (unknown or malformed tokens) a client IP may present:
 	// Burst at once, then one per Interval. Defaults 100ms and 100.
@@ -91,20 +85,10 @@ type Server struct {
 	usernames *nameCache
 }
 
-// Deps are the parts a Server is built from.
-type Deps struct {
-	// Store keeps sessions.
-	Store session.Store
-	// Session is the session policy; its Events, Logger, ClientIP and
-	// WriteError are set by New.
-	Session session.Config
-	// Accounts checks credentials and manages users.
-	Accounts *users.Accounts
-	// Audit stores audit events.
-	Audit audit.Log
-	// Logger receives the service's logs; nil discards them.
-	Logger *slog.Logger
-}
+// Deps are the parts a Server is built from: those of its application
+// layer. New sets the session policy's Events (metrics, after the audit
+// log), ClientIP and WriteError.
+type Deps = app.Deps
 
 // New returns a Server. It fails if the session policy is unsafe.
 func New(cfg Config, d Deps) (*Server, error) {
@@ -129,7 +113,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if sc.Now == nil {
 		sc.Now = cfg.Now
 	}
-	a, err := app.New(app.Deps{Store: d.Store, Session: sc, Accounts: d.Accounts, Audit: d.Audit, Logger: log, Throttle: cfg.Throttle, Now: cfg.Now})
+	d.Session, d.Logger = sc, log
+	if d.Now == nil {
+		d.Now = cfg.Now
+	}
+	a, err := app.New(d)
 	if err != nil {
 		return nil, err
 	}
