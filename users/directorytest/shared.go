@@ -6,6 +6,7 @@ import (
 
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/users"
 )
 
 // SharedHarness tells RunShared how to reach a session store and a backend
@@ -120,5 +121,26 @@ func testShared(t *testing.T, st session.Store, b Backend, open func() (session.
 	}
 	if _, err := st.ByID(ctx, s.ID); err != session.ErrNotFound {
 		t.Errorf("session ByID after DeleteByUser: got %v, want session.ErrNotFound", err)
+	}
+}
+
+// CheckVersionMigrated checks the user id that a backend stored before it
+// kept versions: it reads back at Version 1 and updates to 2.
+func CheckVersionMigrated(t *testing.T, d users.Directory, id string) {
+	t.Helper()
+	ctx := t.Context()
+	u, err := d.ByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Version != 1 {
+		t.Errorf("Version of a user stored before versions: got %d, want 1", u.Version)
+	}
+	u.PasswordHash = "h2"
+	if err := d.Update(ctx, u); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got, err := d.ByID(ctx, id); err != nil || got.Version != 2 || got.PasswordHash != "h2" {
+		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
 	}
 }

@@ -323,20 +323,7 @@ func TestVersionMigration(t *testing.T) {
 	if got := schemaVersions(t, url); !reflect.DeepEqual(got, allVersions()) {
 		t.Errorf("recorded migrations: got %v, want %v", got, allVersions())
 	}
-	u, err := db.ByID(ctx, "u_old")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Version != 1 {
-		t.Errorf("Version of a user stored before versions: got %d, want 1", u.Version)
-	}
-	u.PasswordHash = "h2"
-	if err := db.Update(ctx, u); err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-	if got, err := db.ByID(ctx, "u_old"); err != nil || got.Version != 2 || got.PasswordHash != "h2" {
-		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
-	}
+	directorytest.CheckVersionMigrated(t, db, "u_old")
 }
 
 // TestChangesWhateverTheDefaultIsolation runs the suite's changes of

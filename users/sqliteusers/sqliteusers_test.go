@@ -230,18 +230,5 @@ func TestVersionMigration(t *testing.T) {
 	if v := schemaVersion(t, path); v != len(migrations) {
 		t.Errorf("schema version: got %d, want %d", v, len(migrations))
 	}
-	u, err := db.ByID(ctx, "u_old")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Version != 1 {
-		t.Errorf("Version of a user stored before versions: got %d, want 1", u.Version)
-	}
-	u.PasswordHash = "h2"
-	if err := db.Update(ctx, u); err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-	if got, err := db.ByID(ctx, "u_old"); err != nil || got.Version != 2 || got.PasswordHash != "h2" {
-		t.Errorf("after Update: got %+v, %v, want version 2", got, err)
-	}
+	directorytest.CheckVersionMigrated(t, db, "u_old")
 }
