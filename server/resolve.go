@@ -13,16 +13,6 @@ import (
 	"github.com/sessiond/sessiond/session"
 )
 
-// identityHeaders are the headers that tell an app who is calling. A
-// client's own copies are stripped before a request reaches the app.
-var identityHeaders = []string{"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Authenticated-At", "X-Forwarded-User"}
-
-func stripIdentity(h http.Header) {
-	for _, k := range identityHeaders {
-		h.Del(k)
-	}
-}
-
 // noStore is the Cache-Control value of every forward-auth answer, shared
 // (net/http only reads header values) to save resolve an allocation.
 var noStore = []string{"no-store"}

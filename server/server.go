@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -36,9 +35,16 @@ type Config struct {
 	// TLS says sessiond itself serves HTTPS; it then sends HSTS.
 	TLS bool
 	// Upstream, if set, makes sessiond an authenticating reverse proxy for
-	// this one app: every path sessiond does not serve itself goes there,
-	// for signed-in users only, with identity headers set.
+	// this one app: every path but sessiond's own (reservedPaths) goes
+	// there, for signed-in users only, with identity headers set (see
+	// Server.proxy). The internal endpoints are then served by Internal
+	// only, and their paths are the app's.
 	Upstream *url.URL
+	// SeparateInternal keeps the internal endpoints (/resolve and
+	// /resolve/…, /healthz, /readyz, /metrics) off ServeHTTP, for a
+	// deployment that serves Internal on a listener the public cannot
+	// reach. Upstream implies it. Default: ServeHTTP serves them too.
+	SeparateInternal bool
 	// LoginIPInterval and LoginIPBurst limit login attempts per client IP:
 	// Burst at once, then one per Interval. Defaults 3s and 20.
 	LoginIPInterval time.Duration
@@ -91,6 +97,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	handler  http.Handler
+	internal http.Handler
 
 	loginIP, loginAccount, invalidToken *limiter
 
@@ -145,25 +152,32 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s.sessions = m
-	s.handler = s.routes()
+	s.handler, s.internal = s.routes()
 	return s, nil
 }
 
 // Sessions returns the server's session Manager.
 func (s *Server) Sessions() *session.Manager { return s.sessions }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: sessiond's pages and API, the
+// internal endpoints unless Config.SeparateInternal or Config.Upstream is
+// set, and with Upstream the app behind sessiond.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-func (s *Server) routes() http.Handler {
+// Internal returns the handler of the internal endpoints: /resolve (and
+// /resolve/…) for forward-auth proxies, /healthz, /readyz and /metrics.
+// They are for the proxy and the monitoring, not the public: serve them
+// on a listener only those reach.
+func (s *Server) Internal() http.Handler { return s.internal }
+
+// routes returns the public handler (ServeHTTP's) and the internal one.
+func (s *Server) routes() (public, internal http.Handler) {
 	mux := http.NewServeMux()
 
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("GET /static/style.css", stylesheet)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
-	mux.HandleFunc("/resolve", s.resolve)
-	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
@@ -206,27 +220,51 @@ func (s *Server) routes() http.Handler {
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
 
+	internalMux := http.NewServeMux()
+	s.internalRoutes(internalMux)
+	internal = s.secure(s.resolveFirst(s.jsonFallback(internalMux)))
+
+	if s.cfg.Upstream != nil {
+		// Every path but sessiond's own is the app's.
+		own, app := s.secure(s.jsonFallback(mux)), s.proxy()
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if reserved(r.URL.Path) {
+				own.ServeHTTP(w, r)
+				return
+			}
+			app.ServeHTTP(w, r)
+		}), internal
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
+	if s.cfg.SeparateInternal {
+		return s.secure(s.jsonFallback(mux)), internal
+	}
+	s.internalRoutes(mux)
+	return s.secure(s.resolveFirst(s.jsonFallback(mux))), internal
+}
+
+// internalRoutes registers the internal endpoints on mux.
+func (s *Server) internalRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/resolve", s.resolve)
+	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+}
 
-	if s.cfg.Upstream != nil {
-		mux.Handle("/", s.proxy())
-	} else {
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
-	}
-	routed := s.jsonFallback(mux)
-	return s.secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Nearly every request is a forward-auth one to /resolve, whose
-		// pattern takes any method and host: the mux could only send it
-		// to resolve, and matching it there costs more than answering it
-		// from the store's cache.
+// resolveFirst answers /resolve itself and passes every other request to
+// next. Nearly every request is a forward-auth one to /resolve, whose
+// pattern takes any method and host: the mux could only send it to
+// resolve, and matching it there costs more than answering it from the
+// store's cache.
+func (s *Server) resolveFirst(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/resolve" {
 			s.resolve(w, r)
 			return
 		}
-		routed.ServeHTTP(w, r)
-	}))
+		next.ServeHTTP(w, r)
+	})
 }
 
 // secure sets the headers every response carries and bounds bodies.
@@ -238,10 +276,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		if s.cfg.TLS {
-			// RFC 6797: browsers then refuse plain HTTP to this host.
-			h["Strict-Transport-Security"] = []string{"max-age=63072000; includeSubDomains"}
-		}
+		s.setHSTS(h)
 		if !isResolve(r.URL.Path) {
 			setBodyHeaders(h)
 		}
@@ -250,6 +285,17 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hsts is the Strict-Transport-Security value sessiond sends when it
+// serves TLS (RFC 6797: browsers then refuse plain HTTP to this host).
+var hsts = []string{"max-age=63072000; includeSubDomains"}
+
+// setHSTS sets Strict-Transport-Security in h if sessiond serves TLS.
+func (s *Server) setHSTS(h http.Header) {
+	if s.cfg.TLS {
+		h["Strict-Transport-Security"] = hsts
+	}
 }
 
 // setBodyHeaders sets the headers that keep a browser from misreading or
@@ -356,50 +402,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready"})
-}
-
-// proxy is the authenticating reverse proxy in front of Config.Upstream.
-func (s *Server) proxy() http.Handler {
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(s.cfg.Upstream)
-			pr.SetXForwarded()
-			pr.Out.Host = pr.In.Host
-			stripIdentity(pr.Out.Header)
-			if id := identityFrom(pr.In.Context()); id != nil {
-				id.setHeaders(pr.Out.Header)
-			}
-			// The app never sees sessiond's token.
-			pr.Out.Header.Del("Authorization")
-			removeCookie(pr.Out, s.sessions.Config().Cookie.Name)
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.log.WarnContext(r.Context(), "upstream failed", "err", err)
-			writeJSONError(w, http.StatusBadGateway, errorf("upstream_unavailable", "The application is unavailable."))
-		},
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := s.identify(r)
-		if err != nil {
-			s.deny(w, r, err, true)
-			return
-		}
-		rp.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), &id)))
-	})
-}
-
-// removeCookie drops the cookie named name from r's Cookie headers.
-func removeCookie(r *http.Request, name string) {
-	var keep []string
-	for _, c := range r.Cookies() {
-		if c.Name != name {
-			keep = append(keep, c.String())
-		}
-	}
-	r.Header.Del("Cookie")
-	if len(keep) > 0 {
-		r.Header.Set("Cookie", strings.Join(keep, "; "))
-	}
 }
 
 // loginURL is the login page's URL with rd set to return to.

@@ -28,6 +28,12 @@ type testServer struct {
 
 func newTestServer(tb testing.TB, store session.Store) *testServer {
 	tb.Helper()
+	return newTestServerWith(tb, store, Config{})
+}
+
+// newTestServerWith is newTestServer with the service configured by cfg.
+func newTestServerWith(tb testing.TB, store session.Store, cfg Config) *testServer {
+	tb.Helper()
 	dir, err := sqliteusers.Open(filepath.Join(tb.TempDir(), "users.db"))
 	if err != nil {
 		tb.Fatal(err)
@@ -35,7 +41,7 @@ func newTestServer(tb testing.TB, store session.Store) *testServer {
 	tb.Cleanup(func() { dir.Close() })
 	ts := &testServer{accounts: users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1}), logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if ts.Server, err = New(Config{}, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
+	if ts.Server, err = New(cfg, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
 		tb.Fatal(err)
 	}
 	if ts.maker, err = session.New(store, session.Config{}); err != nil {
