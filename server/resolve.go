@@ -214,8 +214,9 @@ func isResolve(path string) bool {
 // originalURL is the URL the browser asked the proxy for: X-Original-URL
 // (nginx), or X-Forwarded-Proto, -Host and -Uri (Traefik, Caddy), or the
 // path after /resolve with Host (Envoy ext_authz), each believed only from
-// a trusted proxy; or the request itself when sessiond is the proxy. It
-// only ever becomes a login redirect's rd, which login checks again.
+// a loopback peer or a trusted proxy (see trusted); or the request itself
+// when sessiond is the proxy. It only ever becomes a login redirect's rd,
+// which login checks again.
 func (s *Server) originalURL(r *http.Request) string {
 	if !isResolve(r.URL.Path) {
 		return r.URL.RequestURI()

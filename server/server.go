@@ -28,9 +28,12 @@ type Config struct {
 	// PublicURL is the URL users reach sessiond at (through the proxy),
 	// used to build login redirects. Default: taken from each request.
 	PublicURL *url.URL
-	// TrustedProxies are the only peers whose X-Forwarded-For,
-	// X-Forwarded-Proto/Host/Uri and X-Original-URL headers are believed.
-	// Default: none, so the client IP is the TCP peer.
+	// TrustedProxies are the peers, besides loopback ones, whose
+	// X-Forwarded-For, X-Forwarded-Proto/Host/Uri and X-Original-URL
+	// headers are believed. Peers on loopback (127.0.0.0/8, ::1) are
+	// always believed: a proxy on the same host is the common case. From
+	// any other peer these headers are ignored, and the client IP is the
+	// TCP peer. Default: none besides loopback.
 	TrustedProxies []netip.Prefix
 	// TLS says sessiond itself serves HTTPS; it then sends HSTS.
 	TLS bool
@@ -349,24 +352,29 @@ func (p *statusProbe) Header() http.Header         { return p.header }
 func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
-// clientIP is the client's address: the TCP peer, or, when the peer is a
-// trusted proxy, the nearest untrusted address in X-Forwarded-For.
+// clientIP is the client's address: the TCP peer, or, when the peer is
+// trusted (see trusted), the nearest untrusted address in
+// X-Forwarded-For, each hop vouched for by the trusted one after it. If
+// every address there is trusted, it is the farthest that a trusted hop
+// vouches for: a client on the proxy's own host, say.
 func (s *Server) clientIP(r *http.Request) string {
 	peer := peerAddr(r)
 	if !s.trusted(peer) {
 		return peer.String()
 	}
+	client := peer
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
 			break
 		}
-		if !s.trusted(a.Unmap()) {
-			return a.Unmap().String()
+		client = a.Unmap()
+		if !s.trusted(client) {
+			break
 		}
 	}
-	return peer.String()
+	return client.String()
 }
 
 func peerAddr(r *http.Request) netip.Addr {
@@ -378,7 +386,13 @@ func peerAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// trusted reports whether a is a peer whose forwarding headers are
+// believed: a loopback address, as gunicorn and uvicorn trust by default,
+// or one of Config.TrustedProxies.
 func (s *Server) trusted(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
 	for _, p := range s.cfg.TrustedProxies {
 		if p.Contains(a) {
 			return true

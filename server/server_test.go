@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/store/memstore"
 	"github.com/sessiond/sessiond/store/sqlitestore"
 	"github.com/sessiond/sessiond/users"
 	"github.com/sessiond/sessiond/users/sqliteusers"
@@ -161,6 +164,66 @@ func TestNameCacheBounded(t *testing.T) {
 	for id, name := range c.names {
 		if name != "name-"+id {
 			t.Errorf("%s cached as %q", id, name)
+		}
+	}
+}
+
+func mustPrefixes(t *testing.T, prefixes ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, p := range prefixes {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+// TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies: the client
+// address and the original URL come from forwarding headers sent by a
+// loopback peer or a trusted proxy, and from no one else.
+func TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies(t *testing.T) {
+	plain := newTestServer(t, memstore.New())
+	trusting := newTestServerWith(t, memstore.New(), Config{TrustedProxies: mustPrefixes(t, "10.0.0.0/8")})
+	for _, c := range []struct {
+		name string
+		s    *testServer
+		peer string
+		xff  string
+		want string
+	}{
+		{"loopback peer", plain, "127.0.0.1:4000", "203.0.113.7", "203.0.113.7"},
+		{"IPv6 loopback peer", plain, "[::1]:4000", "203.0.113.7", "203.0.113.7"},
+		{"another peer", plain, "192.0.2.1:4000", "203.0.113.7", "192.0.2.1"},
+		{"a trusted proxy", trusting, "10.1.2.3:4000", "203.0.113.7", "203.0.113.7"},
+		{"a trusted proxy behind loopback", trusting, "127.0.0.1:4000", "203.0.113.7, 10.9.9.9", "203.0.113.7"},
+		{"an untrusted peer of the trusted proxy", trusting, "192.0.2.1:4000", "203.0.113.7", "192.0.2.1"},
+		{"a client on loopback behind a loopback proxy", plain, "127.0.0.1:4000", "127.0.0.2", "127.0.0.2"},
+		{"the client's own claim before the proxy's", plain, "127.0.0.1:4000", "198.51.100.1, 203.0.113.7", "203.0.113.7"},
+		{"garbage in the nearest hop", plain, "127.0.0.1:4000", "203.0.113.7, garbage", "127.0.0.1"},
+	} {
+		r := httptest.NewRequest("GET", "/resolve", nil)
+		r.RemoteAddr = c.peer
+		r.Header.Set("X-Forwarded-For", c.xff)
+		if got := c.s.clientIP(r); got != c.want {
+			t.Errorf("%s: X-Forwarded-For %q from %s: client %s, want %s", c.name, c.xff, c.peer, got, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		peer string
+		want string
+	}{
+		{"127.0.0.1:4000", "/login?rd=" + url.QueryEscape("https://app.example/x?y=1")},
+		{"[::1]:4000", "/login?rd=" + url.QueryEscape("https://app.example/x?y=1")},
+		{"192.0.2.1:4000", "/login"},
+	} {
+		r := httptest.NewRequest("GET", "/resolve", nil)
+		r.RemoteAddr = c.peer
+		r.Header.Set("Accept", "text/html")
+		r.Header.Set("X-Original-URL", "https://app.example/x?y=1")
+		w := httptest.NewRecorder()
+		plain.ServeHTTP(w, r)
+		if w.Code != 401 || w.Header().Get("Location") != c.want {
+			t.Errorf("X-Original-URL from %s: %d Location %q, want 401 %q", c.peer, w.Code, w.Header().Get("Location"), c.want)
 		}
 	}
 }
