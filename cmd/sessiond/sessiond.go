@@ -225,7 +225,7 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.auditRetention < 0 {
 		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
-	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, StoreTimeout: o.storeTimeout}
+	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, SeparateInternal: o.internalAddr() != "", StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
 
@@ -267,13 +267,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           a.srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		}
+	}
+	hs := newServer(a.srv)
+	servers := []*http.Server{hs}
+	errc := make(chan error, 2)
+	// The internal endpoints, apart: plain HTTP, for the proxy and the
+	// monitoring on this host or a private network.
+	if addr := o.internalAddr(); addr != "" {
+		iln, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--internal-listen: %w", err)
+		}
+		ihs := newServer(a.srv.Internal())
+		servers = append(servers, ihs)
+		a.log.Info("internal endpoints listening", "url", "http://"+iln.Addr().String(), "paths", "/resolve /healthz /readyz /metrics")
+		go func() { errc <- ihs.Serve(iln) }()
 	}
 	scheme := "http"
 	if o.tlsCert != "" {
@@ -282,7 +300,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	a.log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", o.store, "version", version)
 
 	go a.sweep(ctx)
-	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
 			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
@@ -290,15 +307,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- hs.Serve(ln)
 		}
 	}()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
+		a.log.Info("shutting down: draining in-flight requests")
 	}
-	a.log.Info("shutting down: draining in-flight requests")
 	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return hs.Shutdown(drain)
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(drain))
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	return errors.Join(errs...)
 }
 
 // sweep runs sweepOnce once a minute until ctx is done.
