@@ -79,7 +79,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.cookieDomain, "cookie-domain", "", "share the cookie with subdomains of this domain (not with a __Host- name)")
 	fs.StringVar(&o.cookieSameSite, "cookie-samesite", "lax", "cookie SameSite: lax, strict or none")
 	fs.BoolVar(&o.devInsecureCookie, "dev-insecure-cookie", false, "DEVELOPMENT ONLY: drop the cookie's Secure flag so it travels over plain HTTP (needs a --cookie-name without __Host-)")
-	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of proxies allowed to set X-Forwarded-For")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For, X-Original-URL and X-Forwarded-Proto/Host/Uri are believed (loopback peers always are)")
 	fs.StringVar(&o.publicURL, "public-url", "", "URL users reach sessiond at, for login redirects (default: from each request)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); sends HSTS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
