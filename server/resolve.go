@@ -13,16 +13,6 @@ import (
 	"github.com/sessiond/sessiond/session"
 )
 
-// identityHeaders are the headers that tell an app who is calling. A
-// client's own copies are stripped before a request reaches the app.
-var identityHeaders = []string{"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Authenticated-At", "X-Forwarded-User"}
-
-func stripIdentity(h http.Header) {
-	for _, k := range identityHeaders {
-		h.Del(k)
-	}
-}
-
 // noStore is the Cache-Control value of every forward-auth answer, shared
 // (net/http only reads header values) to save resolve an allocation.
 var noStore = []string{"no-store"}
@@ -107,7 +97,6 @@ func (s *Server) countInvalid(r *http.Request) error {
 	}
 	return nil
 }
-
 
 // username returns the username of user id, from a cache: usernames
 // never change.
@@ -217,8 +206,9 @@ func isResolve(path string) bool {
 // originalURL is the URL the browser asked the proxy for: X-Original-URL
 // (nginx), or X-Forwarded-Proto, -Host and -Uri (Traefik, Caddy), or the
 // path after /resolve with Host (Envoy ext_authz), each believed only from
-// a trusted proxy; or the request itself when sessiond is the proxy. It
-// only ever becomes a login redirect's rd, which login checks again.
+// a loopback peer or a trusted proxy (see trusted); or the request itself
+// when sessiond is the proxy. It only ever becomes a login redirect's rd,
+// which login checks again.
 func (s *Server) originalURL(r *http.Request) string {
 	if !isResolve(r.URL.Path) {
 		return r.URL.RequestURI()

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -28,16 +27,26 @@ type Config struct {
 	// PublicURL is the URL users reach sessiond at (through the proxy),
 	// used to build login redirects. Default: taken from each request.
 	PublicURL *url.URL
-	// TrustedProxies are the only peers whose X-Forwarded-For,
-	// X-Forwarded-Proto/Host/Uri and X-Original-URL headers are believed.
-	// Default: none, so the client IP is the TCP peer.
+	// TrustedProxies are the peers, besides loopback ones, whose
+	// X-Forwarded-For, X-Forwarded-Proto/Host/Uri and X-Original-URL
+	// headers are believed. Peers on loopback (127.0.0.0/8, ::1) are
+	// always believed: a proxy on the same host is the common case. From
+	// any other peer these headers are ignored, and the client IP is the
+	// TCP peer. Default: none besides loopback.
 	TrustedProxies []netip.Prefix
 	// TLS says sessiond itself serves HTTPS; it then sends HSTS.
 	TLS bool
 	// Upstream, if set, makes sessiond an authenticating reverse proxy for
-	// this one app: every path sessiond does not serve itself goes there,
-	// for signed-in users only, with identity headers set.
+	// this one app: every path but sessiond's own (reservedPaths) goes
+	// there, for signed-in users only, with identity headers set (see
+	// Server.proxy). The internal endpoints are then served by Internal
+	// only, and their paths are the app's.
 	Upstream *url.URL
+	// SeparateInternal keeps the internal endpoints (/resolve and
+	// /resolve/…, /healthz, /readyz, /metrics) off ServeHTTP, for a
+	// deployment that serves Internal on a listener the public cannot
+	// reach. Upstream implies it. Default: ServeHTTP serves them too.
+	SeparateInternal bool
 	// InvalidTokenInterval and InvalidTokenBurst limit the invalid
 	// credentials (unknown or malformed tokens) a client IP may present:
 	// Burst at once, then one per Interval. Defaults 100ms and 100.
@@ -77,6 +86,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	handler  http.Handler
+	internal http.Handler
 
 	invalidToken *limiter
 
@@ -122,7 +132,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s.app, s.sessions = a, a.Sessions()
-	s.handler = s.routes()
+	s.handler, s.internal = s.routes()
 	return s, nil
 }
 
@@ -132,18 +142,25 @@ func (s *Server) App() *app.App { return s.app }
 // Sessions returns the server's session Manager.
 func (s *Server) Sessions() *session.Manager { return s.sessions }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: sessiond's pages and API, the
+// internal endpoints unless Config.SeparateInternal or Config.Upstream is
+// set, and with Upstream the app behind sessiond.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-func (s *Server) routes() http.Handler {
+// Internal returns the handler of the internal endpoints: /resolve (and
+// /resolve/…) for forward-auth proxies, /healthz, /readyz and /metrics.
+// They are for the proxy and the monitoring, not the public: serve them
+// on a listener only those reach.
+func (s *Server) Internal() http.Handler { return s.internal }
+
+// routes returns the public handler (ServeHTTP's) and the internal one.
+func (s *Server) routes() (public, internal http.Handler) {
 	mux := http.NewServeMux()
 
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("GET /static/style.css", stylesheet)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
-	mux.HandleFunc("/resolve", s.resolve)
-	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
@@ -190,29 +207,53 @@ func (s *Server) routes() http.Handler {
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
 
+	internalMux := http.NewServeMux()
+	s.internalRoutes(internalMux)
+	internal = s.secure(s.resolveFirst(s.jsonFallback(internalMux)))
+
+	if s.cfg.Upstream != nil {
+		// Every path but sessiond's own is the app's.
+		own, app := s.secure(s.jsonFallback(mux)), s.proxy()
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if reserved(r.URL.Path) {
+				own.ServeHTTP(w, r)
+				return
+			}
+			app.ServeHTTP(w, r)
+		}), internal
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
+	if s.cfg.SeparateInternal {
+		return s.secure(s.jsonFallback(mux)), internal
+	}
+	s.internalRoutes(mux)
+	return s.secure(s.resolveFirst(s.jsonFallback(mux))), internal
+}
+
+// internalRoutes registers the internal endpoints on mux.
+func (s *Server) internalRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/resolve", s.resolve)
+	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+}
 
-	if s.cfg.Upstream != nil {
-		mux.Handle("/", s.proxy())
-	} else {
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
-	}
-	routed := s.jsonFallback(mux)
-	return s.secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Nearly every request is a forward-auth one to /resolve, whose
-		// pattern takes any method and host: the mux could only send it
-		// to resolve, and matching it there costs more than answering it
-		// from the store's cache.
+// resolveFirst answers /resolve itself and passes every other request to
+// next. Nearly every request is a forward-auth one to /resolve, whose
+// pattern takes any method and host: the mux could only send it to
+// resolve, and matching it there costs more than answering it from the
+// store's cache.
+func (s *Server) resolveFirst(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/resolve" {
 			s.resolve(w, r)
 			return
 		}
-		routed.ServeHTTP(w, r)
-	}))
+		next.ServeHTTP(w, r)
+	})
 }
 
 // secure sets the headers every response carries and bounds bodies.
@@ -224,10 +265,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		if s.cfg.TLS {
-			// RFC 6797: browsers then refuse plain HTTP to this host.
-			h["Strict-Transport-Security"] = []string{"max-age=63072000; includeSubDomains"}
-		}
+		s.setHSTS(h)
 		if !isResolve(r.URL.Path) {
 			setBodyHeaders(h)
 		}
@@ -236,6 +274,17 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hsts is the Strict-Transport-Security value sessiond sends when it
+// serves TLS (RFC 6797: browsers then refuse plain HTTP to this host).
+var hsts = []string{"max-age=63072000; includeSubDomains"}
+
+// setHSTS sets Strict-Transport-Security in h if sessiond serves TLS.
+func (s *Server) setHSTS(h http.Header) {
+	if s.cfg.TLS {
+		h["Strict-Transport-Security"] = hsts
+	}
 }
 
 // setBodyHeaders sets the headers that keep a browser from misreading or
@@ -289,24 +338,29 @@ func (p *statusProbe) Header() http.Header         { return p.header }
 func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
-// clientIP is the client's address: the TCP peer, or, when the peer is a
-// trusted proxy, the nearest untrusted address in X-Forwarded-For.
+// clientIP is the client's address: the TCP peer, or, when the peer is
+// trusted (see trusted), the nearest untrusted address in
+// X-Forwarded-For, each hop vouched for by the trusted one after it. If
+// every address there is trusted, it is the farthest that a trusted hop
+// vouches for: a client on the proxy's own host, say.
 func (s *Server) clientIP(r *http.Request) string {
 	peer := peerAddr(r)
 	if !s.trusted(peer) {
 		return peer.String()
 	}
+	client := peer
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
 			break
 		}
-		if !s.trusted(a.Unmap()) {
-			return a.Unmap().String()
+		client = a.Unmap()
+		if !s.trusted(client) {
+			break
 		}
 	}
-	return peer.String()
+	return client.String()
 }
 
 func peerAddr(r *http.Request) netip.Addr {
@@ -318,7 +372,13 @@ func peerAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// trusted reports whether a is a peer whose forwarding headers are
+// believed: a loopback address, as gunicorn and uvicorn trust by default,
+// or one of Config.TrustedProxies.
 func (s *Server) trusted(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
 	for _, p := range s.cfg.TrustedProxies {
 		if p.Contains(a) {
 			return true
@@ -342,50 +402,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// proxy is the authenticating reverse proxy in front of Config.Upstream.
-func (s *Server) proxy() http.Handler {
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(s.cfg.Upstream)
-			pr.SetXForwarded()
-			pr.Out.Host = pr.In.Host
-			stripIdentity(pr.Out.Header)
-			if id := identityFrom(pr.In.Context()); id != nil {
-				id.setHeaders(pr.Out.Header)
-			}
-			// The app never sees sessiond's token.
-			pr.Out.Header.Del("Authorization")
-			removeCookie(pr.Out, s.sessions.Config().Cookie.Name)
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.log.WarnContext(r.Context(), "upstream failed", "err", err)
-			writeError(w, app.Errorf(app.CodeUpstreamUnavailable, "The application is unavailable."))
-		},
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := s.identify(r)
-		if err != nil {
-			s.deny(w, r, err, true)
-			return
-		}
-		rp.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), &id)))
-	})
-}
-
-// removeCookie drops the cookie named name from r's Cookie headers.
-func removeCookie(r *http.Request, name string) {
-	var keep []string
-	for _, c := range r.Cookies() {
-		if c.Name != name {
-			keep = append(keep, c.String())
-		}
-	}
-	r.Header.Del("Cookie")
-	if len(keep) > 0 {
-		r.Header.Set("Cookie", strings.Join(keep, "; "))
-	}
 }
 
 // loginURL is the login page's URL with rd set to return to.

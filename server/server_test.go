@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +32,12 @@ type testServer struct {
 
 func newTestServer(tb testing.TB, store session.Store) *testServer {
 	tb.Helper()
+	return newTestServerWith(tb, store, Config{})
+}
+
+// newTestServerWith is newTestServer with the service configured by cfg.
+func newTestServerWith(tb testing.TB, store session.Store, cfg Config) *testServer {
+	tb.Helper()
 	dir, err := sqliteusers.Open(filepath.Join(tb.TempDir(), "users.db"))
 	if err != nil {
 		tb.Fatal(err)
@@ -37,7 +45,7 @@ func newTestServer(tb testing.TB, store session.Store) *testServer {
 	tb.Cleanup(func() { dir.Close() })
 	ts := &testServer{accounts: users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1}), logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if ts.Server, err = New(Config{}, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
+	if ts.Server, err = New(cfg, Deps{Store: store, Accounts: ts.accounts, Audit: dir, Logger: log}); err != nil {
 		tb.Fatal(err)
 	}
 	if ts.maker, err = session.New(store, session.Config{}); err != nil {
@@ -235,5 +243,65 @@ func TestPasswordChangeRenewsTheCredentialThatAuthenticated(t *testing.T) {
 	}
 	if !renewed {
 		t.Error("no new session cookie")
+	}
+}
+
+func mustPrefixes(t *testing.T, prefixes ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, p := range prefixes {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+// TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies: the client
+// address and the original URL come from forwarding headers sent by a
+// loopback peer or a trusted proxy, and from no one else.
+func TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies(t *testing.T) {
+	plain := newTestServer(t, memstore.New())
+	trusting := newTestServerWith(t, memstore.New(), Config{TrustedProxies: mustPrefixes(t, "10.0.0.0/8")})
+	for _, c := range []struct {
+		name string
+		s    *testServer
+		peer string
+		xff  string
+		want string
+	}{
+		{"loopback peer", plain, "127.0.0.1:4000", "203.0.113.7", "203.0.113.7"},
+		{"IPv6 loopback peer", plain, "[::1]:4000", "203.0.113.7", "203.0.113.7"},
+		{"another peer", plain, "192.0.2.1:4000", "203.0.113.7", "192.0.2.1"},
+		{"a trusted proxy", trusting, "10.1.2.3:4000", "203.0.113.7", "203.0.113.7"},
+		{"a trusted proxy behind loopback", trusting, "127.0.0.1:4000", "203.0.113.7, 10.9.9.9", "203.0.113.7"},
+		{"an untrusted peer of the trusted proxy", trusting, "192.0.2.1:4000", "203.0.113.7", "192.0.2.1"},
+		{"a client on loopback behind a loopback proxy", plain, "127.0.0.1:4000", "127.0.0.2", "127.0.0.2"},
+		{"the client's own claim before the proxy's", plain, "127.0.0.1:4000", "198.51.100.1, 203.0.113.7", "203.0.113.7"},
+		{"garbage in the nearest hop", plain, "127.0.0.1:4000", "203.0.113.7, garbage", "127.0.0.1"},
+	} {
+		r := httptest.NewRequest("GET", "/resolve", nil)
+		r.RemoteAddr = c.peer
+		r.Header.Set("X-Forwarded-For", c.xff)
+		if got := c.s.clientIP(r); got != c.want {
+			t.Errorf("%s: X-Forwarded-For %q from %s: client %s, want %s", c.name, c.xff, c.peer, got, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		peer string
+		want string
+	}{
+		{"127.0.0.1:4000", "/login?rd=" + url.QueryEscape("https://app.example/x?y=1")},
+		{"[::1]:4000", "/login?rd=" + url.QueryEscape("https://app.example/x?y=1")},
+		{"192.0.2.1:4000", "/login"},
+	} {
+		r := httptest.NewRequest("GET", "/resolve", nil)
+		r.RemoteAddr = c.peer
+		r.Header.Set("Accept", "text/html")
+		r.Header.Set("X-Original-URL", "https://app.example/x?y=1")
+		w := httptest.NewRecorder()
+		plain.ServeHTTP(w, r)
+		if w.Code != 401 || w.Header().Get("Location") != c.want {
+			t.Errorf("X-Original-URL from %s: %d Location %q, want 401 %q", c.peer, w.Code, w.Header().Get("Location"), c.want)
+		}
 	}
 }

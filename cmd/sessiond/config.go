@@ -38,11 +38,18 @@ type options struct {
 	publicURL          string
 	tlsCert, tlsKey    string
 	upstream           string
+	internalListen     string
 	storeTimeout       time.Duration
 	auditRetention     time.Duration
 	logFormat          string
 	logLevel           string
 }
+
+// defaultInternalListen is where the internal endpoints (/resolve,
+// /healthz, /readyz, /metrics) are served in upstream mode unless
+// --internal-listen says otherwise: loopback only, one port above
+// --listen's default.
+const defaultInternalListen = "127.0.0.1:8081"
 
 // defaultDataDir is where the embedded store lives unless told otherwise.
 const defaultDataDir = "sessiond-data"
@@ -74,11 +81,12 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.cookieDomain, "cookie-domain", "", "share the cookie with subdomains of this domain (not with a __Host- name)")
 	fs.StringVar(&o.cookieSameSite, "cookie-samesite", "lax", "cookie SameSite: lax, strict or none")
 	fs.BoolVar(&o.devInsecureCookie, "dev-insecure-cookie", false, "DEVELOPMENT ONLY: drop the cookie's Secure flag so it travels over plain HTTP (needs a --cookie-name without __Host-)")
-	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of proxies allowed to set X-Forwarded-For")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For, X-Original-URL and X-Forwarded-Proto/Host/Uri are believed (loopback peers always are)")
 	fs.StringVar(&o.publicURL, "public-url", "", "URL users reach sessiond at, for login redirects (default: from each request)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); sends HSTS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
 	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app URL")
+	fs.StringVar(&o.internalListen, "internal-listen", "", "serve /resolve, /healthz, /readyz and /metrics on this address, and not on --listen (default with --upstream: "+defaultInternalListen+"; else none: they are on --listen)")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -178,6 +186,16 @@ func (o *options) proxies() ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
+}
+
+// internalAddr is where the internal endpoints are served apart from
+// --listen: --internal-listen, or with --upstream defaultInternalListen;
+// "" if they are served on --listen.
+func (o *options) internalAddr() string {
+	if o.internalListen == "" && o.upstream != "" {
+		return defaultInternalListen
+	}
+	return o.internalListen
 }
 
 // parseURL parses an absolute http(s) URL flag value.

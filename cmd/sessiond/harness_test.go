@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,19 +23,27 @@ const adminPassword = "correct-horse-battery"
 
 // instance is a sessiond started by Main on 127.0.0.1:0.
 type instance struct {
-	t    *testing.T
-	URL  string
-	dir  string
-	db   string
-	logs *testenv.SyncBuffer
-	stop func() int
-	env  map[string]string
+	t   *testing.T
+	URL string
+	// Internal is the URL of the internal endpoints' listener, if they
+	// have one (--internal-listen, or --upstream).
+	Internal string
+	dir      string
+	db       string
+	logs     *testenv.SyncBuffer
+	stop     func() int
+	env      map[string]string
 }
 
-var listening = regexp.MustCompile(`sessiond listening.*url=(https?://127\.0\.0\.1:\d+)`)
+var (
+	listening         = regexp.MustCompile(`sessiond listening.*url=(https?://127\.0\.0\.1:\d+)`)
+	internalListening = regexp.MustCompile(`internal endpoints listening.*url=(http://127\.0\.0\.1:\d+)`)
+)
 
 // start runs "sessiond serve" with args on a fresh data directory (or the
-// one of share, to run a second instance on the same store).
+// one of share, to run a second instance on the same store). With
+// --upstream and no --internal-listen, the internal endpoints listen on
+// 127.0.0.1:0 rather than on their default port.
 func start(t *testing.T, args ...string) *instance {
 	t.Helper()
 	dir := t.TempDir()
@@ -47,6 +56,9 @@ func startIn(t *testing.T, dir string, args ...string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--store", "sqlite:" + in.db, "--log-level", "debug"}, args...)
+	if slices.Contains(args, "--upstream") && !slices.Contains(args, "--internal-listen") {
+		full = append(full, "--internal-listen", "127.0.0.1:0")
+	}
 	go func() { done <- Main(ctx, full, in.getenv, strings.NewReader(""), in.logs, in.logs) }()
 	var once sync.Once
 	code := 0
@@ -65,10 +77,14 @@ func startIn(t *testing.T, dir string, args ...string) *instance {
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(in.logs.String()); m != nil {
 			in.URL = m[1]
+			if m := internalListening.FindStringSubmatch(in.logs.String()); m != nil {
+				in.Internal = m[1]
+			}
 			return in
 		}
 		select {
 		case c := <-done:
+			done <- c // for in.stop, which the cleanup calls
 			t.Fatalf("sessiond exited with %d:\n%s", c, in.logs)
 		case <-time.After(10 * time.Millisecond):
 		}

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -17,8 +19,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -30,8 +34,10 @@ import (
 // The tests in this file put a real nginx and a real Caddy, configured
 // with docs/proxies/nginx.conf and docs/proxies/Caddyfile, between a
 // client and an app, with sessiond answering their forward-auth requests.
-// They need the nginx and caddy binaries: on a machine without them they
-// skip, in CI (CI=true) they fail.
+// sessiond runs as those files say, without --trusted-proxies: it believes
+// the forwarded headers of a proxy on loopback. They need the nginx and
+// caddy binaries: on a machine without them they skip, in CI (CI=true)
+// they fail.
 
 // appHost is the app's host name in the docs' configs and in the tests.
 const appHost = "app.example.com"
@@ -134,15 +140,40 @@ type edge struct {
 	keyFile  string
 	sessiond string // host:port
 	app      *echoApp
+	roots    *x509.CertPool // what the client trusts: the test's CA
 	client   *http.Client
 	clientIP string // the address the client connects from
 }
 
 // echoApp is the app behind the proxy: it answers every request with the
-// path and headers it received, and counts requests.
+// path and headers it received, counts requests, and records those for
+// sessiond's paths, which the proxy must never send it.
 type echoApp struct {
 	*httptest.Server
 	hits atomic.Int64
+
+	mu      sync.Mutex
+	strayed []string // "METHOD /path" of requests for sessiond's paths
+}
+
+// sessiondPaths are the paths the proxy sends to sessiond: each of these
+// and everything under it, and everything under /api/v1/ and /static/.
+var sessiondPaths = []string{"/login", "/logout", "/account", "/admin"}
+
+func isSessiondPath(path string) bool {
+	for _, p := range sessiondPaths {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return strings.HasPrefix(path, "/api/v1/") || strings.HasPrefix(path, "/static/")
+}
+
+// stray returns the requests for sessiond's paths that reached the app.
+func (a *echoApp) stray() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.strayed...)
 }
 
 // seen is what the app received.
@@ -155,6 +186,11 @@ func newEchoApp(t *testing.T) *echoApp {
 	a := &echoApp{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.hits.Add(1)
+		if isSessiondPath(r.URL.Path) {
+			a.mu.Lock()
+			a.strayed = append(a.strayed, r.Method+" "+r.URL.RequestURI())
+			a.mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Test-App", "echo")
 		json.NewEncoder(w).Encode(seen{Path: r.URL.RequestURI(), Header: r.Header})
@@ -168,7 +204,7 @@ func newEchoApp(t *testing.T) *echoApp {
 func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 	began := time.Now()
 	e := newEdge(t)
-	in := start(t, "--trusted-proxies", "127.0.0.1", "--public-url", e.origin)
+	in := start(t, "--public-url", e.origin)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("sessiond logs:\n%s", in.logs)
@@ -244,6 +280,10 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 			"X-Session-Expires-At":       "2099-01-01T00:00:00Z",
 			"X-Session-Authenticated-At": "2099-01-01T00:00:00Z",
 			"X-Forwarded-User":           "mallory",
+			// CGI, WSGI and Rack read these as HTTP_REMOTE_USER and so on.
+			"Remote_User":   "mallory",
+			"Remote_Groups": "admin",
+			"X_User_Id":     "mallory",
 		}
 		got := e.appSaw(t, e.do(req{method: "GET", path: "/app/whoami", cookie: bob, header: spoof}))
 		if u, id := got.Header.Get("Remote-User"), got.Header.Get("X-User-Id"); u != "bob" || id != bobID {
@@ -290,6 +330,8 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 		}
 	})
 
+	// sessiond believes the original URL from the proxy on loopback
+	// (no --trusted-proxies), so the login page returns there.
 	t.Run("browser: to the login page and back", func(t *testing.T) {
 		page := e.origin + "/app/page?x=1"
 		browser := map[string]string{
@@ -321,9 +363,12 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 		if in.StatusCode != http.StatusSeeOther || in.Header.Get("Location") != page || in.sessionCookie() == "" {
 			t.Fatalf("form login: %d Location %q, want 303 %q with a cookie; %s", in.StatusCode, in.Header.Get("Location"), page, in.body)
 		}
-		back := e.appSaw(t, e.do(req{method: "GET", path: "/app/page?x=1", cookie: in.sessionCookie(), header: map[string]string{"Accept": "text/html"}}))
-		if back.Header.Get("Remote-User") != "bob" {
-			t.Errorf("back at the page, the app got Remote-User %q, want bob", back.Header.Get("Remote-User"))
+		// The browser follows the redirect: it lands on the page it asked
+		// for, signed in.
+		landed, _ := url.Parse(in.Header.Get("Location"))
+		back := e.appSaw(t, e.do(req{method: "GET", path: landed.RequestURI(), cookie: in.sessionCookie(), header: map[string]string{"Accept": "text/html"}}))
+		if back.Path != "/app/page?x=1" || back.Header.Get("Remote-User") != "bob" {
+			t.Errorf("back at the page, the app got %s as Remote-User %q, want /app/page?x=1 as bob", back.Path, back.Header.Get("Remote-User"))
 		}
 
 		forged := e.do(req{method: "POST", path: "/login", form: post, header: map[string]string{"Origin": "https://evil.example"}})
@@ -377,9 +422,235 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 			t.Fatalf("login: %d %s", r.StatusCode, r.body)
 		}
 		if ip := r.json(t)["session"].(map[string]any)["ip"]; ip != e.clientIP {
-			t.Errorf("session IP %q, want the client's %q (sessiond sees the proxy, 127.0.0.1, and trusts its X-Forwarded-For)", ip, e.clientIP)
+			t.Errorf("session IP %q, want the client's %q (sessiond sees the proxy on loopback and believes its X-Forwarded-For)", ip, e.clientIP)
 		}
 	})
+
+	t.Run("every page form reaches sessiond, never the app", func(t *testing.T) {
+		// From an address of its own, so that its sign-ins stay within
+		// the per-IP login limit whatever the subtests above did.
+		testPageFormsBehindProxy(t, e.from(t, "127.0.0.3"))
+	})
+
+	t.Run("the app never got a request for a sessiond path", func(t *testing.T) {
+		if stray := e.app.stray(); len(stray) > 0 {
+			t.Errorf("the proxy sent sessiond's requests to the app: %q", stray)
+		}
+	})
+}
+
+// pageForm is a form of one of sessiond's pages.
+type pageForm struct{ method, action string }
+
+var (
+	formTag  = regexp.MustCompile(`<form\b[^>]*>`)
+	formAttr = regexp.MustCompile(`\s(method|action)="([^"]*)"`)
+	// formIDs are the user and session IDs in form actions.
+	formIDs = []struct {
+		re   *regexp.Regexp
+		with string
+	}{
+		{regexp.MustCompile(`/users/[^/]+`), "/users/{user}"},
+		{regexp.MustCompile(`/sessions/[^/]+/revoke$`), "/sessions/{id}/revoke"},
+	}
+)
+
+// pattern is f with its IDs replaced by placeholders: what a test must
+// submit once.
+func (f pageForm) pattern() string {
+	a := f.action
+	for _, id := range formIDs {
+		a = id.re.ReplaceAllString(a, id.with)
+	}
+	return f.method + " " + a
+}
+
+// testPageFormsBehindProxy submits every form of sessiond's pages through
+// the proxy as a browser would, and checks for each that sessiond, not
+// the app, received it (the app's request count does not move, and the
+// answer is sessiond's redirect) and that its effect is there. Every form
+// found on the pages must have been submitted.
+func testPageFormsBehindProxy(t *testing.T, e *edge) {
+	seen, submitted := map[string]bool{}, map[string]bool{}
+	// forms returns the forms of the page at path, failing unless one
+	// is method action.
+	forms := func(path, token, method, action string) {
+		t.Helper()
+		found := false
+		for _, f := range e.pageForms(t, path, token) {
+			seen[f.pattern()] = true
+			found = found || f.method == method && f.action == action
+		}
+		if !found {
+			t.Fatalf("%s has no form %s %s", path, method, action)
+		}
+	}
+	post := func(token, action string, form url.Values) resp {
+		t.Helper()
+		submitted[pageForm{"post", action}.pattern()] = true
+		return e.submit(t, token, action, form)
+	}
+	id := func(v map[string]any, key string) string { return v[key].(map[string]any)["id"].(string) }
+
+	// The sign-in form.
+	forms("/login", "", "post", "/login")
+	in := post("", "/login", url.Values{"username": {"admin"}, "password": {adminPassword}, "rd": {"/admin"}})
+	admin := in.sessionCookie()
+	if admin == "" || in.Header.Get("Location") != "/admin" {
+		t.Fatalf("form login: Location %q, cookie %t; want /admin with a cookie", in.Header.Get("Location"), admin != "")
+	}
+
+	// The account page, as a user of its own (the login limit counts
+	// attempts per account): sign out one session, the others, change
+	// the password (both passwords in the form), sign out.
+	if r := e.do(req{method: "POST", path: "/api/v1/admin/users", cookie: admin, json: map[string]any{"username": "frank", "password": "frank-password-1", "roles": []string{}}}); r.StatusCode != 201 {
+		t.Fatalf("create frank: %d %s", r.StatusCode, r.body)
+	}
+	me, _ := e.login("frank", "frank-password-1")
+	other, lo := e.login("frank", "frank-password-1")
+	one := "/account/sessions/" + id(lo, "session") + "/revoke"
+	forms("/account", me, "post", one)
+	post(me, one, nil)
+	if e.alive(t, other) || !e.alive(t, me) {
+		t.Error("signing out one session: want that one ended and this one alive")
+	}
+	other, _ = e.login("frank", "frank-password-1")
+	forms("/account", me, "post", "/account/sessions/revoke-others")
+	post(me, "/account/sessions/revoke-others", nil)
+	if e.alive(t, other) || !e.alive(t, me) {
+		t.Error("signing out the others: want them ended and this one alive")
+	}
+	forms("/account", me, "post", "/account/password")
+	changed := post(me, "/account/password", url.Values{"current_password": {"frank-password-1"}, "new_password": {"frank-password-2"}, "confirm_password": {"frank-password-2"}})
+	if me = changed.sessionCookie(); me == "" || !e.alive(t, me) {
+		t.Fatal("changing the password: want a new, live cookie for this session")
+	}
+	if r := e.do(req{method: "POST", path: "/login", json: map[string]any{"username": "frank", "password": "frank-password-1"}}); r.StatusCode != 401 {
+		t.Errorf("login with the old password: %d, want 401", r.StatusCode)
+	}
+	e.login("frank", "frank-password-2")
+	forms("/account", me, "post", "/logout")
+	if out := post(me, "/logout", nil); !strings.HasPrefix(out.Header.Get("Location"), "/login") || e.alive(t, me) {
+		t.Errorf("sign out: Location %q, session alive %t; want the login page and the session ended", out.Header.Get("Location"), e.alive(t, me))
+	}
+
+	// The admin console: create a user.
+	forms("/admin", admin, "post", "/admin/users")
+	post(admin, "/admin/users", url.Values{"username": {"erin"}, "password": {"erin-password-1"}, "roles": {""}})
+	erin1, l1 := e.login("erin", "erin-password-1")
+	user := "/admin/users/" + id(l1, "user")
+
+	// Her roles: set, and her sessions end.
+	forms(user, admin, "post", user+"/roles")
+	post(admin, user+"/roles", url.Values{"roles": {"editor"}})
+	if e.alive(t, erin1) {
+		t.Error("a role change left erin's session alive")
+	}
+	erin2, l2 := e.login("erin", "erin-password-1")
+	if g := e.appSaw(t, e.do(req{method: "GET", path: "/app/whoami", cookie: erin2})).Header.Get("Remote-Groups"); g != "editor" {
+		t.Errorf("after the role change the app got Remote-Groups %q, want editor", g)
+	}
+
+	// End one of her sessions, then all of them.
+	erin3, _ := e.login("erin", "erin-password-1")
+	one = user + "/sessions/" + id(l2, "session") + "/revoke"
+	forms(user, admin, "post", one)
+	post(admin, one, nil)
+	if e.alive(t, erin2) || !e.alive(t, erin3) {
+		t.Error("ending one session: want that one ended and the other alive")
+	}
+	forms(user, admin, "post", user+"/revoke")
+	post(admin, user+"/revoke", nil)
+	if e.alive(t, erin3) {
+		t.Error("ending all her sessions left one alive")
+	}
+
+	// Disable her account, then enable it.
+	erin4, _ := e.login("erin", "erin-password-1")
+	forms(user, admin, "post", user+"/disable")
+	post(admin, user+"/disable", nil)
+	if e.alive(t, erin4) {
+		t.Error("disabling the account left her session alive")
+	}
+	if r := e.do(req{method: "POST", path: "/login", json: map[string]any{"username": "erin", "password": "erin-password-1"}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("login of a disabled user: %d, want 403", r.StatusCode)
+	}
+	forms(user, admin, "post", user+"/enable")
+	post(admin, user+"/enable", nil)
+	e.login("erin", "erin-password-1")
+
+	// The audit log's filter form (a GET).
+	forms("/admin/audit", admin, "get", "/admin/audit")
+	submitted[pageForm{"get", "/admin/audit"}.pattern()] = true
+	hits := e.app.hits.Load()
+	audit := e.do(req{method: "GET", path: "/admin/audit?user=erin&type=", cookie: admin, header: map[string]string{"Accept": "text/html"}})
+	if audit.StatusCode != 200 || e.app.hits.Load() != hits || !bytes.Contains(audit.body, []byte(`href="`+user+`"`)) {
+		t.Errorf("the audit log filtered by erin: %d, the app reached: %t; want sessiond's page with her events", audit.StatusCode, e.app.hits.Load() != hits)
+	}
+
+	for p := range seen {
+		if !submitted[p] {
+			t.Errorf("the form %s of sessiond's pages was not submitted through the proxy", p)
+		}
+	}
+}
+
+// pageForms returns the forms of sessiond's page at path, fetched through
+// the proxy with the session token, if not "".
+func (e *edge) pageForms(t *testing.T, path, token string) []pageForm {
+	t.Helper()
+	hits := e.app.hits.Load()
+	r := e.do(req{method: "GET", path: path, cookie: token, header: map[string]string{"Accept": "text/html"}})
+	if r.StatusCode != 200 || e.app.hits.Load() != hits {
+		t.Fatalf("GET %s: %d, the app reached: %t; want sessiond's page", path, r.StatusCode, e.app.hits.Load() != hits)
+	}
+	var out []pageForm
+	for _, tag := range formTag.FindAllString(string(r.body), -1) {
+		f := pageForm{method: "get"}
+		for _, a := range formAttr.FindAllStringSubmatch(tag, -1) {
+			if a[1] == "method" {
+				f.method = strings.ToLower(a[2])
+			} else {
+				f.action = html.UnescapeString(a[2])
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// submit posts form to action through the proxy as a browser does (with
+// the page's Origin), with the session token if not "", and checks that
+// sessiond answered it with its redirect and the app got nothing.
+func (e *edge) submit(t *testing.T, token, action string, form url.Values) resp {
+	t.Helper()
+	hits := e.app.hits.Load()
+	r := e.do(req{method: "POST", path: action, form: form.Encode(), cookie: token, header: map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", // an empty form too
+		"Origin":       e.origin, "Sec-Fetch-Site": "same-origin", "Accept": "text/html",
+	}})
+	if e.app.hits.Load() != hits || r.Header.Get("X-Test-App") != "" {
+		t.Errorf("POST %s through the proxy reached the app", action)
+	}
+	if r.StatusCode != http.StatusSeeOther {
+		t.Errorf("POST %s through the proxy: %d, want sessiond's 303:\n%.2000s", action, r.StatusCode, r.body)
+	}
+	return r
+}
+
+// alive reports whether the session token gets a request to the app
+// through the proxy.
+func (e *edge) alive(t *testing.T, token string) bool {
+	t.Helper()
+	r := e.do(req{method: "GET", path: "/app/alive", cookie: token})
+	switch {
+	case r.StatusCode == 200 && r.Header.Get("X-Test-App") == "echo":
+		return true
+	case r.StatusCode == 401:
+		return false
+	}
+	t.Fatalf("GET /app/alive through the proxy: %d %s", r.StatusCode, r.body)
+	return false
 }
 
 // newEdge prepares everything but the proxy itself: a port, a
@@ -397,12 +668,21 @@ func newEdge(t *testing.T) *edge {
 
 	pki := testenv.WritePKI(t, e.dir, appHost)
 	e.certFile, e.keyFile = pki.CertFile, pki.KeyFile
+	e.roots = pki.Roots
 	// The client connects from 127.0.0.2 where it can, so that its
 	// address differs from the proxy's (127.0.0.1), as in production.
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	e.clientIP = "127.0.0.2"
+	e.setClient("127.0.0.2")
+	return e
+}
+
+// setClient gives e a client that connects to the proxy from ip, or from
+// 127.0.0.1 where the system does not allow that.
+func (e *edge) setClient(ip string) {
+	t := e.t
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	e.clientIP = ip
 	if c, err := d.Dial("tcp", e.app.Listener.Addr().String()); err != nil {
-		t.Logf("cannot connect from 127.0.0.2 (%v): the client uses 127.0.0.1, like the proxy", err)
+		t.Logf("cannot connect from %s (%v): the client uses 127.0.0.1, like the proxy", ip, err)
 		d.LocalAddr, e.clientIP = nil, "127.0.0.1"
 	} else {
 		c.Close()
@@ -411,14 +691,21 @@ func newEdge(t *testing.T) *edge {
 	e.client = &http.Client{
 		Transport: &http.Transport{
 			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", proxy) },
-			TLSClientConfig:   &tls.Config{RootCAs: pki.Roots},
+			TLSClientConfig:   &tls.Config{RootCAs: e.roots},
 			ForceAttemptHTTP2: true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       20 * time.Second,
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
-	return e
+}
+
+// from returns a copy of e for the test t whose client connects from ip.
+func (e *edge) from(t *testing.T, ip string) *edge {
+	c := *e
+	c.t = t
+	c.setClient(ip)
+	return &c
 }
 
 func (e *edge) write(name, content string) string {

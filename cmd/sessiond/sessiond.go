@@ -167,7 +167,7 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.auditRetention < 0 {
 		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
-	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, StoreTimeout: o.storeTimeout}
+	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, SeparateInternal: o.internalAddr() != "", StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
 
@@ -222,16 +222,36 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer ln.Close()
+	// The internal endpoints, apart: plain HTTP, for the proxy and the
+	// monitoring on this host or a private network.
+	var iln net.Listener
+	if addr := o.internalAddr(); addr != "" {
+		if iln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("--internal-listen: %w", err)
+		}
+		defer iln.Close()
+	}
 	if err := st.firstAdmin(ctx, getenv, stdout); err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	hs := newServer(srv)
+	servers := []*http.Server{hs}
+	errc := make(chan error, 2)
+	if iln != nil {
+		ihs := newServer(srv.Internal())
+		servers = append(servers, ihs)
+		log.Info("internal endpoints listening", "url", "http://"+iln.Addr().String(), "paths", "/resolve /healthz /readyz /metrics")
+		go func() { errc <- ihs.Serve(iln) }()
 	}
 	scheme := "http"
 	if o.tlsCert != "" {
@@ -240,7 +260,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", app.RedactURL(o.store), "version", version)
 
 	go st.sweep(ctx)
-	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
 			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
@@ -248,15 +267,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- hs.Serve(ln)
 		}
 	}()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests")
 	}
-	log.Info("shutting down: draining in-flight requests")
 	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return hs.Shutdown(drain)
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(drain))
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	return errors.Join(errs...)
 }
 
 // sweep runs sweepOnce once a minute until ctx is done.
