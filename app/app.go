@@ -39,6 +39,8 @@ type App struct {
 	log      *slog.Logger
 	throttle *throttle
 	now      func() time.Time
+	// usernames caches user ID → username (see Username).
+	usernames *nameCache
 }
 
 // Deps are the parts an App is built from.
@@ -73,7 +75,7 @@ func New(d Deps) (*App, error) {
 	if now == nil {
 		now = time.Now
 	}
-	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now}
+	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames)}
 	sc := d.Session
 	next := sc.Events
 	sc.Events = session.EventFunc(func(ctx context.Context, e session.Event) {
@@ -200,9 +202,7 @@ func (a *App) recordSession(ctx context.Context, e session.Event) {
 	}
 	ev := audit.Event{Time: e.Time.UTC(), Type: string(e.Type), UserID: e.UserID, SessionID: e.SessionID, Actor: e.Actor, Reason: e.Reason, IP: e.IP, UserAgent: e.UserAgent}
 	if e.UserID != "" {
-		if u, err := a.accounts.Directory().ByID(ctx, e.UserID); err == nil {
-			ev.Username = u.Username
-		}
+		ev.Username, _ = a.Username(ctx, e.UserID)
 	}
 	a.record(ctx, ev)
 }

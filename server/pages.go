@@ -64,7 +64,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, v view) 
 // the notice named by r's "done" query parameter, if any.
 func (s *Server) signedIn(r *http.Request, title, nav string) (view, error) {
 	sess := session.FromContext(r.Context())
-	name, err := s.username(r.Context(), sess.UserID)
+	name, err := s.app.Username(r.Context(), sess.UserID)
 	if err != nil {
 		return view{}, err
 	}
@@ -168,7 +168,7 @@ func (s *Server) pageErr(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, e *app.Error) {
 	v := view{Title: "Something went wrong", Error: e.Message}
 	if sess := session.FromContext(r.Context()); sess != nil {
-		v.User, _ = s.username(r.Context(), sess.UserID)
+		v.User, _ = s.app.Username(r.Context(), sess.UserID)
 		v.Admin = s.actor(r).Admin
 	}
 	setRetryAfter(w.Header(), e.RetryAfter)

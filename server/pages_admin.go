@@ -397,7 +397,7 @@ func (s *Server) adminAuditPage(w http.ResponseWriter, r *http.Request) {
 		name, ok := actors[e.Actor]
 		if !ok && e.Actor != "" {
 			name = e.Actor
-			if n, err := s.username(r.Context(), e.Actor); err == nil {
+			if n, err := s.app.Username(r.Context(), e.Actor); err == nil {
 				name = n
 			}
 			actors[e.Actor] = name

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sessiond/sessiond/app"
@@ -77,7 +76,7 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 	if err != nil {
 		return identity{}, err
 	}
-	name, err := s.username(ctx, sess.UserID)
+	name, err := s.app.Username(ctx, sess.UserID)
 	if err != nil {
 		return identity{}, err
 	}
@@ -96,52 +95,6 @@ func (s *Server) countInvalid(r *http.Request) error {
 		return &app.Error{Code: app.CodeRateLimited, Message: "Too many requests with invalid credentials; slow down.", RetryAfter: wait}
 	}
 	return nil
-}
-
-// username returns the username of user id, from a cache: usernames
-// never change.
-func (s *Server) username(ctx context.Context, id string) (string, error) {
-	if name, ok := s.usernames.get(id); ok {
-		return name, nil
-	}
-	u, err := s.app.Accounts().Directory().ByID(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	s.usernames.put(id, u.Username)
-	return u.Username, nil
-}
-
-// maxUsernames bounds the usernames a Server keeps in memory, so that a
-// directory of millions of users costs it a bounded amount.
-const maxUsernames = 100_000
-
-// nameCache maps user IDs to usernames. Full, it starts afresh: cheaper
-// than an LRU, and each name is back after one lookup.
-type nameCache struct {
-	mu    sync.RWMutex
-	names map[string]string
-	max   int
-}
-
-func newNameCache(max int) *nameCache {
-	return &nameCache{names: map[string]string{}, max: max}
-}
-
-func (c *nameCache) get(id string) (string, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	name, ok := c.names[id]
-	return name, ok
-}
-
-func (c *nameCache) put(id, name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.names) >= c.max {
-		clear(c.names)
-	}
-	c.names[id] = name
 }
 
 // resolve is the forward-auth endpoint, at /resolve and under /resolve/

@@ -89,10 +89,6 @@ type Server struct {
 	internal http.Handler
 
 	invalidToken *limiter
-
-	// usernames caches user ID → username for the resolve path. Usernames
-	// never change, so the cache is never stale.
-	usernames *nameCache
 }
 
 // Deps are the parts a Server is built from: those of its application
@@ -112,7 +108,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log:          log,
 		metrics:      newMetrics(),
 		invalidToken: newLimiter(cfg.InvalidTokenInterval, cfg.InvalidTokenBurst),
-		usernames:    newNameCache(maxUsernames),
 	}
 	sc := d.Session
 	sc.Events = session.EventFunc(func(_ context.Context, e session.Event) {
