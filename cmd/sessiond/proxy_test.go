@@ -560,7 +560,7 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 		t.Error("ending one session: want that one ended and the other alive")
 	}
 	forms(user, admin, "post", user+"/revoke")
-	post(admin, user+"/revoke", nil)
+	post(admin, user+"/revoke", url.Values{"confirm": {"yes"}}) // as its confirmation page posts it
 	if e.alive(t, erin3) {
 		t.Error("ending all her sessions left one alive")
 	}
@@ -568,7 +568,7 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 	// Disable her account, then enable it.
 	erin4, _ := e.login("erin", "erin-password-1")
 	forms(user, admin, "post", user+"/disable")
-	post(admin, user+"/disable", nil)
+	post(admin, user+"/disable", url.Values{"confirm": {"yes"}})
 	if e.alive(t, erin4) {
 		t.Error("disabling the account left her session alive")
 	}
@@ -586,6 +586,20 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 	audit := e.do(req{method: "GET", path: "/admin/audit?user=erin&type=", cookie: admin, header: map[string]string{"Accept": "text/html"}})
 	if audit.StatusCode != 200 || e.app.hits.Load() != hits || !bytes.Contains(audit.body, []byte(`href="`+user+`"`)) {
 		t.Errorf("the audit log filtered by erin: %d, the app reached: %t; want sessiond's page with her events", audit.StatusCode, e.app.hits.Load() != hits)
+	}
+
+	// Reset her password (both passwords in the form), then delete her.
+	erin5, _ := e.login("erin", "erin-password-1")
+	forms(user, admin, "post", user+"/password")
+	post(admin, user+"/password", url.Values{"password": {"erin-password-2"}, "confirm_password": {"erin-password-2"}})
+	if e.alive(t, erin5) {
+		t.Error("a password reset left her session alive")
+	}
+	erin6, _ := e.login("erin", "erin-password-2")
+	forms(user, admin, "post", user+"/delete")
+	post(admin, user+"/delete", url.Values{"confirm": {"yes"}})
+	if e.alive(t, erin6) {
+		t.Error("deleting her account left her session alive")
 	}
 
 	for p := range seen {

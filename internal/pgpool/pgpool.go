@@ -10,6 +10,7 @@ package pgpool
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,12 +25,16 @@ import (
 // connections), and any other parameter PostgreSQL knows, search_path for
 // instance, is set on every connection. Unless url sets
 // synchronous_commit, connections of a server configured with
-// synchronous_commit=off turn it on (see durableCommits). Close the pool
-// when done.
+// synchronous_commit=off turn it on (see durableCommits). A connection
+// attempt gives up after connectTimeout unless url sets connect_timeout.
+// Close the pool when done.
 func Open(ctx context.Context, url, component string, migrations []string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
 	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
 		cfg.AfterConnect = durableCommits
@@ -49,6 +54,14 @@ func Open(ctx context.Context, url, component string, migrations []string) (*pgx
 // off, under which a commit PostgreSQL acknowledged can be lost if the
 // server crashes. Stronger settings (remote_write, remote_apply) and
 // "local" are left as they are.
+// connectTimeout bounds a connection attempt whose URL sets none. The pool
+// keeps making a connection it began after the request that asked for it
+// gave up, so without a bound, a server that accepts connections and never
+// answers (one starting up after a crash, a black-holed network) could
+// hold every slot of the pool, and the pool would not recover when the
+// server does.
+const connectTimeout = 5 * time.Second
+
 func durableCommits(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', false)
 		WHERE current_setting('synchronous_commit') = 'off'`)
