@@ -150,7 +150,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
 		if wantsHTML(r) {
-			loc := s.loginURL(r, s.originalURL(r))
+			loc := s.loginAgainURL(r, s.originalURL(r))
 			w.Header().Set("Location", loc)
 			if redirect {
 				w.Header().Set("Cache-Control", "no-store")
