@@ -387,7 +387,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // loginAgainURL is the login page's URL for r, a request without a live
 // session, returning to returnTo (see loginURL). If r presents a
 // well-formed session cookie, that cookie names a session that has ended,
-// and the URL says so with why=ended (see loginReasons). It costs no store
+// and the URL says so with why=ended (see endedNotice). It costs no store
 // call: the middleware has already looked the cookie up.
 func (s *Server) loginAgainURL(r *http.Request, returnTo string) string {
 	u := s.loginURL(r, returnTo)
