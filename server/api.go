@@ -20,7 +20,7 @@ import (
 func (s *Server) authed(next http.Handler) http.Handler {
 	return s.requireSession(next, func(w http.ResponseWriter, r *http.Request) {
 		if wantsHTML(r) && r.Method == http.MethodGet {
-			http.Redirect(w, r, s.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
+			http.Redirect(w, r, s.loginAgainURL(r, r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
 		writeError(w, errUnauthenticated)

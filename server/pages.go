@@ -12,21 +12,26 @@ import (
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/users"
 )
 
 // The web pages are server-rendered html/template pages with one embedded
 // stylesheet. They need no JavaScript: every action is a form post to a
 // route behind the session middleware (so CrossOriginProtection refuses it
-// cross-origin), answered by a 303 redirect back to the page with a notice
-// (POST-redirect-GET), or by the page again with an error.
+// cross-origin), answered by a 303 redirect back to the page
+// (POST-redirect-GET) with a notice, or with an error when what was typed
+// is refused (formErrors), so the browser's URL stays on the page. The
+// create-user form is the exception: refused, it shows the users page
+// again with the username and roles typed, which a redirect would lose.
 
 //go:embed web
 var webFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"time": func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
-	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"join": strings.Join,
+	"time":    func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
+	"seconds": func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04:05 UTC") },
+	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"join":    strings.Join,
 }).ParseFS(webFS, "web/*.html"))
 
 // contentSecurityPolicy allows the pages nothing but their own stylesheet
@@ -61,53 +66,181 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, v view) 
 }
 
 // signedIn returns the view of a page for the signed-in user of r, with
-// the notice named by r's "done" query parameter, if any.
+// the notice named by r's "done" query parameter and the error named by its
+// "error" parameter, if any.
 func (s *Server) signedIn(r *http.Request, title, nav string) (view, error) {
 	sess := session.FromContext(r.Context())
 	name, err := s.app.Username(r.Context(), sess.UserID)
 	if err != nil {
 		return view{}, err
 	}
-	return view{Title: title, Nav: nav, User: name, Admin: s.actor(r).Admin, Notice: notice(r.URL.Query())}, nil
+	q := r.URL.Query()
+	return view{Title: title, Nav: nav, User: name, Admin: s.actor(r).Admin, Notice: notice(q), Error: formErrors[q.Get("error")]}, nil
 }
 
 // notices are the confirmations a page shows after a form post, named by
-// the "done" query parameter of the redirect (with "n", a count, where it
-// has %d): fixed texts, so that no link can put words on the page.
+// the "done" query parameter of the redirect: fixed texts, so that no link
+// can put words on the page.
 var notices = map[string]string{
-	"signed-out":        "Signed out of that session.",
-	"signed-out-others": "Signed out of every other session (%d).",
-	"password":          "Password changed. Every other session was signed out (%d).",
-	"created":           "User created.",
-	"roles":             "Roles saved. The user was signed out everywhere (%d sessions), so the new roles apply from their next sign-in.",
-	"disabled":          "User disabled and signed out everywhere (%d sessions).",
-	"enabled":           "User enabled. They can sign in again.",
-	"revoked":           "Session ended.",
-	"revoked-all":       "Every session of this user ended (%d).",
-	"password-reset":    "Password reset. The user was signed out everywhere (%d sessions).",
-	"deleted":           "User deleted and signed out everywhere (%d sessions).",
+	"signed-out": "Signed out of that session.",
+	"created":    "User created.",
+	"enabled":    "User enabled. They can sign in again.",
+	"revoked":    "Session ended.",
 }
 
+// countedNotice is a notice about an action that ended sessions, worded
+// for how many it ended: the "n" query parameter of the redirect.
+type countedNotice struct {
+	none, one, many string // for 0, 1 and n sessions (many has %d)
+	unknown         string // without a count
+}
+
+// countedNotices are the notices with a count, named by "done" as notices.
+var countedNotices = map[string]countedNotice{
+	"signed-out-others": {
+		none:    "No other session was signed in.",
+		one:     "Signed out of 1 other session.",
+		many:    "Signed out of %d other sessions.",
+		unknown: "Signed out of every other session.",
+	},
+	"password": {
+		none:    "Password changed. No other session was signed in.",
+		one:     "Password changed. 1 other session was signed out.",
+		many:    "Password changed. %d other sessions were signed out.",
+		unknown: "Password changed. Every other session was signed out.",
+	},
+	"roles": {
+		none:    "Roles saved. The user was not signed in, so the new roles apply from their next sign-in.",
+		one:     "Roles saved. The user was signed out of 1 session, so the new roles apply from their next sign-in.",
+		many:    "Roles saved. The user was signed out of %d sessions, so the new roles apply from their next sign-in.",
+		unknown: "Roles saved. The user was signed out everywhere, so the new roles apply from their next sign-in.",
+	},
+	"disabled": {
+		none:    "User disabled. They were not signed in anywhere.",
+		one:     "User disabled and signed out of 1 session.",
+		many:    "User disabled and signed out of %d sessions.",
+		unknown: "User disabled and signed out everywhere.",
+	},
+	"revoked-all": {
+		none:    "This user had no session to end.",
+		one:     "The user's only session ended.",
+		many:    "All %d sessions of this user ended.",
+		unknown: "Every session of this user ended.",
+	},
+	"password-reset": {
+		none:    "Password reset. The user was not signed in anywhere.",
+		one:     "Password reset. The user was signed out of 1 session.",
+		many:    "Password reset. The user was signed out of %d sessions.",
+		unknown: "Password reset. The user was signed out everywhere.",
+	},
+	"deleted": {
+		none:    "User deleted. They were not signed in anywhere.",
+		one:     "User deleted and signed out of 1 session.",
+		many:    "User deleted and signed out of %d sessions.",
+		unknown: "User deleted and signed out everywhere.",
+	},
+}
+
+// notice is the notice q names with "done" (and "n"), "" if none.
 func notice(q url.Values) string {
-	msg := notices[q.Get("done")]
-	if !strings.Contains(msg, "%d") {
-		return msg
+	c, ok := countedNotices[q.Get("done")]
+	if !ok {
+		return notices[q.Get("done")]
 	}
 	n, err := strconv.Atoi(q.Get("n"))
-	if err != nil || n < 0 {
-		return strings.Replace(msg, " (%d)", "", 1)
+	switch {
+	case err != nil || n < 0:
+		return c.unknown
+	case n == 0:
+		return c.none
+	case n == 1:
+		return c.one
 	}
-	return fmt.Sprintf(msg, n)
+	return fmt.Sprintf(c.many, n)
 }
 
 // done redirects a form post back to page (POST-redirect-GET) with the
-// notice named done and count n.
+// notice named done and, for a counted notice, the count n.
 func done(w http.ResponseWriter, r *http.Request, page, done string, n int) {
 	q := url.Values{"done": {done}}
-	if strings.Contains(notices[done], "%d") {
+	if _, ok := countedNotices[done]; ok {
 		q.Set("n", strconv.Itoa(n))
 	}
 	http.Redirect(w, r, page+"?"+q.Encode(), http.StatusSeeOther)
+}
+
+// formErrors are the errors a page shows after a form post refused for
+// what was typed in it, named by the "error" query parameter of the
+// redirect back to the page (POST-redirect-GET, so the browser stays on
+// the page's URL): fixed texts, as notices are.
+var formErrors = map[string]string{
+	"password-mismatch": "The new password and its confirmation differ.",
+	"password-wrong":    "The current password is wrong.",
+	"password-same":     "The new password must differ from the current one.",
+	"password-short":    fmt.Sprintf("Password must be at least %d characters.", users.MinPasswordLen),
+	"password-long":     fmt.Sprintf("Password must be at most %d bytes.", users.MaxPasswordLen),
+	"password-encoding": "Password must be valid UTF-8 text.",
+	"password-username": "Password must not be the username.",
+	"password-service":  "Password is the name of this service; choose another.",
+	"password-common":   "Password is too common; choose another.",
+	"roles-invalid":     "Each role must be 1 to 32 lowercase letters, digits, _ or -, separated by commas.",
+	"roles-too-many":    "A user holds at most 32 roles.",
+	"last-admin":        "This is the last enabled admin: make another user an admin first.",
+	"not-found":         "No such user or session: it may have been deleted meanwhile.",
+	"conflict":          "The account changed at the same time; try again.",
+	"rate-limited":      "Too many attempts. Wait a minute and try again.",
+	"invalid":           "That was not accepted. Check what you typed and try again.",
+}
+
+// formErrorCodes finds the code of formErrors whose text is an app
+// error's message.
+var formErrorCodes = func() map[string]string {
+	m := make(map[string]string, len(formErrors))
+	for code, text := range formErrors {
+		m[text] = code
+	}
+	return m
+}()
+
+// formErrorCode is the formErrors code for err, a form post's failure;
+// ok is false for a backend failure, which pageErr answers.
+func formErrorCode(err error) (code string, ok bool) {
+	e := app.ErrorOf(err)
+	if e == nil {
+		return "", false
+	}
+	if code, ok := formErrorCodes[e.Message]; ok {
+		return code, true
+	}
+	switch {
+	case e.Code == app.CodeRateLimited:
+		return "rate-limited", true
+	case e.Code == app.CodeNotFound:
+		return "not-found", true
+	case e.Code == app.CodeConflict:
+		return "conflict", true
+	case e.Code == app.CodeInvalid && strings.HasPrefix(e.Message, "Role "):
+		return "roles-invalid", true
+	}
+	return "invalid", true
+}
+
+// formRefused answers a form post that failed with err: back to page
+// with the error's code (see formErrors), or an error page for a backend
+// failure.
+func (s *Server) formRefused(w http.ResponseWriter, r *http.Request, page string, err error) {
+	code, ok := formErrorCode(err)
+	if !ok {
+		s.pageErr(w, r, err)
+		return
+	}
+	backWithError(w, r, page, code)
+}
+
+// backWithError redirects a form post back to page (POST-redirect-GET)
+// with the error named code in formErrors.
+func backWithError(w http.ResponseWriter, r *http.Request, page, code string) {
+	http.Redirect(w, r, page+"?"+url.Values{"error": {code}}.Encode(), http.StatusSeeOther)
 }
 
 // pageAuthed is authed for the web pages: a browser without a valid
@@ -119,7 +252,7 @@ func (s *Server) pageAuthed(next http.HandlerFunc) http.Handler {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			back = formPage(r.URL.Path)
 		}
-		http.Redirect(w, r, s.loginURL(r, back), http.StatusSeeOther)
+		http.Redirect(w, r, s.loginAgainURL(r, back), http.StatusSeeOther)
 	})
 }
 
@@ -206,19 +339,65 @@ func formError(err error) (status_ int, msg string, ok bool) {
 	return status(e.Code), e.Message, true
 }
 
+// formFailed answers a form post that failed with err: the page again
+// (render) with a message for the client's errors, an error page for
+// backend failures.
+func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, render func(status int, msg string)) {
+	status, msg, ok := formError(err)
+	if !ok {
+		s.pageErr(w, r, err)
+		return
+	}
+	render(status, msg)
+}
+
 // loginData is the login page's data.
 type loginData struct {
 	RD, Username string
 	Remember     bool
 }
 
+// The login page's messages for why the browser is there: fixed texts,
+// chosen by the query string, so that no link can put words on the page.
+//
+// endedNotice (why=ended) says only that the browser presented a session
+// cookie naming no live session. Why that session ended (idle or absolute
+// timeout, signed out from another device, a password change there, an
+// administrator) is not known then: a store deletes an ended session and
+// keeps no trace of it, and a request without a session reads no audit
+// log. So one message covers every reason.
+const (
+	signedOutNotice = "You are signed out." // done=signed-out: sessiond signed this browser out
+	endedNotice     = "Your session has ended: it expired, or it was signed out from another device or by an administrator. Sign in again to continue."
+)
+
 // loginPage is GET /login.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	v := view{Title: "Sign in", Data: loginData{RD: r.URL.Query().Get("rd")}}
-	if r.URL.Query().Get("done") == "signed-out" {
-		v.Notice = "You are signed out."
+	q := r.URL.Query()
+	v := view{Title: "Sign in", Data: loginData{RD: q.Get("rd")}}
+	switch {
+	case q.Get("done") == "signed-out":
+		v.Notice = signedOutNotice
+	case q.Get("why") == "ended":
+		v.Notice = endedNotice
 	}
 	s.render(w, http.StatusOK, "login.html", v)
+}
+
+// loginAgainURL is the login page's URL for r, a request without a live
+// session, returning to returnTo (see loginURL). If r presents a
+// well-formed session cookie, that cookie names a session that has ended,
+// and the URL says so with why=ended (see endedNotice). It costs no store
+// call: the middleware has already looked the cookie up.
+func (s *Server) loginAgainURL(r *http.Request, returnTo string) string {
+	u := s.loginURL(r, returnTo)
+	if _, fromCookie := s.sessions.TokenFromRequest(r); !fromCookie {
+		return u
+	}
+	if strings.Contains(u, "?") {
+		return u + "&why=ended"
+	}
+	return u + "?why=ended"
 }
 
 // renderLogin shows the login form again after a failed form post, with

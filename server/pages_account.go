@@ -60,12 +60,6 @@ type accountData struct {
 // accountPage is GET /account: where the user is signed in, and their
 // password.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
-	s.renderAccount(w, r, http.StatusOK, "")
-}
-
-// renderAccount shows the account page with status and, after a failed
-// form post, errMsg.
-func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status int, errMsg string) {
 	v, err := s.signedIn(r, "Your account", "account")
 	var list []*session.Session
 	if err == nil {
@@ -76,21 +70,8 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status in
 		return
 	}
 	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
-	v.Error = errMsg
 	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1}
-	s.render(w, status, "account.html", v)
-}
-
-// formFailed answers a form post that failed with err: the page again
-// (render) with a message for the client's errors, an error page for
-// backend failures.
-func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, render func(status int, msg string)) {
-	status, msg, ok := formError(err)
-	if !ok {
-		s.pageErr(w, r, err)
-		return
-	}
-	render(status, msg)
+	s.render(w, http.StatusOK, "account.html", v)
 }
 
 // parseForm reads a form post's body.
@@ -110,7 +91,7 @@ func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request) {
 	self, err := s.signOut(w, r, r.PathValue("id"))
 	switch {
 	case err != nil:
-		s.formFailed(w, r, err, func(status int, msg string) { s.renderAccount(w, r, status, msg) })
+		s.formRefused(w, r, "/account", err)
 	case self:
 		http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
 	default:
@@ -130,21 +111,21 @@ func (s *Server) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 
 // accountPassword is POST /account/password: current_password,
 // new_password and confirm_password. It signs the user out everywhere
-// else and gives this browser a new cookie.
+// else and gives this browser a new cookie. A refusal goes back to
+// /account with its error (formErrors), so the browser's URL stays there.
 func (s *Server) accountPassword(w http.ResponseWriter, r *http.Request) {
-	failed := func(status int, msg string) { s.renderAccount(w, r, status, msg) }
 	if err := parseForm(r); err != nil {
-		s.formFailed(w, r, err, failed)
+		s.formRefused(w, r, "/account", err)
 		return
 	}
 	f := r.PostForm
 	if f.Get("new_password") != f.Get("confirm_password") {
-		failed(http.StatusBadRequest, "The new password and its confirmation differ.")
+		backWithError(w, r, "/account", "password-mismatch")
 		return
 	}
 	_, _, n, err := s.setOwnPassword(w, r, f.Get("current_password"), f.Get("new_password"))
 	if err != nil {
-		s.formFailed(w, r, err, failed)
+		s.formRefused(w, r, "/account", err)
 		return
 	}
 	done(w, r, "/account", "password", n)

@@ -86,19 +86,13 @@ type userData struct {
 	User     userView
 	Self     bool
 	Created  string
-	Roles    string // the roles field: refilled after a failed post
+	Roles    string // the roles field
 	Sessions sessionTable
 }
 
 // adminUserPage is GET /admin/users/{user}: the user, their roles and
 // status, and their sessions.
 func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request) {
-	s.renderUser(w, r, http.StatusOK, "", nil)
-}
-
-// renderUser shows the {user}'s page; roles, if not nil, refills the
-// roles field.
-func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, status int, errMsg string, roles *string) {
 	u, list, err := s.app.UserSessions(r.Context(), s.actor(r), r.PathValue("user"))
 	var v view
 	if err == nil {
@@ -109,35 +103,29 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, status int, 
 		return
 	}
 	me := session.FromContext(r.Context())
-	d := userData{
+	v.Data = userData{
 		User: viewUser(u), Self: u.ID == me.UserID, Created: u.CreatedAt.UTC().Format("2 Jan 2006"),
 		Roles:    strings.Join(u.Roles, ", "),
 		Sessions: sessionTable{s.sessionRows(list, me.ID), userPage(u) + "/sessions/", "End session"},
 	}
-	if roles != nil {
-		d.Roles = *roles
-	}
-	v.Error, v.Data = errMsg, d
-	s.render(w, status, "admin_user.html", v)
+	s.render(w, http.StatusOK, "admin_user.html", v)
 }
 
 // userForm reads the form posted from the {user}'s page. It answers
-// failures itself, with the user's page again, and returns ok false then.
+// failures itself, as userFailed, and returns ok false then.
 func (s *Server) userForm(w http.ResponseWriter, r *http.Request) bool {
 	if err := parseForm(r); err != nil {
-		s.formFailed(w, r, err, s.userFailed(w, r))
+		s.userFailed(w, r, err)
 		return false
 	}
 	return true
 }
 
-// userFailed shows the {user}'s page again after a failed form post,
-// with the roles field as posted.
-func (s *Server) userFailed(w http.ResponseWriter, r *http.Request) func(status int, msg string) {
-	return func(status int, msg string) {
-		roles := r.PostForm.Get("roles")
-		s.renderUser(w, r, status, msg, &roles)
-	}
+// userFailed answers a form post from the {user}'s page that failed with
+// err: back to the page with the error (formRefused), so that the
+// browser's URL stays on the page.
+func (s *Server) userFailed(w http.ResponseWriter, r *http.Request, err error) {
+	s.formRefused(w, r, formPage(r.URL.EscapedPath()), err)
 }
 
 // changed answers an admin change of the {user} from their page: back to
@@ -145,7 +133,7 @@ func (s *Server) userFailed(w http.ResponseWriter, r *http.Request) func(status 
 // the error.
 func (s *Server) changed(w http.ResponseWriter, r *http.Request, notice string, u *users.User, n int, err error) {
 	if err != nil {
-		s.formFailed(w, r, err, s.userFailed(w, r))
+		s.userFailed(w, r, err)
 		return
 	}
 	done(w, r, userPage(u), notice, n)
@@ -186,7 +174,7 @@ func (s *Server) confirmFirst(w http.ResponseWriter, r *http.Request, ask func(u
 	}
 	u, err := s.app.User(r.Context(), s.actor(r), r.PathValue("user"))
 	if err != nil {
-		s.formFailed(w, r, err, s.userFailed(w, r))
+		s.userFailed(w, r, err)
 		return false
 	}
 	c := ask(u.Username)
@@ -237,7 +225,7 @@ func (s *Server) adminResetPasswordForm(w http.ResponseWriter, r *http.Request) 
 	}
 	f := r.PostForm
 	if f.Get("password") != f.Get("confirm_password") {
-		s.userFailed(w, r)(http.StatusBadRequest, "The new password and its confirmation differ.")
+		backWithError(w, r, formPage(r.URL.EscapedPath()), "password-mismatch")
 		return
 	}
 	u, n, err := s.app.ResetPassword(r.Context(), s.actor(r), r.PathValue("user"), f.Get("password"))
@@ -258,7 +246,7 @@ func (s *Server) adminDeleteUserForm(w http.ResponseWriter, r *http.Request) {
 	}
 	_, n, err := s.app.DeleteUser(r.Context(), s.actor(r), r.PathValue("user"))
 	if err != nil {
-		s.formFailed(w, r, err, s.userFailed(w, r))
+		s.userFailed(w, r, err)
 		return
 	}
 	done(w, r, "/admin", "deleted", n)

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,13 +304,29 @@ func TestLoginPageMessages(t *testing.T) {
 	}
 }
 
+// TestNotice: each notice with a count is worded for none, one and many,
+// and without a count (or a bad one) says no number; no text comes from
+// the URL.
 func TestNotice(t *testing.T) {
 	for _, tt := range []struct{ query, want string }{
 		{"done=signed-out", "Signed out of that session."},
-		{"done=signed-out-others&n=3", "Signed out of every other session (3)."},
+		{"done=signed-out-others&n=0", "No other session was signed in."},
+		{"done=signed-out-others&n=1", "Signed out of 1 other session."},
+		{"done=signed-out-others&n=3", "Signed out of 3 other sessions."},
 		{"done=signed-out-others", "Signed out of every other session."},
 		{"done=signed-out-others&n=-1", "Signed out of every other session."},
 		{"done=signed-out-others&n=<b>", "Signed out of every other session."},
+		{"done=password&n=0", "Password changed. No other session was signed in."},
+		{"done=password&n=1", "Password changed. 1 other session was signed out."},
+		{"done=password&n=2", "Password changed. 2 other sessions were signed out."},
+		{"done=roles&n=0", "Roles saved. The user was not signed in, so the new roles apply from their next sign-in."},
+		{"done=disabled&n=1", "User disabled and signed out of 1 session."},
+		{"done=revoked-all&n=0", "This user had no session to end."},
+		{"done=revoked-all&n=1", "The user's only session ended."},
+		{"done=revoked-all&n=4", "All 4 sessions of this user ended."},
+		{"done=password-reset&n=0", "Password reset. The user was not signed in anywhere."},
+		{"done=deleted&n=5", "User deleted and signed out of 5 sessions."},
+		{"done=created&n=5", "User created."},
 		{"done=You+won+a+prize", ""},
 		{"", ""},
 	} {
@@ -315,6 +334,60 @@ func TestNotice(t *testing.T) {
 		if got := notice(q); got != tt.want {
 			t.Errorf("notice(%q) = %q, want %q", tt.query, got, tt.want)
 		}
+	}
+	for done, c := range countedNotices {
+		if c.none == "" || c.one == "" || c.unknown == "" || strings.Count(c.many, "%d") != 1 || strings.Contains(c.one+c.none+c.unknown, "%") {
+			t.Errorf("counted notice %q: %+v, want every wording, and %%d once in many", done, c)
+		}
+		for _, n := range []string{"0", "1", "2", "", "x"} {
+			if got := notice(url.Values{"done": {done}, "n": {n}}); strings.Contains(got, "(") || strings.Contains(got, " 0 ") || strings.Contains(got, "1 sessions") {
+				t.Errorf("notice %q with n=%q reads %q", done, n, got)
+			}
+		}
+	}
+	for done := range notices {
+		if _, ok := countedNotices[done]; ok {
+			t.Errorf("notice %q is both counted and not", done)
+		}
+	}
+}
+
+// TestCountedNoticesAfterForms: the forms that end sessions redirect with
+// the count, and the page words it, none included.
+func TestCountedNoticesAfterForms(t *testing.T) {
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
+	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
+	ivy := ps.login("ivy")
+	for _, tt := range []struct {
+		name, action, token string
+		form                url.Values
+		setup               func()
+		want                string
+	}{
+		{"no other session", "/account/sessions/revoke-others", ivy, url.Values{}, nil, "No other session was signed in."},
+		{"one other session", "/account/sessions/revoke-others", ivy, url.Values{}, func() { ps.login("ivy") }, "Signed out of 1 other session."},
+		{"two other sessions", "/account/sessions/revoke-others", ivy, url.Values{}, func() { ps.login("ivy"); ps.login("ivy") }, "Signed out of 2 other sessions."},
+		{"end all, one", "/admin/users/ivy/revoke", "", url.Values{"confirm": {"yes"}}, nil, "The user's only session ended."},
+		{"end all, none", "/admin/users/ivy/revoke", "", url.Values{"confirm": {"yes"}}, nil, "This user had no session to end."},
+		{"end all, two", "/admin/users/ivy/revoke", "", url.Values{"confirm": {"yes"}}, func() { ps.login("ivy"); ps.login("ivy") }, "All 2 sessions of this user ended."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := tt.token
+			if tok == "" {
+				tok = ps.login("root")
+			}
+			if tt.setup != nil {
+				tt.setup()
+			}
+			res, _ := ps.do("POST", tt.action, tok, tt.form, same)
+			loc := res.Header.Get("Location")
+			if res.StatusCode != http.StatusSeeOther || loc == "" {
+				t.Fatalf("POST %s: %d, want 303", tt.action, res.StatusCode)
+			}
+			if _, body := ps.do("GET", loc, tok, nil, nil); !strings.Contains(body, `role="status">`+html.EscapeString(tt.want)+"<") {
+				t.Errorf("after POST %s, %s lacks the notice %q", tt.action, loc, tt.want)
+			}
+		})
 	}
 }
 
@@ -456,9 +529,12 @@ func TestConsoleResetsPasswords(t *testing.T) {
 	admin := ps.login("root")
 	ivySession := ps.login("ivy")
 	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
-	res, body := ps.do("POST", "/admin/users/ivy/password", admin, url.Values{"password": {"a new passphrase"}, "confirm_password": {"another one"}}, same)
-	if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "differ") || !ps.valid(ivySession) {
-		t.Fatalf("a mistyped reset: %d", res.StatusCode)
+	res, _ := ps.do("POST", "/admin/users/ivy/password", admin, url.Values{"password": {"a new passphrase"}, "confirm_password": {"another one"}}, same)
+	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusSeeOther || loc != "/admin/users/ivy?error=password-mismatch" || !ps.valid(ivySession) {
+		t.Fatalf("a mistyped reset: %d to %q", res.StatusCode, loc)
+	}
+	if _, body := ps.do("GET", "/admin/users/ivy?error=password-mismatch", admin, nil, nil); !strings.Contains(body, `role="alert">The new password and its confirmation differ.<`) {
+		t.Fatal("the user's page does not say the passwords differ")
 	}
 	res, _ = ps.do("POST", "/admin/users/ivy/password", admin, url.Values{"password": {"a new passphrase"}, "confirm_password": {"a new passphrase"}}, same)
 	if res.StatusCode != http.StatusSeeOther || ps.valid(ivySession) {
@@ -467,5 +543,181 @@ func TestConsoleResetsPasswords(t *testing.T) {
 	res, _ = ps.do("POST", "/login", "", url.Values{"username": {"ivy"}, "password": {"a new passphrase"}}, nil)
 	if res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("signing in with the new password: %d", res.StatusCode)
+	}
+}
+
+// TestLoginPageSaysWhy: a browser whose session ended, however it ended,
+// is sent to the login page with why=ended, which says so; one signed out
+// by sessiond itself gets done=signed-out; one that never had a session,
+// or brings a malformed cookie, gets neither. Only fixed texts show.
+func TestLoginPageSaysWhy(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Int64
+	ps := newPageServer(t, Config{Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }}, app.ThrottleConfig{})
+	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
+	ended := "/login?rd=%2Faccount&why=ended"
+	for _, tt := range []struct {
+		name string
+		end  func(ivy string) // ends ivy's session ivy
+	}{
+		{"signed out by an administrator", func(string) {
+			ps.do("POST", "/admin/users/ivy/revoke", ps.login("root"), url.Values{"confirm": {"yes"}}, same)
+		}},
+		{"signed out everywhere else on another device", func(string) {
+			ps.do("POST", "/account/sessions/revoke-others", ps.login("ivy"), url.Values{}, same)
+		}},
+		{"password changed on another device", func(string) {
+			ps.do("POST", "/account/password", ps.login("ivy"), url.Values{"current_password": {"ivy-password"}, "new_password": {"ivy-password-2"}, "confirm_password": {"ivy-password-2"}}, same)
+			ps.srv.app.Accounts().SetPassword(t.Context(), mustLookup(t, ps, "ivy"), "ivy-password")
+		}},
+		{"idle timeout", func(string) { clock.Add(int64(31 * time.Minute)) }},
+		{"absolute timeout", func(ivy string) {
+			for range 25 { // used every 29 minutes, for 12 hours
+				clock.Add(int64(29 * time.Minute))
+				ps.do("GET", "/account", ivy, nil, nil)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ivy := ps.login("ivy")
+			tt.end(ivy)
+			if ps.valid(ivy) {
+				t.Fatal("the session is still live")
+			}
+			res, _ := ps.do("GET", "/account", ivy, nil, nil)
+			if loc := res.Header.Get("Location"); res.StatusCode != http.StatusSeeOther || loc != ended {
+				t.Errorf("GET /account with the ended session's cookie: %d to %q, want 303 to %q", res.StatusCode, loc, ended)
+			}
+			res, _ = ps.do("GET", "/resolve", ivy, nil, map[string]string{"Accept": "text/html", "X-Original-URL": "https://app.example/x"})
+			if loc := res.Header.Get("Location"); res.StatusCode != http.StatusUnauthorized || !strings.HasSuffix(loc, "&why=ended") {
+				t.Errorf("/resolve for a browser with the ended session's cookie: %d Location %q, want why=ended", res.StatusCode, loc)
+			}
+		})
+	}
+	if _, body := ps.do("GET", ended, "", nil, nil); !strings.Contains(body, `role="status">`+html.EscapeString(endedNotice)+"<") {
+		t.Errorf("GET %s lacks %q", ended, endedNotice)
+	}
+
+	// No session, or a cookie not shaped like a token: no reason given. (A
+	// well-formed token that names no session reads as ended: which it is
+	// cannot be told without a trace of ended sessions.)
+	for _, cookie := range []string{"", "not-a-token", strings.Repeat("A", 42)} {
+		res, _ := ps.do("GET", "/account", cookie, nil, nil)
+		if loc := res.Header.Get("Location"); loc != "/login?rd=%2Faccount" {
+			t.Errorf("GET /account with cookie %q: Location %q, want no reason", cookie, loc)
+		}
+	}
+
+	// sessiond's own sign-outs: done=signed-out, on the page that words it.
+	res, _ := ps.do("POST", "/logout", ps.login("ivy"), url.Values{}, same)
+	if loc := res.Header.Get("Location"); loc != "/login?done=signed-out" {
+		t.Errorf("POST /logout: Location %q", loc)
+	}
+	ivy := ps.login("ivy")
+	list, _ := ps.srv.Sessions().List(t.Context(), mustLookup(t, ps, "ivy").ID)
+	res, _ = ps.do("POST", "/account/sessions/"+list[0].ID+"/revoke", ivy, url.Values{}, same)
+	if loc := res.Header.Get("Location"); loc != "/login?done=signed-out" {
+		t.Errorf("signing out this session from its row: Location %q", loc)
+	}
+	if _, body := ps.do("GET", "/login?done=signed-out&why=ended", "", nil, nil); !strings.Contains(body, signedOutNotice) || strings.Contains(body, "has ended") {
+		t.Error("the login page after a sign-out does not say signed out (and only that)")
+	}
+
+	// Words from the URL never reach the page.
+	for _, q := range []string{"why=You+won+a+prize", "done=You+won+a+prize", "why=<b>ended</b>", "why=Ended"} {
+		if _, body := ps.do("GET", "/login?"+q, "", nil, nil); strings.Contains(body, `role="status"`) || strings.Contains(body, "prize") {
+			t.Errorf("GET /login?%s shows a notice", q)
+		}
+	}
+}
+
+func mustLookup(t *testing.T, ps *pageServer, name string) *users.User {
+	t.Helper()
+	u, err := ps.srv.app.Accounts().Lookup(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestFailedFormsStayOnThePage: a form post refused for what was typed
+// redirects back to the page it is on with an error code, and the page
+// words it as the API does; the browser's URL never rests on the form's
+// action.
+func TestFailedFormsStayOnThePage(t *testing.T) {
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
+	same := map[string]string{"Sec-Fetch-Site": "same-origin"}
+	ivy, root := ps.login("ivy"), ps.login("root")
+	pw := func(current, next, confirm string) url.Values {
+		return url.Values{"current_password": {current}, "new_password": {next}, "confirm_password": {confirm}}
+	}
+	for _, tt := range []struct {
+		name, action, token string
+		form                url.Values
+		page, code          string
+	}{
+		{"mismatch", "/account/password", ivy, pw("ivy-password", "a new passphrase", "another one"), "/account", "password-mismatch"},
+		{"wrong current", "/account/password", ivy, pw("guess", "a new passphrase", "a new passphrase"), "/account", "password-wrong"},
+		{"too short", "/account/password", ivy, pw("ivy-password", "short", "short"), "/account", "password-short"},
+		{"same", "/account/password", ivy, pw("ivy-password", "ivy-password", "ivy-password"), "/account", "password-same"},
+		{"common", "/account/password", ivy, pw("ivy-password", "password123", "password123"), "/account", "password-common"},
+		{"the service's name", "/account/password", ivy, pw("ivy-password", "sessiond", "sessiond"), "/account", "password-service"},
+		{"too long", "/account/password", ivy, pw("ivy-password", strings.Repeat("x", users.MaxPasswordLen+1), strings.Repeat("x", users.MaxPasswordLen+1)), "/account", "password-long"},
+		{"not UTF-8", "/account/password", ivy, pw("ivy-password", "\xff\xfe-password", "\xff\xfe-password"), "/account", "password-encoding"},
+		{"no such session", "/account/sessions/nope/revoke", ivy, url.Values{}, "/account", "not-found"},
+		{"reset mismatch", "/admin/users/ivy/password", root, url.Values{"password": {"a new passphrase"}, "confirm_password": {"another"}}, "/admin/users/ivy", "password-mismatch"},
+		{"reset too short", "/admin/users/ivy/password", root, url.Values{"password": {"short"}, "confirm_password": {"short"}}, "/admin/users/ivy", "password-short"},
+		{"bad role", "/admin/users/ivy/roles", root, url.Values{"roles": {"Bad Role!"}}, "/admin/users/ivy", "roles-invalid"},
+		{"too many roles", "/admin/users/ivy/roles", root, url.Values{"roles": {strings.Repeat("r,", 33) + "s"}}, "/admin/users/ivy", "roles-too-many"},
+		{"last admin", "/admin/users/root/roles", root, url.Values{"roles": {""}}, "/admin/users/root", "last-admin"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, _ := ps.do("POST", tt.action, tt.token, tt.form, same)
+			loc := res.Header.Get("Location")
+			page, q, _ := strings.Cut(loc, "?")
+			code := strings.TrimPrefix(q, "error=")
+			if res.StatusCode != http.StatusSeeOther || page != tt.page || formErrors[code] == "" || code != tt.code {
+				t.Fatalf("POST %s: %d to %q, want 303 to %s?error=%s", tt.action, res.StatusCode, loc, tt.page, tt.code)
+			}
+			_, body := ps.do("GET", loc, tt.token, nil, nil)
+			if !strings.Contains(body, `role="alert">`+html.EscapeString(formErrors[code])+"<") {
+				t.Errorf("GET %s lacks the error %q", loc, formErrors[code])
+			}
+		})
+	}
+	if !ps.valid(ivy) || !ps.valid(root) || ps.login("ivy") == "" {
+		t.Error("a refused form changed a session or the password")
+	}
+	// The page says what the API says for the same password.
+	for _, next := range []string{"short", "password123", "ivy-password", "sessiond"} {
+		r, _ := http.NewRequest("POST", ps.url+"/api/v1/password", strings.NewReader(`{"current_password":"ivy-password","new_password":"`+next+`"}`))
+		r.Header.Set("Content-Type", "application/json")
+		r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: ivy})
+		apiRes, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error struct{ Message string } }
+		json.NewDecoder(apiRes.Body).Decode(&e)
+		apiRes.Body.Close()
+		code, ok := formErrorCode(app.Errorf(app.CodeInvalid, "%s", e.Error.Message))
+		if !ok || formErrors[code] != e.Error.Message {
+			t.Errorf("new password %q: the API says %q, the page %q", next, e.Error.Message, formErrors[code])
+		}
+	}
+}
+
+// TestAuditTimesHaveSeconds: the audit page gives each event's time to
+// the second, in UTC, in a <time> element with the RFC 3339 time.
+func TestAuditTimesHaveSeconds(t *testing.T) {
+	ps := newPageServer(t, Config{}, app.ThrottleConfig{})
+	admin := ps.login("root")
+	at := time.Date(2026, 5, 1, 14, 0, 7, 0, time.FixedZone("CEST", 2*3600))
+	if err := ps.audit.Append(t.Context(), &audit.Event{Time: at, Type: audit.UserEnabled}); err != nil {
+		t.Fatal(err)
+	}
+	_, body := ps.do("GET", "/admin/audit?type=user.enabled", admin, nil, nil)
+	if want := `<time datetime="2026-05-01T12:00:07Z">1 May 2026, 12:00:07 UTC</time>`; !strings.Contains(body, want) {
+		t.Errorf("the audit page lacks %s", want)
 	}
 }

@@ -22,22 +22,38 @@ type identity struct {
 	username string
 }
 
-// setHeaders sets the identity headers in h. The keys are written
-// canonical, and the values share one array and the times one string, to
-// keep the resolve path's allocations down.
+// setHeaders sets the identity headers in h: Remote-User, Remote-Groups
+// (the roles, comma-separated), X-User-Id, X-Session-Id, and three times
+// in RFC 3339, UTC, to the second:
+//   - X-Session-Expires-At: when the session ends if it is not used
+//     again, the earlier of its idle and its absolute deadline. A request
+//     moves the idle deadline on (to within Config.TouchInterval), so the
+//     value can be later on the next answer, never later than the
+//     absolute deadline.
+//   - X-Session-Absolute-Expires-At: when the session ends however active
+//     it is (the absolute deadline; the login's "remember me" lengthens
+//     it). It never moves, so an app can warn before a forced sign-in.
+//   - X-Session-Authenticated-At: when the user last proved who they are.
+//
+// The keys are written canonical, and the values share one array and the
+// times one string, to keep the resolve path's allocations down.
 func (id *identity) setHeaders(h http.Header) {
 	s := id.session
-	var buf [2 * len(time.RFC3339)]byte
+	const n = len("2006-01-02T15:04:05Z") // a UTC time in RFC 3339, as AppendFormat writes it
+	var buf [3 * n]byte
 	b := s.ExpiresAt().UTC().AppendFormat(buf[:0], time.RFC3339)
-	split := len(b)
-	times := string(s.AuthenticatedAt.UTC().AppendFormat(b, time.RFC3339)) // one allocation for both
+	end1 := len(b)
+	b = s.AbsoluteDeadline.UTC().AppendFormat(b, time.RFC3339)
+	end2 := len(b)
+	times := string(s.AuthenticatedAt.UTC().AppendFormat(b, time.RFC3339)) // one allocation for the three
 	v := [...]string{
 		id.username,
 		strings.Join(s.Roles, ","),
 		s.UserID,
 		s.ID,
-		times[:split],
-		times[split:],
+		times[:end1],
+		times[end1:end2],
+		times[end2:],
 	}
 	vals := v[:]
 	h["Remote-User"] = vals[0:1:1]
@@ -45,7 +61,8 @@ func (id *identity) setHeaders(h http.Header) {
 	h["X-User-Id"] = vals[2:3:3]
 	h["X-Session-Id"] = vals[3:4:4]
 	h["X-Session-Expires-At"] = vals[4:5:5]
-	h["X-Session-Authenticated-At"] = vals[5:6:6]
+	h["X-Session-Absolute-Expires-At"] = vals[5:6:6]
+	h["X-Session-Authenticated-At"] = vals[6:7:7]
 }
 
 type identityKey struct{}
@@ -133,7 +150,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
 		if wantsHTML(r) {
-			loc := s.loginURL(r, s.originalURL(r))
+			loc := s.loginAgainURL(r, s.originalURL(r))
 			w.Header().Set("Location", loc)
 			if redirect {
 				w.Header().Set("Cache-Control", "no-store")

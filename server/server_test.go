@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/testenv"
@@ -282,5 +283,41 @@ func TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies(t *testing.T) {
 		if w.Code != 401 || w.Header().Get("Location") != c.want {
 			t.Errorf("X-Original-URL from %s: %d Location %q, want 401 %q", c.peer, w.Code, w.Header().Get("Location"), c.want)
 		}
+	}
+}
+
+// TestIdentityHeaderTimes: X-Session-Expires-At is the earlier of the
+// idle and the absolute deadline, whichever it is, and
+// X-Session-Absolute-Expires-At the absolute one.
+func TestIdentityHeaderTimes(t *testing.T) {
+	at := func(h int) time.Time { return time.Date(2026, 5, 1, h, 0, 0, 0, time.FixedZone("CEST", 2*3600)) }
+	for _, tt := range []struct {
+		name                      string
+		idle, absolute            time.Time
+		wantExpires, wantAbsolute string
+	}{
+		{"idle first", at(13), at(20), "2026-05-01T11:00:00Z", "2026-05-01T18:00:00Z"},
+		{"absolute first", at(21), at(20), "2026-05-01T18:00:00Z", "2026-05-01T18:00:00Z"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := identity{username: "ivy", session: &session.Session{
+				ID: "s1", UserID: "u1", Roles: []string{"a", "b"},
+				AuthenticatedAt: at(12), IdleDeadline: tt.idle, AbsoluteDeadline: tt.absolute,
+			}}
+			h := http.Header{}
+			id.setHeaders(h)
+			for k, want := range map[string]string{
+				"Remote-User": "ivy", "Remote-Groups": "a,b", "X-User-Id": "u1", "X-Session-Id": "s1",
+				"X-Session-Expires-At": tt.wantExpires, "X-Session-Absolute-Expires-At": tt.wantAbsolute,
+				"X-Session-Authenticated-At": "2026-05-01T10:00:00Z",
+			} {
+				if got := h[k]; len(got) != 1 || got[0] != want {
+					t.Errorf("%s: got %q, want %q", k, got, want)
+				}
+			}
+			if len(h) != 7 {
+				t.Errorf("%d headers, want 7: %v", len(h), h)
+			}
+		})
 	}
 }

@@ -152,7 +152,7 @@ func TestUpstreamStripsEverySpellingOfIdentityAndForwardingHeaders(t *testing.T)
 	f := newUpstreamFixture(t, Config{})
 	names := []string{
 		"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name",
-		"X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Authenticated-At", "X-Session-Roles",
+		"X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Absolute-Expires-At", "X-Session-Authenticated-At", "X-Session-Roles",
 		"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups",
 		"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups",
 		"X-Remote-User", "X-Authenticated-User", "X-Webauth-User",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -70,6 +71,18 @@ type Config struct {
 	// means the host part of r.RemoteAddr; behind a proxy, set it to read
 	// the proxy's header, trusting it only from the proxy.
 	ClientIP func(r *http.Request) string
+
+	// LoginURL, if set, is where Require sends a browser without a valid
+	// session instead of answering 401: a GET or HEAD request whose Accept
+	// header asks for text/html gets 303 See Other to LoginURL with "rd"
+	// added to its query, the request URI to come back to. rd is always a
+	// path on the app's own origin ("/orders?page=2"), never a URL with a
+	// host, so a login page that redirects to it after signing in is no
+	// open redirect; it should still check rd, which reaches it from the
+	// browser. Other requests (API clients, form posts) get the 401.
+	// LoginURL is a path ("/login") or an absolute http(s) URL. Empty, the
+	// default, means every request without a session gets the 401.
+	LoginURL string
 
 	// Events receives every lifecycle event, for an audit log. Nil means
 	// none are reported.
@@ -170,6 +183,7 @@ func (c Config) Validate() error {
 	check(c.TouchInterval >= c.IdleTimeout, "TouchInterval (%v) must be shorter than IdleTimeout (%v), or sessions expire while in use", c.TouchInterval, c.IdleTimeout)
 	check(c.RotationInterval > 0 && c.RotationGrace >= c.RotationInterval, "RotationGrace (%v) must be shorter than RotationInterval (%v)", c.RotationGrace, c.RotationInterval)
 	check(c.MaxDataSize < 0, "MaxDataSize cannot be negative")
+	check(c.LoginURL != "" && !validLoginURL(c.LoginURL), "LoginURL %q is neither a path starting with / nor an absolute http(s) URL", c.LoginURL)
 	check(!validCookieName(c.Cookie.Name), "cookie name %q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", c.Cookie.Name)
 	prefixed := strings.HasPrefix(c.Cookie.Name, "__Host-") || strings.HasPrefix(c.Cookie.Name, "__Secure-")
 	check(strings.HasPrefix(c.Cookie.Name, "__Host-") && c.Cookie.Domain != "", "cookie name %q has the __Host- prefix, which forbids a Domain: drop Domain or rename the cookie", c.Cookie.Name)
@@ -189,4 +203,17 @@ func validCookieName(name string) bool {
 		}
 	}
 	return true
+}
+
+// validLoginURL reports whether u is a path on this origin or an absolute
+// http(s) URL, without a fragment (rd is added to the query).
+func validLoginURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Fragment != "" || p.User != nil {
+		return false
+	}
+	if p.IsAbs() {
+		return (p.Scheme == "https" || p.Scheme == "http") && p.Host != ""
+	}
+	return p.Host == "" && strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//")
 }

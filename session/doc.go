@@ -69,6 +69,10 @@
 //   - Cross-site request forgery (OWASP CSRF Prevention Cheat Sheet). Every
 //     state-changing request authenticated by the cookie, and every login,
 //     passes http.CrossOriginProtection, on top of SameSite.
+//   - An open redirect through the login page. With Config.LoginURL,
+//     Require sends a browser to the login page with rd, the page to come
+//     back to, and rd is always a path on the app's own origin: a request
+//     path that would read as another host ("//evil.example/") gets none.
 //   - Caches keeping personal pages. Authenticated and token-bearing
 //     responses carry Cache-Control: no-store and Vary: Cookie.
 //   - Logout that does not log out. Logout deletes the session on the

@@ -106,3 +106,23 @@ func ExampleManager_RevokeUser() {
 	fmt.Println(n, len(left), left[0].ID == laptop.ID)
 	// Output: 2 1 true
 }
+
+// With Config.LoginURL, Require sends a browser without a session to the
+// login page, with rd the page to come back to, and still answers 401 to
+// API clients.
+func ExampleConfig_loginURL() {
+	m, _ := session.New(memstore.New(), session.Config{LoginURL: "/login"})
+	orders := m.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "your orders")
+	}))
+	for _, accept := range []string{"text/html,application/xhtml+xml", "application/json"} {
+		r := httptest.NewRequest("GET", "/orders?page=2", nil)
+		r.Header.Set("Accept", accept)
+		w := httptest.NewRecorder()
+		orders.ServeHTTP(w, r)
+		fmt.Println(accept, "→", w.Code, w.Header().Get("Location"))
+	}
+	// Output:
+	// text/html,application/xhtml+xml → 303 /login?rd=%2Forders%3Fpage%3D2
+	// application/json → 401
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -283,10 +284,31 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 	return m.handler(next, false)
 }
 
-// Require is Handler that also answers 401 to requests without a valid
-// session.
+// Require is Handler that also answers requests without a valid session:
+// 401 (with Config.WriteError), or, with Config.LoginURL set, a redirect
+// to the login page for a browser's GET or HEAD (see Config.LoginURL).
 func (m *Manager) Require(next http.Handler) http.Handler {
 	return m.handler(next, true)
+}
+
+// loginRedirect returns where Require sends r, a request without a valid
+// session: Config.LoginURL with rd set to r's request URI, if LoginURL is
+// set and r is a browser's GET or HEAD asking for HTML. rd is left out
+// when the request URI is not a plain path ("//host/..." would read as
+// another origin).
+func (m *Manager) loginRedirect(r *http.Request) (string, bool) {
+	if m.cfg.LoginURL == "" || r.Method != http.MethodGet && r.Method != http.MethodHead || !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		return "", false
+	}
+	back := r.URL.RequestURI()
+	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") || strings.HasPrefix(back, "/\\") {
+		return m.cfg.LoginURL, true
+	}
+	sep := "?"
+	if strings.Contains(m.cfg.LoginURL, "?") {
+		sep = "&"
+	}
+	return m.cfg.LoginURL + sep + "rd=" + url.QueryEscape(back), true
 }
 
 func (m *Manager) handler(next http.Handler, required bool) http.Handler {
@@ -315,6 +337,11 @@ func (m *Manager) handler(next http.Handler, required bool) http.Handler {
 		}
 		if s == nil {
 			if required {
+				if loc, ok := m.loginRedirect(r); ok {
+					w.Header().Set("Cache-Control", "no-store")
+					http.Redirect(w, r, loc, http.StatusSeeOther)
+					return
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sessiond"`)
 				m.writeError(w, r, http.StatusUnauthorized, "unauthenticated", "Sign in to continue.")
 				return

@@ -764,3 +764,49 @@ func FuzzSessionCookieHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestRequireSendsBrowsersToLoginURL: with Config.LoginURL, only a
+// browser's GET or HEAD for HTML is redirected, with rd a path on this
+// origin; everything else gets the 401, and a session passes.
+func TestRequireSendsBrowsersToLoginURL(t *testing.T) {
+	const html = "text/html,application/xhtml+xml,*/*;q=0.8"
+	for _, tt := range []struct {
+		name, loginURL, method, target, accept string
+		want                                   string // Location, or "" for the 401
+	}{
+		{"browser GET", "/login", "GET", "/orders?page=2", html, "/login?rd=%2Forders%3Fpage%3D2"},
+		{"browser HEAD", "/login", "HEAD", "/orders", html, "/login?rd=%2Forders"},
+		{"login URL with a query", "/sso?app=shop", "GET", "/orders", html, "/sso?app=shop&rd=%2Forders"},
+		{"absolute login URL", "https://login.example/start", "GET", "/a%2Fb", html, "https://login.example/start?rd=%2Fa%252Fb"},
+		{"path that reads as a host", "/login", "GET", "//evil.example/x", html, "/login"},
+		{"form post", "/login", "POST", "/orders", html, ""},
+		{"API client", "/login", "GET", "/orders", "application/json", ""},
+		{"no Accept", "/login", "GET", "/orders", "", ""},
+		{"no LoginURL", "", "GET", "/orders", html, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, session.Config{LoginURL: tt.loginURL})
+			r := httptest.NewRequest(tt.method, "http://app.example"+tt.target, nil)
+			if tt.accept != "" {
+				r.Header.Set("Accept", tt.accept)
+			}
+			w := serve(f.m, f.m.Require, r)
+			if tt.want == "" {
+				if w.Code != http.StatusUnauthorized || w.Header().Get("Location") != "" {
+					t.Errorf("%d Location %q, want 401", w.Code, w.Header().Get("Location"))
+				}
+				return
+			}
+			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != tt.want || w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("%d Location %q Cache-Control %q, want 303 to %q, no-store", w.Code, w.Header().Get("Location"), w.Header().Get("Cache-Control"), tt.want)
+			}
+		})
+	}
+	f := newFixture(t, session.Config{LoginURL: "/login"})
+	_, tok := f.login(t, "alice")
+	r := cookieRequest("__Host-sid", tok)
+	r.Header.Set("Accept", html)
+	if w := serve(f.m, f.m.Require, r); w.Code != 200 || w.Body.String() != "user=alice" {
+		t.Errorf("with a session: %d %q, want the app", w.Code, w.Body.String())
+	}
+}

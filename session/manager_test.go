@@ -312,6 +312,10 @@ func TestConfigValidate(t *testing.T) {
 		"insecure with __Host-":   {Cookie: session.CookieConfig{InsecureDevelopmentNoSecureFlag: true}},
 		"insecure with __Secure-": {Cookie: session.CookieConfig{Name: "__Secure-sid", InsecureDevelopmentNoSecureFlag: true}},
 		"bad cookie name":         {Cookie: session.CookieConfig{Name: "sid;x"}},
+		"relative LoginURL":       {LoginURL: "login"},
+		"protocol-relative login": {LoginURL: "//evil.example/login"},
+		"javascript LoginURL":     {LoginURL: "javascript:alert(1)"},
+		"LoginURL with fragment":  {LoginURL: "/login#x"},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted it", name)
@@ -323,6 +327,11 @@ func TestConfigValidate(t *testing.T) {
 	ok := session.Config{Cookie: session.CookieConfig{Name: "sid", Domain: "example.com", InsecureDevelopmentNoSecureFlag: true}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("plain-named dev cookie: %v", err)
+	}
+	for _, u := range []string{"/login", "/sso/login?app=shop", "https://login.example/start"} {
+		if err := (session.Config{LoginURL: u}).Validate(); err != nil {
+			t.Errorf("LoginURL %q: %v", u, err)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -242,11 +243,24 @@ func (tb *tab) expect(path, sel, want string) {
 }
 
 // expectSignedOut visits path and fails the test unless the tab lands on
-// the login page, asked to return to path.
+// the login page, asked to return to path, with no reason given: the
+// browser holds no session cookie.
 func (tb *tab) expectSignedOut(path string) {
 	tb.t.Helper()
 	tb.navigate(path)
 	tb.expect("/login?rd="+url.QueryEscape(path), "h1", "Sign in")
+	if n := tb.count("[role=status]"); n != 0 {
+		tb.t.Errorf("the login page gives a reason, with no session cookie: %q", tb.text("[role=status]"))
+	}
+}
+
+// expectEnded visits path and fails the test unless the tab, whose
+// session was ended elsewhere, lands on the login page, asked to return to
+// path, and is told its session ended.
+func (tb *tab) expectEnded(path string) {
+	tb.t.Helper()
+	tb.navigate(path)
+	tb.expect("/login?rd="+url.QueryEscape(path)+"&why=ended", "[role=status]", "Your session has ended")
 }
 
 // login signs in through the login page the tab is on, or /login.
@@ -438,13 +452,13 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%d rows are marked as this device, want 1", n)
 		}
 		status(t, pa.click("form[action='/account/sessions/revoke-others'] button"), 200)
-		pa.expect("/account?done=signed-out-others&n=1", "[role=status]", "Signed out of every other session (1).")
+		pa.expect("/account?done=signed-out-others&n=1", "[role=status]", "Signed out of 1 other session.")
 		if n := pa.count("table.sessions tbody tr"); n != 1 {
 			t.Errorf("A lists %d sessions after signing out the others, want 1", n)
 		}
 
-		// B's next navigation lands on the login page.
-		pb.expectSignedOut("/account")
+		// B's next navigation lands on the login page, which says why.
+		pb.expectEnded("/account")
 		// A is still signed in.
 		pa.navigate("/account")
 		pa.expect("/account", "h1", "Your account")
@@ -454,7 +468,7 @@ func TestBrowser(t *testing.T) {
 		pa.navigate("/account")
 		status(t, pa.click("table.sessions tbody tr:not(.current) button"), 200)
 		pa.expect("/account?done=signed-out", "[role=status]", "Signed out of that session.")
-		pb.expectSignedOut("/account")
+		pb.expectEnded("/account")
 	})
 
 	t.Run("ChangePassword", func(t *testing.T) {
@@ -468,23 +482,23 @@ func TestBrowser(t *testing.T) {
 
 		pa.navigate("/account")
 		pa.fill(map[string]string{"#current_password": "dave-password-1", "#new_password": "dave-password-2", "#confirm_password": "dave-password-3"})
-		status(t, pa.click("form[action='/account/password'] button"), 400)
-		pa.expect("/account/password", "[role=alert]", "The new password and its confirmation differ.")
+		status(t, pa.click("form[action='/account/password'] button"), 200)
+		pa.expect("/account?error=password-mismatch", "[role=alert]", "The new password and its confirmation differ.")
 		pa.navigate("/account")
 		pa.fill(map[string]string{"#current_password": "not-my-password", "#new_password": "dave-password-2", "#confirm_password": "dave-password-2"})
-		status(t, pa.click("form[action='/account/password'] button"), 403)
-		pa.expect("/account/password", "[role=alert]", "The current password is wrong.")
+		status(t, pa.click("form[action='/account/password'] button"), 200)
+		pa.expect("/account?error=password-wrong", "[role=alert]", "The current password is wrong.")
 		pa.navigate("/account")
 		pa.fill(map[string]string{"#current_password": "dave-password-1", "#new_password": "short", "#confirm_password": "short"})
 		// A value set by script passes the field's minlength: the server's
 		// own check answers.
-		status(t, pa.click("form[action='/account/password'] button"), 400)
-		pa.expect("/account/password", "[role=alert]", "Password must be at least 8 characters.")
+		status(t, pa.click("form[action='/account/password'] button"), 200)
+		pa.expect("/account?error=password-short", "[role=alert]", "Password must be at least 8 characters.")
 
 		pa.navigate("/account")
 		pa.fill(map[string]string{"#current_password": "dave-password-1", "#new_password": "dave-password-2", "#confirm_password": "dave-password-2"})
 		status(t, pa.click("form[action='/account/password'] button"), 200)
-		pa.expect("/account?done=password&n=1", "[role=status]", "Password changed. Every other session was signed out (1).")
+		pa.expect("/account?done=password&n=1", "[role=status]", "Password changed. 1 other session was signed out.")
 		// This browser has a new cookie; the old token is dead.
 		after := pa.cookie()
 		if after == nil || after.Value == before {
@@ -497,7 +511,7 @@ func TestBrowser(t *testing.T) {
 		pa.expect("/account", "h1", "Your account")
 
 		// B is signed out, and only the new password works.
-		pb.expectSignedOut("/account")
+		pb.expectEnded("/account")
 		status(t, pb.login("dave", "dave-password-1", false), 401)
 		pb.navigate("/login")
 		status(t, pb.login("dave", "dave-password-2", false), 200)
@@ -545,17 +559,17 @@ func TestBrowser(t *testing.T) {
 		pa.navigate(erinPage)
 		pa.fill(map[string]string{"#roles": "editor, admin"})
 		status(t, pa.click("form[action$='/roles'] button"), 200)
-		pa.expect(erinPage+"?done=roles&n=1", "[role=status]", "Roles saved.")
+		pa.expect(erinPage+"?done=roles&n=1", "[role=status]", "Roles saved. The user was signed out of 1 session")
 		if got := pa.text(".facts"); !strings.Contains(got, "admin, editor") {
 			t.Errorf("the user's facts read %q after the change", got)
 		}
-		pb.expectSignedOut("/account")
+		pb.expectEnded("/account")
 		pb.login("erin", "erin-password-1", false)
 		status(t, pb.navigate("/admin"), 200)
 		pa.navigate(erinPage)
 		pa.fill(map[string]string{"#roles": "Not A Role!"})
-		status(t, pa.click("form[action$='/roles'] button"), 400)
-		pa.expect(erinPage+"/roles", "[role=alert]", "must be 1 to 32 lowercase letters")
+		status(t, pa.click("form[action$='/roles'] button"), 200)
+		pa.expect(erinPage+"?error=roles-invalid", "[role=alert]", "must be 1 to 32 lowercase letters")
 
 		// The admin ends erin's sessions: her browser lands on the login page.
 		pa.navigate(erinPage)
@@ -571,15 +585,15 @@ func TestBrowser(t *testing.T) {
 			t.Error("the confirmation page is not a confirmation")
 		}
 		status(t, pa.click("form.row button.danger"), 200)
-		pa.expect(erinPage+"?done=revoked-all&n=1", "[role=status]", "Every session of this user ended (1).")
-		pb.expectSignedOut("/admin")
+		pa.expect(erinPage+"?done=revoked-all&n=1", "[role=status]", "The user's only session ended.")
+		pb.expectEnded("/admin")
 
 		// One session: "End session" on its row.
 		pb.login("erin", "erin-password-1", false)
 		pa.navigate(erinPage)
 		status(t, pa.click("table.sessions tbody button"), 200)
 		pa.expect(erinPage+"?done=revoked", "[role=status]", "Session ended.")
-		pb.expectSignedOut("/account")
+		pb.expectEnded("/account")
 
 		// Disable, then enable.
 		pb.login("erin", "erin-password-1", false)
@@ -587,8 +601,8 @@ func TestBrowser(t *testing.T) {
 		status(t, pa.click("form[action$='/disable'] button"), 200)
 		pa.expect(erinPage+"/disable", "h1", "Disable erin?")
 		status(t, pa.click("form.row button.danger"), 200)
-		pa.expect(erinPage+"?done=disabled&n=1", "[role=status]", "User disabled")
-		pb.expectSignedOut("/account")
+		pa.expect(erinPage+"?done=disabled&n=1", "[role=status]", "User disabled and signed out of 1 session.")
+		pb.expectEnded("/account")
 		status(t, pb.login("erin", "erin-password-1", false), 403)
 		pb.expect("/login", "[role=alert]", "This account is disabled.")
 		status(t, pa.click("form[action$='/enable'] button"), 200)
@@ -615,6 +629,9 @@ func TestBrowser(t *testing.T) {
 		if n := pa.count("table.audit tbody tr"); n != 3 {
 			t.Errorf("%d account events of erin, want 3", n)
 		}
+		if got := pa.text("table.audit tbody td[data-label='Time'] time"); !regexp.MustCompile(`^\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2}:\d{2} UTC$`).MatchString(got) {
+			t.Errorf("an audit event's time reads %q, want it to the second, in UTC", got)
+		}
 		pa.navigate("/admin/audit?type=roles.changed")
 		if got := pa.text("table.audit tbody"); !strings.Contains(got, "Roles changed") || !strings.Contains(got, "erin") || !strings.Contains(got, "admin") {
 			t.Errorf("the roles.changed events read %q, want erin's role change by admin", got)
@@ -626,8 +643,8 @@ func TestBrowser(t *testing.T) {
 		pa.navigate(erinPage)
 		pa.fill(map[string]string{"#reset-password": "erin-password-2", "#reset-confirm": "erin-password-2"})
 		status(t, pa.click("form[action$='/password'] button"), 200)
-		pa.expect(erinPage+"?done=password-reset&n=1", "[role=status]", "Password reset.")
-		pb.expectSignedOut("/account")
+		pa.expect(erinPage+"?done=password-reset&n=1", "[role=status]", "Password reset. The user was signed out of 1 session.")
+		pb.expectEnded("/account")
 		status(t, pb.login("erin", "erin-password-2", false), 200)
 
 		// Delete asks first; Cancel goes back; confirmed, erin is gone
@@ -638,8 +655,8 @@ func TestBrowser(t *testing.T) {
 		pa.expect(erinPage, "h1", "erin")
 		status(t, pa.click("form[action$='/delete'] button"), 200)
 		status(t, pa.click("form.row button.danger"), 200)
-		pa.expect("/admin?done=deleted&n=1", "[role=status]", "User deleted")
-		pb.expectSignedOut("/account")
+		pa.expect("/admin?done=deleted&n=1", "[role=status]", "User deleted and signed out of 1 session.")
+		pb.expectEnded("/account")
 	})
 
 	t.Run("CrossOriginFormsRefused", func(t *testing.T) {

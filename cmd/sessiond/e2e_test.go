@@ -62,7 +62,7 @@ func TestLoginResolveLogout(t *testing.T) {
 			t.Errorf("resolve %s: got %q, want %q", k, got, want)
 		}
 	}
-	for _, k := range []string{"X-Session-Expires-At", "X-Session-Authenticated-At"} {
+	for _, k := range []string{"X-Session-Expires-At", "X-Session-Absolute-Expires-At", "X-Session-Authenticated-At"} {
 		if _, err := time.Parse(time.RFC3339, res.Header.Get(k)); err != nil {
 			t.Errorf("resolve %s %q: %v", k, res.Header.Get(k), err)
 		}

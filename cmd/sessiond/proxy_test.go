@@ -236,7 +236,7 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 				t.Errorf("the app got %s %q, want %q", k, v, want)
 			}
 		}
-		for _, k := range []string{"X-Session-Expires-At", "X-Session-Authenticated-At"} {
+		for _, k := range []string{"X-Session-Expires-At", "X-Session-Absolute-Expires-At", "X-Session-Authenticated-At"} {
 			if _, err := time.Parse(time.RFC3339, got.Header.Get(k)); err != nil {
 				t.Errorf("the app got %s %q: %v", k, got.Header.Get(k), err)
 			}
@@ -271,15 +271,16 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 	t.Run("spoofed identity headers never reach the app", func(t *testing.T) {
 		bob, _ := e.login("bob", "bob-password-1") // no roles: sessiond sends an empty Remote-Groups
 		spoof := map[string]string{
-			"Remote-User":                "mallory",
-			"Remote-Groups":              "admin",
-			"Remote-Email":               "mallory@example.net",
-			"Remote-Name":                "mallory",
-			"X-User-Id":                  "mallory",
-			"X-Session-Id":               "mallory",
-			"X-Session-Expires-At":       "2099-01-01T00:00:00Z",
-			"X-Session-Authenticated-At": "2099-01-01T00:00:00Z",
-			"X-Forwarded-User":           "mallory",
+			"Remote-User":                   "mallory",
+			"Remote-Groups":                 "admin",
+			"Remote-Email":                  "mallory@example.net",
+			"Remote-Name":                   "mallory",
+			"X-User-Id":                     "mallory",
+			"X-Session-Id":                  "mallory",
+			"X-Session-Expires-At":          "2099-01-01T00:00:00Z",
+			"X-Session-Absolute-Expires-At": "2099-01-01T00:00:00Z",
+			"X-Session-Authenticated-At":    "2099-01-01T00:00:00Z",
+			"X-Forwarded-User":              "mallory",
 			// CGI, WSGI and Rack read these as HTTP_REMOTE_USER and so on.
 			"Remote_User":   "mallory",
 			"Remote_Groups": "admin",

@@ -147,6 +147,7 @@ func bareHandler(n int, sameHeaders bool) (http.Handler, []string) {
 		{"X-User-Id", []string{"u_load000000"}},
 		{"X-Session-Id", []string{"1TbUQoyfUucJF4T_yznStQ"}},
 		{"X-Session-Expires-At", []string{"2026-11-22T01:09:27Z"}},
+		{"X-Session-Absolute-Expires-At", []string{"2026-11-22T12:39:27Z"}},
 		{"X-Session-Authenticated-At", []string{"2026-11-22T00:39:27Z"}},
 	}
 	noStore := []string{"no-store"}
