@@ -1,6 +1,8 @@
 package server
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -14,18 +16,23 @@ import (
 // service's own cost per forward-auth request, without the network. On
 // sqlitestore (the default) every lookup after a session's first is
 // answered by the store's record cache, as under load; memstore copies
-// each session out of its map. The full picture over real HTTP is
-// bench/resolve.sh.
+// each session out of its map. The log is at level info, sessiond's
+// default, where a 200 from /resolve writes no access log line; the
+// log=debug case writes one per request (to io.Discard). The full
+// picture over real HTTP is bench/resolve.sh.
 func BenchmarkResolve(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		store func(b *testing.B) session.Store
+		level slog.Level
 	}{
-		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }},
-		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }},
+		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo},
+		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }, slog.LevelInfo},
+		{"store=sqlitestore/log=debug", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelDebug},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := newTestServer(b, bc.store(b))
+			ts.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: bc.level}))
 			reqs := ts.resolveRequests(b, 1000)
 			b.ReportAllocs()
 			i := 0

@@ -46,13 +46,17 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, error
 }
 
 // signIn checks c (app.SignIn) after the cross-origin check, counting
-// failures in the metrics, and starts the session with start.
+// successes and failures in the metrics, and starts the session with
+// start, whose user and ID go to the access log line.
 func (s *Server) signIn(r *http.Request, c credentials, start app.StartFunc) (*users.User, *session.Session, error) {
 	if err := s.sessions.Config().CrossOrigin.Check(r); err != nil {
 		return nil, nil, session.ErrCrossOrigin
 	}
 	u, sess, err := s.app.SignIn(r.Context(), app.Credentials{Username: c.Username, Password: c.Password, Remember: c.Remember}, s.sessions.ClientOf(r), start)
-	if err != nil {
+	if err == nil {
+		s.metrics.logins.Inc()
+		noteSession(r.Context(), u.ID, sess.ID)
+	} else {
 		if reason := loginFailure(err); reason != "" {
 			s.metrics.loginFailures.WithLabelValues(reason).Inc()
 		}

@@ -67,7 +67,10 @@ func (id *identity) setHeaders(h http.Header) {
 
 type identityKey struct{}
 
+// withIdentity returns ctx carrying id, and notes id in the access log
+// line of ctx's request (noteSession).
 func withIdentity(ctx context.Context, id *identity) context.Context {
+	noteSession(ctx, id.session.UserID, id.session.ID)
 	return context.WithValue(ctx, identityKey{}, id)
 }
 
@@ -120,14 +123,37 @@ func (s *Server) countInvalid(r *http.Request) error {
 // 200 it cannot vouch for). For a browser the 401 carries Location: the
 // login page, returning to the original URL. With ?redirect=1 (for
 // Traefik and Caddy, which pass the answer on to the browser) it is a
-// 302 instead.
+// 302 instead. It is the handler the muxes route to, under observe.
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	if _, id := s.answerResolve(w, r, time.Now()); id.session != nil {
+		noteSession(r.Context(), id.session.UserID, id.session.ID)
+	}
+}
+
+// resolveObserved is resolve with its own access log line and HTTP
+// metrics, for resolveFirst: it knows the status and the session without
+// wrapping w or adding to r's context, and builds the line only if its
+// level is enabled.
+func (s *Server) resolveObserved(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	status, id := s.answerResolve(w, r, start)
+	d := time.Since(start)
+	s.metrics.observe(s.metrics.resolveRoute, status, d)
+	var userID, sessionID string
+	if id.session != nil {
+		userID, sessionID = id.session.UserID, id.session.ID
+	}
+	s.logAccess(r, s.metrics.resolveRoute.route, status, d, userID, sessionID)
+}
+
+// answerResolve answers a resolve request that started at start, counts
+// it in the resolve metrics and returns the status it answered with and,
+// for a 200, the identity.
+func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start time.Time) (int, identity) {
 	defer func() { s.metrics.resolveDuration.Observe(time.Since(start).Seconds()) }()
 	id, err := s.identify(r)
 	if err != nil {
-		s.deny(w, r, err, r.URL.Query().Get("redirect") == "1")
-		return
+		return s.deny(w, r, err, r.URL.Query().Get("redirect") == "1"), identity{}
 	}
 	s.metrics.resolvedOK.Inc()
 	h := w.Header()
@@ -135,11 +161,13 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	h["Cache-Control"] = noStore
 	// 200 by returning: net/http writes the status and this map when the
 	// handler returns (copying the map either way).
+	return http.StatusOK, id
 }
 
-// deny answers a request identify refused. Browsers get a way to the
-// login page: a Location header, or with redirect a 302.
-func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) {
+// deny answers a request identify refused, and returns the status it
+// answered with. Browsers get a way to the login page: a Location header,
+// or with redirect a 302.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) int {
 	setBodyHeaders(w.Header())
 	var limited *app.Error
 	switch {
@@ -147,6 +175,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 		s.metrics.resolves.WithLabelValues("rate_limited").Inc()
 		s.metrics.rateLimited.WithLabelValues("invalid_token").Inc()
 		writeError(w, limited)
+		return status(limited.Code)
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
 		if wantsHTML(r) {
@@ -155,17 +184,19 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 			if redirect {
 				w.Header().Set("Cache-Control", "no-store")
 				http.Redirect(w, r, loc, http.StatusFound)
-				return
+				return http.StatusFound
 			}
 		}
 		writeError(w, errUnauthenticated)
+		return status(errUnauthenticated.Code)
 	case r.Context().Err() != nil:
 		s.metrics.resolves.WithLabelValues("canceled").Inc()
-		s.writeErr(w, r, err)
 	default:
 		s.metrics.resolves.WithLabelValues("store_unavailable").Inc()
-		s.writeErr(w, r, err)
 	}
+	e := s.clientError(r, err)
+	writeError(w, e)
+	return status(e.Code)
 }
 
 // isResolve reports whether path is the resolve endpoint's.

@@ -58,6 +58,8 @@ type Config struct {
 	// answering (a lock, a partition that drops packets) costs callers a
 	// bounded wait and never a 200. Default 2s.
 	StoreTimeout time.Duration
+	// Version is the version sessiond_build_info reports. Default "dev".
+	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -74,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Version == "" {
+		c.Version = "dev"
 	}
 	return c
 }
@@ -106,12 +111,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg:          cfg,
 		log:          log,
-		metrics:      newMetrics(),
+		metrics:      newMetrics(cfg.Version),
 		invalidToken: newLimiter(cfg.InvalidTokenInterval, cfg.InvalidTokenBurst),
 	}
 	sc := d.Session
 	sc.Events = session.EventFunc(func(_ context.Context, e session.Event) {
-		s.metrics.sessionEvents.WithLabelValues(strings.TrimPrefix(string(e.Type), "session.")).Inc()
+		s.metrics.sessionEvents.WithLabelValues(sessionEventLabel(e.Type)).Inc()
 	})
 	sc.ClientIP = s.clientIP
 	sc.WriteError = s.refuse
@@ -148,9 +153,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // on a listener only those reach.
 func (s *Server) Internal() http.Handler { return s.internal }
 
-// routes returns the public handler (ServeHTTP's) and the internal one.
+// routes returns the public handler (ServeHTTP's) and the internal one,
+// each observed (access log, HTTP metrics; see observe), and creates the
+// HTTP metrics of every route.
 func (s *Server) routes() (public, internal http.Handler) {
-	mux := http.NewServeMux()
+	var patterns []string
+	defer func() { s.metrics.initRoutes(patterns) }()
+	mux := routeMux{http.NewServeMux(), &patterns}
 
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("GET /static/style.css", stylesheet)
@@ -159,7 +168,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
-	self := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(h)) }
+	self := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(h))) }
 	self("GET /api/v1/session", s.whoami)
 	self("GET /api/v1/sessions", s.mySessions)
 	self("DELETE /api/v1/sessions/{id}", s.revokeMySession)
@@ -167,7 +176,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("POST /api/v1/password", s.changePassword)
 
 	// Admin: role "admin" only.
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(s.adminOnly(h))) }
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.adminOnly(h)))) }
 	admin("POST /api/v1/admin/users", s.adminCreateUser)
 	admin("GET /api/v1/admin/users", s.adminListUsers)
 	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)
@@ -184,7 +193,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	// "admin" (403 page for others). Without a session a browser goes to
 	// the login page; every form post passes the session middleware's
 	// cross-origin check.
-	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(h)) }
+	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(identified(h))) }
 	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
 	page("GET /account", s.accountPage)
 	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
@@ -202,13 +211,14 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
 
-	internalMux := http.NewServeMux()
+	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
-	internal = s.secure(s.resolveFirst(s.jsonFallback(internalMux)))
+	internal = s.secure(s.resolveFirst(s.observe(s.jsonFallback(internalMux.ServeMux), "")))
 
 	if s.cfg.Upstream != nil {
+		patterns = append(patterns, routeUpstream)
 		// Every path but sessiond's own is the app's.
-		own, app := s.secure(s.jsonFallback(mux)), s.proxy()
+		own, app := s.secure(s.observe(s.jsonFallback(mux.ServeMux), "")), s.observe(s.proxy(), routeUpstream)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if reserved(r.URL.Path) {
 				own.ServeHTTP(w, r)
@@ -219,14 +229,25 @@ func (s *Server) routes() (public, internal http.Handler) {
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
 	if s.cfg.SeparateInternal {
-		return s.secure(s.jsonFallback(mux)), internal
+		return s.secure(s.observe(s.jsonFallback(mux.ServeMux), "")), internal
 	}
 	s.internalRoutes(mux)
-	return s.secure(s.resolveFirst(s.jsonFallback(mux))), internal
+	return s.secure(s.resolveFirst(s.observe(s.jsonFallback(mux.ServeMux), ""))), internal
+}
+
+// identified notes the user and session of a request that passed the
+// session middleware in its access log line (noteSession).
+func identified(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if sess := session.FromContext(r.Context()); sess != nil {
+			noteSession(r.Context(), sess.UserID, sess.ID)
+		}
+		next(w, r)
+	}
 }
 
 // internalRoutes registers the internal endpoints on mux.
-func (s *Server) internalRoutes(mux *http.ServeMux) {
+func (s *Server) internalRoutes(mux routeMux) {
 	mux.HandleFunc("/resolve", s.resolve)
 	mux.HandleFunc("/resolve/", s.resolve)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -236,15 +257,16 @@ func (s *Server) internalRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 }
 
-// resolveFirst answers /resolve itself and passes every other request to
-// next. Nearly every request is a forward-auth one to /resolve, whose
-// pattern takes any method and host: the mux could only send it to
-// resolve, and matching it there costs more than answering it from the
-// store's cache.
+// resolveFirst answers /resolve itself, with its access log line and
+// HTTP metrics (resolveObserved), and passes every other request to next.
+// Nearly every request is a forward-auth one to /resolve, whose pattern
+// takes any method and host: the mux could only send it to resolve, and
+// matching it there, or observing it as other routes are, costs more
+// than answering it from the store's cache.
 func (s *Server) resolveFirst(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/resolve" {
-			s.resolve(w, r)
+			s.resolveObserved(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -301,6 +323,7 @@ func (s *Server) jsonFallback(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r) // matches again, and sets the path values h reads
 			return
 		default:
+			r.Pattern = pattern // as mux.ServeHTTP sets it
 			h.ServeHTTP(w, r)
 			return
 		}

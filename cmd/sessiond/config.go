@@ -40,6 +40,7 @@ type options struct {
 	upstream           string
 	internalListen     string
 	storeTimeout       time.Duration
+	shutdownTimeout    time.Duration
 	auditRetention     time.Duration
 	logFormat          string
 	logLevel           string
@@ -88,6 +89,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app URL")
 	fs.StringVar(&o.internalListen, "internal-listen", "", "serve /resolve, /healthz, /readyz and /metrics on this address, and not on --listen (default with --upstream: "+defaultInternalListen+"; else none: they are on --listen)")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, wait this long for in-flight requests, then cut them off (a second signal stops at once)")
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessiond/sessiond/app"
@@ -187,7 +188,9 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 }
 
 // serve runs the service until ctx is done, then drains in-flight
-// requests. A start that fails (a bad setting, a store that does not
+// requests for up to --shutdown-timeout, cuts off those still running
+// (and returns an error saying so), and logs "sessiond stopped" as its
+// last line. A start that fails (a bad setting, a store that does not
 // answer, a port in use) creates nothing: the first admin is created
 // once the listener is open.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -206,6 +209,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if o.shutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout %v: use a positive duration, such as 30s", o.shutdownTimeout)
+	}
+	cfg.Version = version
+	started := false
+	defer func() {
+		if started {
+			log.Info("sessiond stopped")
+		}
+	}()
 	stores, err := openStores(o)
 	if err != nil {
 		return err
@@ -258,6 +271,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	log.Info("sessiond listening", "url", scheme+"://"+ln.Addr().String(), "store", app.RedactURL(o.store), "version", version)
+	started = true
+	if plainHTTPBeyondLoopback(ln.Addr(), o.tlsCert != "", len(cfg.TrustedProxies) > 0) {
+		log.Warn("serving plain HTTP on an address beyond loopback: browsers send the session cookie (Secure) only over HTTPS or to localhost, and tokens would cross the network in clear; " +
+			"serve HTTPS with --tls-cert and --tls-key, or listen on loopback behind a TLS proxy, or name the TLS proxy in front with --trusted-proxies")
+	}
 
 	go st.sweep(ctx)
 	go func() {
@@ -271,18 +289,46 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	select {
 	case serveErr = <-errc:
 	case <-ctx.Done():
-		log.Info("shutting down: draining in-flight requests")
+		log.Info("shutting down: draining in-flight requests", "timeout", o.shutdownTimeout)
 	}
-	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var errs []error
-	for _, s := range servers {
-		errs = append(errs, s.Shutdown(drain))
-	}
+	err = shutdown(servers, o.shutdownTimeout)
 	if serveErr != nil {
 		return serveErr
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// plainHTTPBeyondLoopback reports whether sessiond, listening on addr,
+// serves plain HTTP to other hosts with no TLS proxy named in front of it
+// (--trusted-proxies): there, browsers drop the Secure session cookie.
+func plainHTTPBeyondLoopback(addr net.Addr, tls, trustedProxies bool) bool {
+	if tls || trustedProxies {
+		return false
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	return !ok || !tcp.IP.IsLoopback()
+}
+
+// shutdown stops servers accepting connections and waits up to timeout
+// for the requests in flight to finish; then it closes the connections
+// of those still running and returns an error that says so.
+func shutdown(servers []*http.Server, timeout time.Duration) error {
+	drain, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = s.Shutdown(drain) })
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if errors.Is(err, context.DeadlineExceeded) {
+		for _, s := range servers {
+			s.Close()
+		}
+		return fmt.Errorf("requests still in flight after --shutdown-timeout %v were cut off", timeout)
+	}
+	return err
 }
 
 // sweep runs sweepOnce once a minute until ctx is done.
