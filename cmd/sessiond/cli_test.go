@@ -206,6 +206,17 @@ func TestGeneratedPasswordIsShown(t *testing.T) {
 	if pw = strings.TrimSpace(pw); !passwordIs(t, store, "alice", pw) {
 		t.Errorf("the announced password %q is not alice's", pw)
 	}
+
+	code, out, errOut = runCLI(t, nil, "users", "add", "gina", "--store", store)
+	if code != 0 {
+		t.Fatalf("users add: exit %d: %s", code, errOut)
+	}
+	if _, pw, ok = strings.Cut(out, "generated password: "); !ok {
+		t.Fatalf("users add announced no generated password:\n%s", out)
+	}
+	if pw = strings.TrimSpace(pw); !passwordIs(t, store, "gina", pw) {
+		t.Errorf("the announced password %q is not gina's", pw)
+	}
 }
 
 // terminal is a pseudo-terminal a command runs on, with all it wrote to
