@@ -33,7 +33,7 @@ func admin(ctx context.Context, c *command, args []string, getenv func(string) s
 	if err != nil {
 		return err
 	}
-	if c.nargs >= 0 && len(pos) != c.nargs {
+	if (c.nargs >= 0 && len(pos) != c.nargs) || (c.argsOK != nil && !c.argsOK(pos, &f)) {
 		if c.nargs == 0 {
 			return &usageError{cmd: c.name, msg: fmt.Sprintf("%s takes no arguments, got %q", c.name, pos)}
 		}
@@ -146,20 +146,17 @@ func (c *cli) passwd(name string) error {
 	return nil
 }
 
-// revoke ends the session whose ID is pos[0], or with user every session
-// of user.
+// revoke ends every session of user, or if user is "" the session whose
+// ID is pos[0].
 func (c *cli) revoke(pos []string, user string) error {
-	switch {
-	case user != "" && len(pos) == 0:
+	if user != "" {
 		return c.changed(c.app.RevokeUserSessions(c.ctx, app.CLI, user))
-	case user == "" && len(pos) == 1:
-		if err := c.app.RevokeSession(c.ctx, app.CLI, "", pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.stdout, "revoked 1 session")
-		return nil
 	}
-	return &usageError{cmd: "sessions revoke", msg: "sessions revoke takes a session ID, or --user NAME"}
+	if err := c.app.RevokeSession(c.ctx, app.CLI, "", pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "revoked 1 session")
+	return nil
 }
 
 // changed reports a change of user u that ended n sessions, or err.

@@ -73,6 +73,8 @@ func TestHelpExitCodes(t *testing.T) {
 		{args: []string{"users", "lsit"}, code: 2, stderr: `did you mean "sessiond users list"?`},
 		{args: []string{"users", "add"}, code: 2, stderr: "users add takes a username"},
 		{args: []string{"users", "passwd", "alice", "--roles", "x"}, code: 2, stderr: "unknown flag --roles"},
+		{args: []string{"sessions", "revoke"}, code: 2, stderr: "sessions revoke takes a session ID, or --user NAME"},
+		{args: []string{"sessions", "revoke", "s_1", "--user", "alice"}, code: 2, stderr: "sessions revoke takes a session ID, or --user NAME"},
 		{args: []string{"help", "nothing"}, code: 2, stderr: `unknown command "nothing"`},
 		{args: []string{"serve", "--idle-timeout", "abc"}, code: 2, stderr: `--idle-timeout: "abc" is not a duration (e.g. 30m`},
 		{args: []string{"serve", "--max-sessions-per-user", "many"}, code: 2, stderr: `--max-sessions-per-user: "many" is not a whole number`},

@@ -26,9 +26,11 @@ type command struct {
 	example string
 	// own adds the flags of this command alone; nil if none.
 	own func(fs *flag.FlagSet, f *cmdFlags)
-	// nargs is how many positional arguments it takes; argsHelp words
-	// them for the error when the count is wrong.
+	// nargs is how many positional arguments it takes, or -1 when
+	// argsOK decides; argsHelp words them for the error when they are
+	// wrong.
 	nargs    int
+	argsOK   func(pos []string, f *cmdFlags) bool
 	argsHelp string
 	// creates is true for the one command that may start a new empty
 	// database (users add); every other one needs an existing database.
@@ -141,8 +143,9 @@ random one once.`,
 		own: func(fs *flag.FlagSet, f *cmdFlags) {
 			fs.StringVar(&f.user, "user", "", "end every session of this `user` instead")
 		},
-		nargs: -1,
-		run:   func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
+		nargs: -1, argsHelp: "a session ID, or --user NAME",
+		argsOK: func(pos []string, f *cmdFlags) bool { return (len(pos) == 1 && f.user == "") || (len(pos) == 0 && f.user != "") },
+		run:    func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
 	},
 	"version": {name: "version", summary: "print the version"},
 	"help":    {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
