@@ -144,8 +144,10 @@ random one once.`,
 			fs.StringVar(&f.user, "user", "", "end every session of this `user` instead")
 		},
 		nargs: -1, argsHelp: "a session ID, or --user NAME",
-		argsOK: func(pos []string, f *cmdFlags) bool { return (len(pos) == 1 && f.user == "") || (len(pos) == 0 && f.user != "") },
-		run:    func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
+		argsOK: func(pos []string, f *cmdFlags) bool {
+			return (len(pos) == 1 && f.user == "") || (len(pos) == 0 && f.user != "")
+		},
+		run: func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
 	},
 	"version": {name: "version", summary: "print the version"},
 	"help":    {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
