@@ -86,8 +86,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "version":
 		fmt.Fprintln(stdout, "sessiond", version)
 		return nil
-	case "help":
-		return help(rest, stdout)
 	}
 	return admin(ctx, c, rest, getenv, stdin, stdout, stderr)
 }
