@@ -8,95 +8,57 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/users"
 )
 
-// admin runs "sessiond users ..." and "sessiond sessions ...", against the
+// admin runs c, one of the "users" and "sessions" commands, against the
 // same stores a running server uses, through the application layer with
-// the command line as the actor.
-func admin(ctx context.Context, group string, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	var roles, user string
-	o, pos, err := parseOptions("sessiond "+group, args, getenv, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&roles, "roles", "", "comma-separated roles (users add)")
-		fs.StringVar(&user, "user", "", "revoke every session of this user (sessions revoke)")
-	})
+// the command line as the actor. Every command but users add refuses to
+// start a new, empty SQLite database.
+func admin(ctx context.Context, c *command, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var f cmdFlags
+	var extra func(*flag.FlagSet)
+	if c.own != nil {
+		extra = func(fs *flag.FlagSet) { c.own(fs, &f) }
+	}
+	o, pos, err := parseOptions("sessiond "+c.name, args, getenv, stderr, extra)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return fmt.Errorf("%s: which subcommand? (see sessiond help)", group)
+	if (c.nargs >= 0 && len(pos) != c.nargs) || (c.argsOK != nil && !c.argsOK(pos, &f)) {
+		if c.nargs == 0 {
+			return &usageError{cmd: c.name, msg: fmt.Sprintf("%s takes no arguments, got %q", c.name, pos)}
+		}
+		return &usageError{cmd: c.name, msg: fmt.Sprintf("%s takes %s", c.name, c.argsHelp)}
+	}
+	if !c.creates {
+		if err := o.requireDatabase(); err != nil {
+			return err
+		}
 	}
 	st, err := open(o, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.close()
-	c := &cli{app: st.app, ctx: ctx, stdout: stdout}
-	sub, pos := group+" "+pos[0], pos[1:]
-	need := func(n int, what string) error {
-		if len(pos) != n {
-			return fmt.Errorf("%s takes %s", sub, what)
-		}
-		return nil
-	}
-	switch sub {
-	case "users add":
-		if err := need(1, "a username"); err != nil {
-			return err
-		}
-		return c.addUser(pos[0], splitList(roles), getenv, stdin)
-	case "users passwd":
-		if err := need(1, "a username"); err != nil {
-			return err
-		}
-		return c.passwd(pos[0], getenv, stdin)
-	case "users roles":
-		if err := need(2, "a username and a comma-separated list of roles (\"\" for none)"); err != nil {
-			return err
-		}
-		return c.changed(c.app.SetRoles(ctx, app.CLI, pos[0], splitList(pos[1])))
-	case "users disable", "users enable":
-		if err := need(1, "a username"); err != nil {
-			return err
-		}
-		return c.changed(c.app.SetDisabled(ctx, app.CLI, pos[0], sub == "users disable"))
-	case "users delete":
-		if err := need(1, "a username"); err != nil {
-			return err
-		}
-		return c.changed(c.app.DeleteUser(ctx, app.CLI, pos[0]))
-	case "users list":
-		return c.listUsers()
-	case "sessions list":
-		if err := need(1, "a username"); err != nil {
-			return err
-		}
-		return c.listSessions(pos[0])
-	case "sessions revoke":
-		if user != "" {
-			return c.changed(c.app.RevokeUserSessions(ctx, app.CLI, user))
-		}
-		if err := need(1, "a session ID, or --user NAME"); err != nil {
-			return err
-		}
-		if err := c.app.RevokeSession(ctx, app.CLI, "", pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "revoked 1 session")
-		return nil
-	}
-	return fmt.Errorf("unknown command %q (see sessiond help)", sub)
+	return c.run(&cli{app: st.app, ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, pos, &f)
 }
 
+// cli carries out the account and session commands.
 type cli struct {
-	app    *app.App
-	ctx    context.Context
-	stdout io.Writer
+	app            *app.App
+	ctx            context.Context
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
 }
 
 func splitList(s string) []string {
@@ -109,43 +71,91 @@ func splitList(s string) []string {
 	return out
 }
 
-// password reads a new password from SESSIOND_PASSWORD, else the first
-// line of stdin if it is not a terminal, else generates one.
-func password(getenv func(string) string, stdin io.Reader) (pw string, generated bool) {
-	if pw := getenv("SESSIOND_PASSWORD"); pw != "" {
-		return pw, false
+// errMismatch is the answer to a confirmation that differs from the
+// password typed first.
+var errMismatch = errors.New("the passwords do not match; nothing changed")
+
+// password returns the new password for user: SESSIOND_PASSWORD if set;
+// else, when stdin is a terminal, one typed there twice without echo
+// after a prompt on stderr (errMismatch if the two differ; Enter alone
+// generates one); else the first line of stdin; else (stdin empty) a
+// generated one. generated reports that it made the password up, which
+// the caller must show.
+func (c *cli) password(user string) (pw string, generated bool, err error) {
+	if pw := c.getenv("SESSIOND_PASSWORD"); pw != "" {
+		return pw, false, nil
 	}
-	if stdin != nil {
-		if line, err := bufio.NewReader(stdin).ReadString('\n'); err == nil || line != "" {
+	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(c.stderr, "New password for %s (Enter alone generates one): ", user)
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", false, fmt.Errorf("reading the password: %w", err)
+		}
+		if len(first) == 0 {
+			return rand.Text(), true, nil
+		}
+		fmt.Fprint(c.stderr, "Repeat it: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", false, fmt.Errorf("reading the password: %w", err)
+		}
+		if string(first) != string(again) {
+			return "", false, errMismatch
+		}
+		return string(first), false, nil
+	}
+	if c.stdin != nil {
+		if line, err := bufio.NewReader(c.stdin).ReadString('\n'); err == nil || line != "" {
 			if line = strings.TrimRight(line, "\r\n"); line != "" {
-				return line, false
+				return line, false, nil
 			}
 		}
 	}
-	return rand.Text(), true
+	return rand.Text(), true, nil
 }
 
-func (c *cli) addUser(name string, roles []string, getenv func(string) string, stdin io.Reader) error {
-	pw, generated := password(getenv, stdin)
+func (c *cli) addUser(name string, roles []string) error {
+	pw, generated, err := c.password(name)
+	if err != nil {
+		return err
+	}
 	u, err := c.app.CreateUser(c.ctx, app.CLI, name, pw, roles)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "created user %s (%s)\n", u.Username, u.ID)
 	if generated {
-		fmt.Fprintf(c.stdout, "password: %s\n", pw)
+		fmt.Fprintf(c.stdout, "generated password: %s\n", pw)
 	}
 	return nil
 }
 
-func (c *cli) passwd(name string, getenv func(string) string, stdin io.Reader) error {
-	pw, generated := password(getenv, stdin)
+func (c *cli) passwd(name string) error {
+	pw, generated, err := c.password(name)
+	if err != nil {
+		return err
+	}
 	if err := c.changed(c.app.ResetPassword(c.ctx, app.CLI, name, pw)); err != nil {
 		return err
 	}
 	if generated {
-		fmt.Fprintf(c.stdout, "password: %s\n", pw)
+		fmt.Fprintf(c.stdout, "generated password: %s\n", pw)
 	}
+	return nil
+}
+
+// revoke ends every session of user, or if user is "" the session whose
+// ID is pos[0].
+func (c *cli) revoke(pos []string, user string) error {
+	if user != "" {
+		return c.changed(c.app.RevokeUserSessions(c.ctx, app.CLI, user))
+	}
+	if err := c.app.RevokeSession(c.ctx, app.CLI, "", pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "revoked 1 session")
 	return nil
 }
 

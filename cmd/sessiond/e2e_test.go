@@ -535,10 +535,10 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	in := start(t)
 	run := func(stdin string, args ...string) string {
 		t.Helper()
-		var out bytes.Buffer
-		code := Main(t.Context(), append(args, "--store", "sqlite:"+in.db), func(k string) string { return "" }, strings.NewReader(stdin), &out, &out)
+		var out, errOut bytes.Buffer
+		code := Main(t.Context(), append(args, "--store", "sqlite:"+in.db), func(k string) string { return "" }, strings.NewReader(stdin), &out, &errOut)
 		if code != 0 {
-			t.Fatalf("sessiond %v: exit %d: %s", args, code, out.String())
+			t.Fatalf("sessiond %v: exit %d: %s", args, code, errOut.String())
 		}
 		return out.String()
 	}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,50 +28,90 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `sessiond: secure session management.
-
-Usage:
-  sessiond serve [flags]                   run the service
-  sessiond users add NAME [--roles a,b]    create a user (password from SESSIOND_PASSWORD or stdin, else generated)
-  sessiond users passwd NAME               set a password (as above); ends the user's sessions
-  sessiond users roles NAME a,b            set roles; ends the user's sessions
-  sessiond users disable|enable NAME       disable (ending the user's sessions) or enable a user
-  sessiond users delete NAME               delete a user, ending their sessions
-  sessiond users list
-  sessiond sessions list NAME              a user's sessions
-  sessiond sessions revoke ID | --user NAME
-  sessiond version
-
-Every command takes the flags of serve (--store, --users, ...); run
-"sessiond serve -h" for them.
-`
-
 // Main runs sessiond with args (without the program name) and returns the
-// exit code. It serves until ctx is done.
+// exit code: 0, 1 when a command failed, 2 for a mistake in how it was
+// called (an unknown command or flag, a bad value, a missing argument).
+// "--help" on any command writes its help to stdout and returns 0. It
+// serves until ctx is done.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		writeUsage(stderr)
 		return 2
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
+	err := run(ctx, args, getenv, stdin, stdout, stderr)
+	var usage *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintln(stderr, "sessiond:", usage.msg)
+		fmt.Fprintf(stderr, "Run \"%s\" for usage.\n", strings.TrimSpace("sessiond help "+usage.cmd))
+		return 2
+	}
+	fmt.Fprintln(stderr, "sessiond:", cliError(err))
+	return 1
+}
+
+// isHelp reports whether a is a request for help.
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// run carries out the command args name; a request for help writes it to
+// stdout and returns flag.ErrHelp.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch {
+	case isHelp(args[0]):
+		writeUsage(stdout)
+		return flag.ErrHelp
+	case args[0] == "help":
+		return help(args[1:], stdout)
+	case (args[0] == "users" || args[0] == "sessions") && (len(args) == 1 || isHelp(args[1])):
+		if len(args) == 1 {
+			return &usageError{cmd: args[0], msg: args[0] + ": which command?"}
+		}
+		writeGroupUsage(stdout, args[0])
+		return flag.ErrHelp
+	}
+	c, rest, err := lookupCommand(args)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(rest, isHelp) {
+		writeHelp(stdout, c)
+		return flag.ErrHelp
+	}
+	switch c.name {
 	case "serve":
-		err = serve(ctx, rest, getenv, stdout, stderr)
-	case "users", "sessions":
-		err = admin(ctx, cmd, rest, getenv, stdin, stdout, stderr)
+		return serve(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sessiond", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "sessiond: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		return nil
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "sessiond:", cliError(err))
-		return 1
+	return admin(ctx, c, rest, getenv, stdin, stdout, stderr)
+}
+
+// help writes the help of the command args name (none: the list of
+// commands) and returns flag.ErrHelp, or a usageError for an unknown one.
+func help(args []string, stdout io.Writer) error {
+	switch {
+	case len(args) == 0:
+		writeUsage(stdout)
+		return flag.ErrHelp
+	case len(args) == 1 && (args[0] == "users" || args[0] == "sessions"):
+		writeGroupUsage(stdout, args[0])
+		return flag.ErrHelp
 	}
-	return 0
+	c := commands[strings.Join(args, " ")]
+	if c == nil {
+		_, _, err := lookupCommand(args)
+		if err == nil {
+			err = &usageError{msg: fmt.Sprintf("no help for %q", strings.Join(args, " "))}
+		}
+		return err
+	}
+	writeHelp(stdout, c)
+	return flag.ErrHelp
 }
 
 // stack is what a command works on: the stores the options name and
@@ -82,8 +126,14 @@ type stack struct {
 func (st *stack) close() { st.stores.Close() }
 
 // open builds the stores and the application layer from o, for the
-// commands other than serve (which builds the server over them).
+// commands other than serve (which builds the server over them), and
+// names the databases on stderr, passwords redacted. The log is at warn
+// unless --log-level was set, so the audit lines of the change a command
+// makes do not bury its answer.
 func open(o *options, stderr io.Writer) (*stack, error) {
+	if !o.set["log-level"] {
+		o.logLevel = "warn"
+	}
 	log, err := newLogger(o, stderr)
 	if err != nil {
 		return nil, err
@@ -96,6 +146,11 @@ func open(o *options, stderr io.Writer) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u := o.usersURL(); u == "" || u == o.store {
+		fmt.Fprintf(stderr, "sessiond: database %s\n", app.RedactURL(o.store))
+	} else {
+		fmt.Fprintf(stderr, "sessiond: sessions in %s, users in %s\n", app.RedactURL(o.store), app.RedactURL(u))
+	}
 	a, err := app.New(app.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log})
 	if err != nil {
 		stores.Close()
@@ -104,21 +159,44 @@ func open(o *options, stderr io.Writer) (*stack, error) {
 	return &stack{opts: o, stores: stores, app: a, log: log}, nil
 }
 
-// openStores opens the stores o names (app.OpenStores): --users defaults
-// to the --store database, or to the default SQLite file when the
-// sessions are in Redis or in memory, which keep no accounts.
-func openStores(o *options) (*app.Stores, error) {
-	st, err := app.ParseStoreURL(o.store)
-	if err != nil {
-		return nil, fmt.Errorf("--store %w", err)
+// usersURL is where the accounts are (app.OpenStores): --users, or ""
+// for the --store database, or the default SQLite file when the sessions
+// are in Redis or in memory, which keep no accounts.
+func (o *options) usersURL() string {
+	if o.users != "" {
+		return o.users
 	}
-	usersURL := o.users
-	if usersURL == "" && (st.Kind == "memory" || st.Kind == "redis") {
-		usersURL = "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
+	if st, err := app.ParseStoreURL(o.store); err == nil && (st.Kind == "memory" || st.Kind == "redis") {
+		return "sqlite:" + filepath.Join(defaultDataDir, "sessiond.db")
+	}
+	return ""
+}
+
+// requireDatabase fails if a SQLite file that o names does not exist, so
+// that a command run in the wrong folder says so rather than creating an
+// empty database and answering from it. PostgreSQL and Redis are never
+// created by opening them.
+func (o *options) requireDatabase() error {
+	for _, u := range []string{o.store, o.usersURL()} {
+		st, err := app.ParseStoreURL(u)
+		if err != nil || st.Kind != "sqlite" {
+			continue
+		}
+		if _, err := os.Stat(st.Path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no database at %s; run it where sessiond serve keeps its data, or pass --store/--users", st.Path)
+		}
+	}
+	return nil
+}
+
+// openStores opens the stores o names (app.OpenStores).
+func openStores(o *options) (*app.Stores, error) {
+	if _, err := app.ParseStoreURL(o.store); err != nil {
+		return nil, fmt.Errorf("--store %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return app.OpenStores(ctx, o.store, usersURL)
+	return app.OpenStores(ctx, o.store, o.usersURL())
 }
 
 // serverConfig turns the options into the server's and the session
@@ -159,7 +237,7 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	}
 	if sameSite != 0 {
 		if err := scfg.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%w\n(flags: --idle-timeout, --absolute-timeout, --remember-me-timeout, --cookie-name, --cookie-domain, --cookie-samesite, --dev-insecure-cookie)", err))
+			errs = append(errs, errors.New(policyFlags.Replace(err.Error())))
 		}
 	}
 	if o.storeTimeout <= 0 {
@@ -171,6 +249,21 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, SeparateInternal: o.internalAddr() != "", StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
+
+// policyFlags rewords session.Config.Validate's messages with the flags
+// that set each field.
+var policyFlags = strings.NewReplacer(
+	"session: ", "",
+	"RememberMeIdleTimeout", "--remember-me-timeout",
+	"RememberMeTimeout", "--remember-me-timeout",
+	"IdleTimeout", "--idle-timeout",
+	"AbsoluteTimeout", "--absolute-timeout",
+	"InsecureDevelopmentNoSecureFlag", "--dev-insecure-cookie",
+	"drop Domain", "drop --cookie-domain",
+	"forbids a Domain", "forbids --cookie-domain",
+	"SameSite=None", "--cookie-samesite none",
+	"cookie name", "--cookie-name",
+)
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -199,7 +292,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	if len(rest) > 0 {
-		return fmt.Errorf("serve takes no arguments, got %q", rest)
+		return &usageError{cmd: "serve", msg: fmt.Sprintf("serve takes no arguments, got %q", rest)}
 	}
 	log, err := newLogger(o, stderr)
 	if err != nil {
@@ -399,7 +492,7 @@ func (st *stack) firstAdmin(ctx context.Context, getenv func(string) string, std
 		return fmt.Errorf("creating the first admin: %w", err)
 	case !created:
 	case generated:
-		fmt.Fprintf(stdout, "Created user \"admin\" with password: %s\n(shown once; change it with `sessiond users passwd admin`)\n", password)
+		fmt.Fprintf(stdout, "Created user \"admin\" with password: %s\n(shown once; change it with `%s users passwd admin`)\n", password, selfCommand(os.Args[0]))
 	default:
 		fmt.Fprintln(stdout, `Created user "admin" with the password from SESSIOND_ADMIN_PASSWORD.`)
 	}
