@@ -201,32 +201,23 @@ func TestResolveLogsNothingAtInfo(t *testing.T) {
 // with exactly the labels labels, and whether it exists.
 func (ts *testServer) series(t *testing.T, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	families, err := ts.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
+	for _, m := range ts.family(t, name) {
+		same := len(m.GetLabel()) == len(labels)
+		for _, l := range m.GetLabel() {
+			if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
+				same = false
+			}
+		}
+		if !same {
 			continue
 		}
-		for _, m := range f.GetMetric() {
-			same := len(m.GetLabel()) == len(labels)
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; !ok || v != l.GetValue() {
-					same = false
-				}
-			}
-			if !same {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue(), true
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount()), true
-			}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
 	return 0, false

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
@@ -98,21 +100,28 @@ func (ts *testServer) resolveRequests(tb testing.TB, n int) []*http.Request {
 // value label, if not ""), as /metrics would show it; 0 if it has none.
 func (ts *testServer) metric(t *testing.T, name, label string) float64 {
 	t.Helper()
+	for _, m := range ts.family(t, name) {
+		if label == "" || len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// family returns the series of the metric name, as /metrics would show
+// them.
+func (ts *testServer) family(t *testing.T, name string) []*dto.Metric {
+	t.Helper()
 	families, err := ts.metrics.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if label == "" || len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
-				return m.GetCounter().GetValue()
-			}
+		if f.GetName() == name {
+			return f.GetMetric()
 		}
 	}
-	return 0
+	return nil
 }
 
 // TestClientGoneIsNotAStoreFailure resolves a session for a client that
