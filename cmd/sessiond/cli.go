@@ -87,19 +87,17 @@ func (c *cli) password(user string) (pw string, generated bool, err error) {
 	}
 	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprintf(c.stderr, "New password for %s (Enter alone generates one): ", user)
-		first, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(c.stderr)
+		first, err := c.readPassword(f)
 		if err != nil {
-			return "", false, fmt.Errorf("reading the password: %w", err)
+			return "", false, err
 		}
 		if len(first) == 0 {
 			return rand.Text(), true, nil
 		}
 		fmt.Fprint(c.stderr, "Repeat it: ")
-		again, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(c.stderr)
+		again, err := c.readPassword(f)
 		if err != nil {
-			return "", false, fmt.Errorf("reading the password: %w", err)
+			return "", false, err
 		}
 		if string(first) != string(again) {
 			return "", false, errMismatch
@@ -114,6 +112,39 @@ func (c *cli) password(user string) (pw string, generated bool, err error) {
 		}
 	}
 	return rand.Text(), true, nil
+}
+
+// readPassword reads a line from the terminal f without echo. If the
+// command's context ends first (Ctrl-C), it puts the terminal back as it
+// was, echo included, and returns the context's error: the read it leaves
+// behind ends with the process.
+func (c *cli) readPassword(f *os.File) ([]byte, error) {
+	fd := int(f.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, fmt.Errorf("reading the password: %w", err)
+	}
+	type line struct {
+		b   []byte
+		err error
+	}
+	read := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		read <- line{b, err}
+	}()
+	select {
+	case l := <-read:
+		fmt.Fprintln(c.stderr)
+		if l.err != nil {
+			return nil, fmt.Errorf("reading the password: %w", l.err)
+		}
+		return l.b, nil
+	case <-c.ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(c.stderr)
+		return nil, fmt.Errorf("interrupted; nothing changed")
+	}
 }
 
 func (c *cli) addUser(name string, roles []string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -410,5 +411,47 @@ func TestSelfCommand(t *testing.T) {
 		if got := selfCommand(arg0); got != want {
 			t.Errorf("selfCommand(%q) = %q, want %q", arg0, got, want)
 		}
+	}
+}
+
+// TestInterruptAtThePromptRestoresEcho: a command interrupted while it
+// waits for a password (its context ends, as the first Ctrl-C does) stops
+// at once, changes nothing, and leaves the terminal echoing again.
+func TestInterruptAtThePromptRestoresEcho(t *testing.T) {
+	store := newDatabase(t)
+	term := newTerminal(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, []string{"users", "passwd", "alice", "--store", store}, func(string) string { return "" }, term.tty, term.tty, term.tty)
+	}()
+	term.waitFor("New password for alice")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tio, err := unix.IoctlGetTermios(int(term.tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tio.Lflag&unix.ECHO == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the terminal still echoes after the prompt")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if c := exitCode(t, code); c != 1 {
+		t.Errorf("interrupted at the prompt: exit %d, want 1:\n%s", c, term.screen)
+	}
+	tio, err := unix.IoctlGetTermios(int(term.tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tio.Lflag&unix.ECHO == 0 {
+		t.Error("the terminal does not echo after an interrupted prompt")
+	}
+	if !passwordIs(t, store, "alice", "alice-password-1") {
+		t.Error("an interrupted prompt changed the password")
 	}
 }
