@@ -21,6 +21,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,16 +127,7 @@ var CLI = Actor{ID: ActorCLI, Admin: true}
 
 // SessionActor is the user signed in with s, acting from c.
 func SessionActor(s *session.Session, c session.Client) Actor {
-	return Actor{ID: s.UserID, SessionID: s.ID, Admin: hasRole(s.Roles, users.RoleAdmin), Client: boundClient(c)}
-}
-
-func hasRole(roles []string, role string) bool {
-	for _, r := range roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
+	return Actor{ID: s.UserID, SessionID: s.ID, Admin: slices.Contains(s.Roles, users.RoleAdmin), Client: boundClient(c)}
 }
 
 // The bounds on client-controlled strings that are stored or logged.

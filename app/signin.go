@@ -165,12 +165,11 @@ func (a *App) ChangePassword(ctx context.Context, actor Actor, current, next str
 	if wait > 0 {
 		return nil, 0, &Error{Code: CodeRateLimited, Message: "Too many attempts; wait and try again.", RetryAfter: wait}
 	}
-	ok, err := a.accounts.CheckPassword(ctx, u, current)
-	if err != nil || !ok {
-		if err != nil {
-			at.succeeded() // a technical failure is no guess
-			return nil, 0, err
-		}
+	switch ok, err := a.accounts.CheckPassword(ctx, u, current); {
+	case err != nil:
+		at.succeeded() // a technical failure is no guess
+		return nil, 0, err
+	case !ok:
 		return nil, 0, ErrWrongPassword
 	}
 	at.succeeded()

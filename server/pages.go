@@ -328,7 +328,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code
 
 // formError is the message a page shows for a failed form post, and its
 // status; ok is false for a backend failure, which pageErr answers.
-func formError(err error) (status_ int, msg string, ok bool) {
+func formError(err error) (statusCode int, msg string, ok bool) {
 	e := app.ErrorOf(err)
 	if e == nil {
 		return 0, "", false

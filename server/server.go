@@ -120,9 +120,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 	sc.ClientIP = s.clientIP
 	sc.WriteError = s.refuse
-	if sc.Now == nil {
-		sc.Now = cfg.Now
-	}
 	d.Session, d.Logger = sc, log
 	if d.Now == nil {
 		d.Now = cfg.Now
@@ -215,10 +212,11 @@ func (s *Server) routes() (public, internal http.Handler) {
 	s.internalRoutes(internalMux)
 	internal = s.secure(s.resolveFirst(s.observe(s.jsonFallback(internalMux.ServeMux), "")))
 
+	own := s.observe(s.jsonFallback(mux.ServeMux), "")
 	if s.cfg.Upstream != nil {
 		patterns = append(patterns, routeUpstream)
 		// Every path but sessiond's own is the app's.
-		own, app := s.secure(s.observe(s.jsonFallback(mux.ServeMux), "")), s.observe(s.proxy(), routeUpstream)
+		own, app := s.secure(own), s.observe(s.proxy(), routeUpstream)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if reserved(r.URL.Path) {
 				own.ServeHTTP(w, r)
@@ -229,10 +227,10 @@ func (s *Server) routes() (public, internal http.Handler) {
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/account", http.StatusSeeOther) })
 	if s.cfg.SeparateInternal {
-		return s.secure(s.observe(s.jsonFallback(mux.ServeMux), "")), internal
+		return s.secure(own), internal
 	}
 	s.internalRoutes(mux)
-	return s.secure(s.resolveFirst(s.observe(s.jsonFallback(mux.ServeMux), ""))), internal
+	return s.secure(s.resolveFirst(own)), internal
 }
 
 // identified notes the user and session of a request that passed the

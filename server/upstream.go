@@ -223,10 +223,13 @@ func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
 	}
 }
 
-// removeCookie deletes the cookie named name (that exact name, whatever
-// its value) from the Cookie headers of h, and leaves every other byte of
-// them as it was: an app's cookie values are its own business, whether or
-// not they follow RFC 6265. A Cookie header left with no cookie goes.
+// removeCookie deletes the cookies named name, whatever their value, from
+// the Cookie headers of h, and leaves every other byte of them as it was:
+// an app's cookie values are its own business, whether or not they follow
+// RFC 6265. A name counts as name with any white space around it trimmed
+// (Unicode spaces too), more than the session reads as its cookie, so
+// that no spelling of sessiond's cookie reaches the app. A Cookie header
+// left with no cookie goes.
 func removeCookie(h http.Header, name string) {
 	lines := h["Cookie"]
 	if len(lines) == 0 {

@@ -151,12 +151,19 @@ func open(o *options, stderr io.Writer) (*stack, error) {
 	} else {
 		fmt.Fprintf(stderr, "sessiond: sessions in %s, users in %s\n", app.RedactURL(o.store), app.RedactURL(u))
 	}
-	a, err := app.New(app.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log})
+	a, err := app.New(appDeps(stores, scfg, log))
 	if err != nil {
 		stores.Close()
 		return nil, err
 	}
 	return &stack{opts: o, stores: stores, app: a, log: log}, nil
+}
+
+// appDeps are the parts of an application layer over stores with the
+// session policy scfg, as serve (under its server) and the other commands
+// build it.
+func appDeps(stores *app.Stores, scfg session.Config, log *slog.Logger) app.Deps {
+	return app.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log}
 }
 
 // usersURL is where the accounts are (app.OpenStores): --users, or ""
@@ -243,6 +250,9 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.storeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--store-timeout %v: use a positive duration, such as 2s", o.storeTimeout))
 	}
+	if o.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %v: use a positive duration, such as 30s", o.shutdownTimeout))
+	}
 	if o.auditRetention < 0 {
 		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
@@ -302,9 +312,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	if o.shutdownTimeout <= 0 {
-		return fmt.Errorf("--shutdown-timeout %v: use a positive duration, such as 30s", o.shutdownTimeout)
-	}
 	cfg.Version = version
 	started := false
 	defer func() {
@@ -317,7 +324,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
-	srv, err := server.New(cfg, server.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log})
+	srv, err := server.New(cfg, appDeps(stores, scfg, log))
 	if err != nil {
 		return err
 	}
