@@ -552,3 +552,62 @@ func TestAdminActionsNeedAnAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordChangeRacingAnAdminReset: an admin's reset that lands
+// while the user's own change is checking the current password wins; the
+// change is refused as a conflict and sets nothing.
+func TestPasswordChangeRacingAnAdminReset(t *testing.T) {
+	f := newFixture(t, app.ThrottleConfig{})
+	ctx := t.Context()
+	s, _, err := f.signIn(ctx, "ivy", ivyPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dir.afterByIDRun = func() {
+		if _, _, err := f.app.ResetPassword(ctx, app.CLI, "ivy", "the admin's new passphrase"); err != nil {
+			t.Errorf("the reset: %v", err)
+		}
+	}
+	rotate := func(ch session.Change) (*session.Session, error) {
+		s, _, err := f.app.Sessions().Rotate(ctx, s.ID, ch)
+		return s, err
+	}
+	_, _, err = f.app.ChangePassword(ctx, app.SessionActor(s, client), ivyPassword, "ivy's own new passphrase", rotate)
+	if !errors.Is(err, users.ErrConflict) {
+		t.Fatalf("the change racing a reset: got %v, want users.ErrConflict", err)
+	}
+	if _, _, err := f.signIn(ctx, "ivy", "the admin's new passphrase", session.Client{IP: "192.0.2.99"}); err != nil {
+		t.Errorf("the admin's password does not sign in: %v", err)
+	}
+}
+
+// TestOddUsernamesShareTheirAccountsThrottle: a username typed in
+// another case counts toward the same account's limit, and names with
+// Unicode spaces or of any length never sign in.
+func TestOddUsernamesShareTheirAccountsThrottle(t *testing.T) {
+	f := newFixture(t, app.ThrottleConfig{})
+	ctx := t.Context()
+	for _, name := range []string{"IVY", "Ivy", "iVy", "ivY", "IVy"} {
+		if _, _, err := f.signIn(ctx, name, ivyPassword, client); !errors.Is(err, users.ErrBadCredentials) {
+			t.Fatalf("%q with ivy's password: got %v, want ErrBadCredentials", name, err)
+		}
+	}
+	if _, _, err := f.signIn(ctx, "ivy", ivyPassword, client); err == nil {
+		t.Error("five failures in other cases did not hold up ivy from that client")
+	}
+	for _, name := range []string{"\u2000ivy", "ivy\u00a0", "i\u200bvy", "ivy ", strings.Repeat("ivy", 30)} {
+		if _, _, err := f.signIn(ctx, name, ivyPassword, session.Client{IP: "203.0.113.50"}); err == nil {
+			t.Errorf("%q signed in as ivy", name)
+		}
+	}
+}
+
+// TestAuditQueriesAreBounded: an audit filter of any length is refused
+// before it reaches the log.
+func TestAuditQueriesAreBounded(t *testing.T) {
+	f := newFixture(t, app.ThrottleConfig{})
+	_, err := f.app.Audit(t.Context(), app.CLI, app.AuditQuery{Type: strings.Repeat("login.", 1<<14)})
+	if e := app.ErrorOf(err); e == nil || e.Code != app.CodeInvalid {
+		t.Errorf("a 96 kB type filter: got %v, want an invalid-input error", err)
+	}
+}
