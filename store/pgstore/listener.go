@@ -168,8 +168,8 @@ func (l *listener) connect(ctx context.Context) error {
 func (l *listener) read(conn net.Conn, fr *pgproto3.Frontend, channel string) {
 	defer l.wg.Done()
 	var (
-		row    [3][]byte // the fence's values
-		gotRow bool
+		row      [3][]byte // the fence's values
+		gotRow   bool
 		fenceErr error
 	)
 	for {
