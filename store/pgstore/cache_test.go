@@ -123,9 +123,29 @@ func (c staleCounts) stale() int {
 // without pause while instance b deletes the session, deletes the user's
 // sessions, rotates its token, changes its roles or touches it", and
 // counts the stale answers.
-func staleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Duration) staleCounts {
+//
+// With churn, each change comes just after a Touch of the session, which
+// empties a's cache of it, so that readers read the session from the
+// database, and put it into the cache, around the time of the change.
+func staleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Duration, churn bool) staleCounts {
 	t.Helper()
 	var c staleCounts
+	race := func(t *testing.T, a *Store, h session.Hash, readers int, jitter time.Duration, change func()) []lookup {
+		t.Helper()
+		return race(t, a, h, readers, jitter, func() {
+			if churn {
+				s, err := b.ByHash(ctx, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: s.IdleDeadline}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(rand.N(time.Millisecond))
+			}
+			change()
+		})
+	}
 	for range rounds {
 		s := storetest.NewSession(storetest.NewID())
 		storetest.MustCreate(t, b, s)
@@ -181,8 +201,9 @@ func staleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Dura
 			}
 		}
 
-		at := time.Now().Truncate(time.Microsecond)
+		var at time.Time
 		for _, l := range race(t, a, s.TokenHash, readers, jitter, func() {
+			at = time.Now().Truncate(time.Microsecond)
 			if err := b.Touch(ctx, s.ID, session.TouchInfo{At: at, IP: "198.51.100.7", IdleDeadline: at.Add(40 * time.Minute)}); err != nil {
 				t.Fatal(err)
 			}
@@ -199,6 +220,14 @@ func staleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Dura
 	return c
 }
 
+// sessionID returns the ID of s, or "no session" if s is nil.
+func sessionID(s *session.Session) string {
+	if s == nil {
+		return "no session"
+	}
+	return "session " + s.ID
+}
+
 // randomDelay returns a hook that sleeps up to max.
 func randomDelay(max time.Duration) *func() {
 	f := func() { time.Sleep(rand.N(max)) }
@@ -210,28 +239,48 @@ func randomDelay(max time.Duration) *func() {
 // pool and listener) deletes the session, deletes the user's sessions,
 // rotates its token, changes its roles or touches it; no lookup that
 // began after b's change committed may return what the change ended or
-// replaced. In Delayed, a applies each notification up to 3 ms late (a
-// hook on its listener, which delays what follows on the connection, the
-// fences' replies too) and puts each session it read from the database
-// into its cache up to 3 ms late, so that changes commit while fences are
-// in flight and while reads are on their way to the cache.
+// replaced. Delays are injected where a stale answer could slip in:
+//
+//   - SlowNotify: a applies each notification up to 3 ms late (a hook on
+//     its listener, which delays what follows on the connection, the
+//     fences' replies too).
+//   - SlowLink: a reaches the database through a proxy that passes on
+//     what the database sends 5 ms late, so that b's change often commits
+//     while one of a's fences is in flight, and a lookup that began after
+//     it and joined that fence would be answered from a stale cache.
+//   - SlowPut: just before each change, b touches the session, which
+//     empties a's cache of it, and a puts each session it read from the
+//     database into its cache up to 3 ms late, so that reads from before
+//     the change reach the cache after its notification.
 func TestCacheNeverServesRevoked(t *testing.T) {
-	for _, mode := range []string{"Direct", "Delayed"} {
+	for _, mode := range []string{"Direct", "SlowNotify", "SlowLink", "SlowPut"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			url := testenv.PostgresSchema(t)
-			a, b := openAt(t, url), openAt(t, url)
-			rounds, readers, jitter := 8, 16, 300*time.Microsecond
+			b := openAt(t, url)
+			a := b
+			rounds, readers, jitter, churn := 8, 16, 300*time.Microsecond, false
 			if raceEnabled {
 				rounds = 4
 			}
-			if mode == "Delayed" {
+			switch mode {
+			case "SlowNotify":
+				a = openAt(t, url)
 				a.listener.onNotify.Store(randomDelay(3 * time.Millisecond))
-				a.beforePut.Store(randomDelay(3 * time.Millisecond))
 				jitter = 3 * time.Millisecond
+			case "SlowLink":
+				const delay = 5 * time.Millisecond
+				a = openAt(t, startDelayProxy(t, url, delay).url(url))
+				jitter = 2 * delay
+			case "SlowPut":
+				a = openAt(t, url)
+				a.beforePut.Store(randomDelay(3 * time.Millisecond))
+				churn = true
+			default:
+				a = openAt(t, url)
 			}
 			hits, sent := a.cache.hits.Load(), a.listener.sent.Load()
-			c := staleReads(t, a, b, readers, rounds, jitter)
+			c := staleReads(t, a, b, readers, rounds, jitter, churn)
 			if c.stale() > 0 {
 				t.Errorf("of %d lookups that began after instance b's change committed, instance a served a deleted session %d times, a session of a user whose sessions were deleted %d times, a rotated-out token %d times, old roles %d times and an old last use %d times; want 0",
 					c.after, c.deleted, c.deletedByUser, c.rotated, c.roles, c.touched)
@@ -281,7 +330,7 @@ func TestCacheListenerKilled(t *testing.T) {
 	if raceEnabled {
 		rounds = 3
 	}
-	c := staleReads(t, a, b, 8, rounds, time.Millisecond)
+	c := staleReads(t, a, b, 8, rounds, time.Millisecond, false)
 	close(stop)
 	wg.Wait()
 	if c.stale() > 0 {
@@ -346,7 +395,7 @@ func TestCacheEmptiedOnReconnect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got, err := a.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-		t.Errorf("after the listener reconnected: ByHash of a session deleted while it was down = %v, %v; want ErrNotFound", got, err)
+		t.Errorf("after the listener reconnected: ByHash of a session deleted while it was down = %v, %v; want ErrNotFound", sessionID(got), err)
 	}
 }
 
@@ -367,7 +416,7 @@ func TestCacheExpiry(t *testing.T) {
 	}
 	time.Sleep(time.Until(s.IdleDeadline) + 50*time.Millisecond)
 	if got, err := st.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
-		t.Errorf("ByHash of an expired cached session = %v, %v; want ErrNotFound", got, err)
+		t.Errorf("ByHash of an expired cached session = %v, %v; want ErrNotFound", sessionID(got), err)
 	}
 }
 
