@@ -228,16 +228,35 @@ func (c *cache) len() (entries, bytes int) {
 
 // A cached session is encoded in one slice, so that it costs the garbage
 // collector one object: the token hashes, the six times (µs since the
-// Unix epoch), the version and the remember flag at fixed offsets; then
+// Unix epoch), the version and the flags at fixed offsets; then
 // the number of roles and the lengths of the strings, the roles and the
 // data as uvarints; then their bytes.
 const fixedLen = 2*len(session.Hash{}) + 6*8 + 8 + 1
 
 var errCorrupt = errors.New("pgstore: corrupt cache entry")
 
+// Flags of an encoded session. A last client equal to the first, as it
+// is until the session is used from elsewhere, is stored once.
+const (
+	flagRemember = 1 << iota
+	flagSameIP
+	flagSameUA
+)
+
 // encode returns s encoded.
 func encode(s *session.Session) []byte {
-	texts := [...]string{s.ID, s.UserID, s.CreatedIP, s.CreatedUserAgent, s.LastIP, s.LastUserAgent}
+	var flags byte
+	if s.Remember {
+		flags |= flagRemember
+	}
+	lastIP, lastUA := s.LastIP, s.LastUserAgent
+	if lastIP == s.CreatedIP {
+		flags, lastIP = flags|flagSameIP, ""
+	}
+	if lastUA == s.CreatedUserAgent {
+		flags, lastUA = flags|flagSameUA, ""
+	}
+	texts := [...]string{s.ID, s.UserID, s.CreatedIP, s.CreatedUserAgent, lastIP, lastUA}
 	n := fixedLen + binary.MaxVarintLen64*(len(texts)+len(s.Roles)+2) + len(s.Data)
 	for _, t := range texts {
 		n += len(t)
@@ -252,11 +271,7 @@ func encode(s *session.Session) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(t.UnixMicro()))
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Version))
-	if s.Remember {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
+	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(s.Roles)))
 	for _, t := range texts {
 		b = binary.AppendUvarint(b, uint64(len(t)))
@@ -290,7 +305,8 @@ func decode(b []byte) (*session.Session, error) {
 		p += 8
 	}
 	s.Version = int64(binary.BigEndian.Uint64(b[p:]))
-	s.Remember = b[p+8] == 1
+	flags := b[p+8]
+	s.Remember = flags&flagRemember != 0
 	p += 9
 	uvarint := func() int {
 		v, n := binary.Uvarint(b[p:])
@@ -332,6 +348,12 @@ func decode(b []byte) (*session.Session, error) {
 	s.ID, s.UserID = field(0), field(1)
 	s.CreatedIP, s.CreatedUserAgent = field(2), field(3)
 	s.LastIP, s.LastUserAgent = field(4), field(5)
+	if flags&flagSameIP != 0 {
+		s.LastIP = s.CreatedIP
+	}
+	if flags&flagSameUA != 0 {
+		s.LastUserAgent = s.CreatedUserAgent
+	}
 	if roles > 0 {
 		s.Roles = make([]string, roles)
 		for i := range s.Roles {
