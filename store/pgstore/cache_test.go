@@ -564,3 +564,23 @@ func FuzzCacheCodec(f *testing.F) {
 		}
 	})
 }
+
+// TestCacheTruncate checks that a TRUNCATE of the table, behind the
+// Store's back, empties the cache.
+func TestCacheTruncate(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	st := openAt(t, url)
+	s := storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, st, s)
+	for range 2 {
+		if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rawPool(t, url).Exec(ctx, "TRUNCATE sessiond_sessions"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("ByHash after TRUNCATE = %v, %v; want ErrNotFound", sessionID(got), err)
+	}
+}

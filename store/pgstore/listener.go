@@ -312,7 +312,7 @@ func (l *listener) reconnect() {
 		if err == nil {
 			return
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
