@@ -323,7 +323,7 @@ func TestIdentityHeaderTimes(t *testing.T) {
 				"Remote-User": "ivy", "Remote-Groups": "a,b", "X-User-Id": "u1", "X-Session-Id": "s1",
 				"X-Session-Expires-At": tt.wantExpires, "X-Session-Absolute-Expires-At": tt.wantAbsolute,
 				"X-Session-Authenticated-At": "2026-05-01T10:00:00Z",
-				"X-Session-AAL": tt.wantAAL, "X-Session-AMR": tt.wantAMR,
+				"X-Session-AAL":              tt.wantAAL, "X-Session-AMR": tt.wantAMR,
 			} {
 				if got := h.Values(k); len(got) != 1 || got[0] != want {
 					t.Errorf("%s: got %q, want %q", k, got, want)
