@@ -229,8 +229,8 @@ func (c *cache) len() (entries, bytes int) {
 // A cached session is encoded in one slice, so that it costs the garbage
 // collector one object: the token hashes, the six times (µs since the
 // Unix epoch), the version and the flags at fixed offsets; then
-// the number of roles and the lengths of the strings, the roles and the
-// data as uvarints; then their bytes.
+// the numbers of roles and AMR values, and the lengths of the strings,
+// the roles, the AMR values and the data, as uvarints; then their bytes.
 const fixedLen = 2*len(session.Hash{}) + 6*8 + 8 + 1
 
 var errCorrupt = errors.New("pgstore: corrupt cache entry")
@@ -257,12 +257,15 @@ func encode(s *session.Session) []byte {
 		flags, lastUA = flags|flagSameUA, ""
 	}
 	texts := [...]string{s.ID, s.UserID, s.CreatedIP, s.CreatedUserAgent, lastIP, lastUA}
-	n := fixedLen + binary.MaxVarintLen64*(len(texts)+len(s.Roles)+2) + len(s.Data)
+	n := fixedLen + binary.MaxVarintLen64*(len(texts)+len(s.Roles)+len(s.AMR)+3) + len(s.Data)
 	for _, t := range texts {
 		n += len(t)
 	}
 	for _, r := range s.Roles {
 		n += len(r)
+	}
+	for _, a := range s.AMR {
+		n += len(a)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, s.TokenHash[:]...)
@@ -273,11 +276,15 @@ func encode(s *session.Session) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Version))
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(s.Roles)))
+	b = binary.AppendUvarint(b, uint64(len(s.AMR)))
 	for _, t := range texts {
 		b = binary.AppendUvarint(b, uint64(len(t)))
 	}
 	for _, r := range s.Roles {
 		b = binary.AppendUvarint(b, uint64(len(r)))
+	}
+	for _, a := range s.AMR {
+		b = binary.AppendUvarint(b, uint64(len(a)))
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Data)))
 	for _, t := range texts {
@@ -286,12 +293,15 @@ func encode(s *session.Session) []byte {
 	for _, r := range s.Roles {
 		b = append(b, r...)
 	}
+	for _, a := range s.AMR {
+		b = append(b, a...)
+	}
 	b = append(b, s.Data...)
 	return b[:len(b):len(b)]
 }
 
 // decode returns the session encode encoded in b, in new memory: one
-// string holds every text field.
+// string holds every text field, one slice the roles and AMR values.
 func decode(b []byte) (*session.Session, error) {
 	if len(b) < fixedLen {
 		return nil, errCorrupt
@@ -316,13 +326,13 @@ func decode(b []byte) (*session.Session, error) {
 		p += n
 		return int(v)
 	}
-	roles := uvarint()
-	if roles < 0 || roles > len(b) {
+	roles, amr := uvarint(), uvarint()
+	if roles < 0 || amr < 0 || roles+amr > len(b) {
 		return nil, errCorrupt
 	}
-	var buf [16]int // room for the lengths of a session with up to 9 roles
+	var buf [16]int // room for the lengths of a session with up to 9 roles and AMR values
 	lens := buf[:0]
-	if n := 6 + roles + 1; n <= len(buf) {
+	if n := 6 + roles + amr + 1; n <= len(buf) {
 		lens = buf[:n]
 	} else {
 		lens = make([]int, n)
@@ -354,10 +364,16 @@ func decode(b []byte) (*session.Session, error) {
 	if flags&flagSameUA != 0 {
 		s.LastUserAgent = s.CreatedUserAgent
 	}
-	if roles > 0 {
-		s.Roles = make([]string, roles)
-		for i := range s.Roles {
-			s.Roles[i] = field(6 + i)
+	if roles+amr > 0 {
+		lists := make([]string, roles+amr)
+		for i := range lists {
+			lists[i] = field(6 + i)
+		}
+		if roles > 0 {
+			s.Roles = lists[:roles:roles]
+		}
+		if amr > 0 {
+			s.AMR = lists[roles:]
 		}
 	}
 	if d := b[p+text:]; len(d) > 0 {

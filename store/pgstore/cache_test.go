@@ -500,6 +500,7 @@ func TestCacheCodec(t *testing.T) {
 			s := storetest.NewSession("u")
 			s.PrevTokenHash = storetest.NewHash()
 			s.Roles = strings.Split("a,b,c,d,e,f,g,h,i,j,k,l", ",")
+			s.AMR = []string{"pwd", "otp", "mfa"}
 			s.Remember = true
 			s.AuthenticatedAt = time.Time{}
 			s.AbsoluteDeadline = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -520,6 +521,9 @@ func checkCodec(t *testing.T, s *session.Session) {
 	if len(want.Roles) == 0 {
 		want.Roles = nil
 	}
+	if len(want.AMR) == 0 {
+		want.AMR = nil
+	}
 	if len(want.Data) == 0 {
 		want.Data = nil
 	}
@@ -534,6 +538,7 @@ func checkCodec(t *testing.T, s *session.Session) {
 func equalSessions(a, b *session.Session) bool {
 	return a.ID == b.ID && a.TokenHash == b.TokenHash && a.PrevTokenHash == b.PrevTokenHash && a.UserID == b.UserID &&
 		slices.Equal(a.Roles, b.Roles) && (a.Roles == nil) == (b.Roles == nil) &&
+		slices.Equal(a.AMR, b.AMR) && (a.AMR == nil) == (b.AMR == nil) &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.AuthenticatedAt.Equal(b.AuthenticatedAt) && a.RotatedAt.Equal(b.RotatedAt) &&
 		a.LastSeenAt.Equal(b.LastSeenAt) && a.IdleDeadline.Equal(b.IdleDeadline) && a.AbsoluteDeadline.Equal(b.AbsoluteDeadline) &&
 		a.Remember == b.Remember && a.CreatedIP == b.CreatedIP && a.CreatedUserAgent == b.CreatedUserAgent &&
@@ -544,9 +549,9 @@ func equalSessions(a, b *session.Session) bool {
 // FuzzCacheCodec checks the cache's encoding round trip on arbitrary
 // sessions, and that decoding arbitrary bytes never panics.
 func FuzzCacheCodec(f *testing.F) {
-	f.Add("id", "user", "role1,role2", "192.0.2.1", "Mozilla/5.0", []byte(`{"a":1}`), int64(1), int64(1e15), true)
-	f.Add("", "", "", "", "", []byte(nil), int64(0), int64(-6e16), false)
-	f.Fuzz(func(t *testing.T, id, user, roles, ip, ua string, data []byte, version, at int64, remember bool) {
+	f.Add("id", "user", "role1,role2", "pwd,otp", "192.0.2.1", "Mozilla/5.0", []byte(`{"a":1}`), int64(1), int64(1e15), true)
+	f.Add("", "", "", "", "", "", []byte(nil), int64(0), int64(-6e16), false)
+	f.Fuzz(func(t *testing.T, id, user, roles, amr, ip, ua string, data []byte, version, at int64, remember bool) {
 		tm := time.UnixMicro(at)
 		s := &session.Session{
 			ID: id, UserID: user, TokenHash: storetest.NewHash(), CreatedIP: ip, CreatedUserAgent: ua,
@@ -555,6 +560,9 @@ func FuzzCacheCodec(f *testing.F) {
 		}
 		if roles != "" {
 			s.Roles = strings.Split(roles, ",")
+		}
+		if amr != "" {
+			s.AMR = strings.Split(amr, ",")
 		}
 		checkCodec(t, s)
 		decode([]byte(id + user + roles + string(data))) // must not panic
@@ -582,5 +590,42 @@ func TestCacheTruncate(t *testing.T) {
 	}
 	if got, err := st.ByHash(ctx, s.TokenHash); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("ByHash after TRUNCATE = %v, %v; want ErrNotFound", sessionID(got), err)
+	}
+}
+
+// TestCacheAnswersAsTheDatabase checks that a session answered from the
+// cache equals the one read from the database, field by field, and that
+// changing what a lookup returned changes nothing cached.
+func TestCacheAnswersAsTheDatabase(t *testing.T) {
+	st := openTemp(t)
+	s := storetest.NewSession(storetest.NewID())
+	s.AMR = []string{session.AMRPassword, session.AMROTP, session.AMRMultiFactor}
+	s.PrevTokenHash = storetest.NewHash()
+	s.Remember = true
+	storetest.MustCreate(t, st, s)
+	for _, h := range []session.Hash{s.TokenHash, s.PrevTokenHash} {
+		fromDB, err := st.ByHash(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hits := st.cache.hits.Load()
+		fromCache, err := st.ByHash(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.cache.hits.Load() != hits+1 {
+			t.Fatal("the second lookup was not answered from the cache")
+		}
+		if !equalSessions(fromCache, fromDB) {
+			t.Errorf("from the cache:\n%+v\nfrom the database:\n%+v", fromCache, fromDB)
+		}
+		fromCache.Roles[0], fromCache.AMR[0], fromCache.Data[0] = "changed", "changed", 'X'
+		again, err := st.ByHash(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalSessions(again, fromDB) {
+			t.Errorf("after the caller changed what it got, the cache answers:\n%+v\nwant:\n%+v", again, fromDB)
+		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // listener keeps a cache coherent: it holds a connection of its own that
-// LISTENs on the channel the table's trigger notifies (see migration 2),
+// LISTENs on the channel the table's trigger notifies (see migration 3 in schema.go),
 // drops the cached copy of each session a notification names, and sends
 // the fences that lookups wait for before they answer from the cache.
 // docs/stores/postgres.md has the design and why it is correct.

@@ -46,7 +46,12 @@ var migrations = []string{
 	CREATE INDEX sessiond_sessions_user_id ON sessiond_sessions (user_id, created_at, id);
 	CREATE INDEX sessiond_sessions_expires_at ON sessiond_sessions (expires_at);`,
 
-	// Version 2: every change or removal of a session notifies the
+	// Version 2: how the user proved who they are (session.Session.AMR),
+	// a text[] as roles is. Sessions stored before have none.
+	`ALTER TABLE sessiond_sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{}'
+		CHECK (cardinality(amr) = 0 OR (array_ndims(amr) = 1 AND array_position(amr, NULL) IS NULL));`,
+
+	// Version 3: every change or removal of a session notifies the
 	// channel sessiond_sessions_OID (OID: the table's, so that the tables
 	// of several schemas of one database keep apart), in the transaction
 	// that makes it, so that the notification is delivered exactly when
