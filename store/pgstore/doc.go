@@ -106,10 +106,12 @@
 // cached session takes about its encoded size (300 bytes for a session as
 // sessiond makes it) and 150 bytes of index; each is one object for the
 // garbage collector. The cache costs each instance one more connection,
-// idle but for fences; the listening connection must be a session of its
-// own, so it does not work behind a pooler in transaction mode (the fence
-// detects that another backend answered, and the cache stays unused: set
-// cache=off there).
+// idle but for fences. The listening connection must be a server session
+// of its own from LISTEN on: behind a pooler in transaction or statement
+// mode, set cache=off. (A fence answered by another backend than the one
+// that ran LISTEN fails, which keeps the cache unused in most such setups,
+// but a pooler that hands the same backend back after dropping its
+// notifications would go unnoticed.)
 //
 // # Expiry and clocks
 //
