@@ -17,9 +17,10 @@ import (
 )
 
 // listener keeps a cache coherent: it holds a connection of its own that
-// LISTENs on the channel the table's trigger notifies (see migration 3 in schema.go),
-// drops the cached copy of each session a notification names, and sends
-// the fences that lookups wait for before they answer from the cache.
+// LISTENs on the channel the table's trigger notifies (migration 3 in
+// schema.go), drops the cached copy of each session a notification names,
+// and sends the fences that lookups wait for before they answer from the
+// cache.
 // docs/stores/postgres.md has the design and why it is correct.
 //
 // The connection is made by pgconn and then taken over (Hijack): one
@@ -47,7 +48,7 @@ type listener struct {
 	conn    net.Conn // nil while down
 	pid     uint32   // the backend of conn
 	oid     uint32   // the table whose channel conn listens on
-	channel string
+	channel string   // the channel conn listens on
 	// inflight is the fence sent on conn and not answered yet; pending
 	// gathers the lookups that came meanwhile, for the fence that is sent
 	// when inflight is answered.
