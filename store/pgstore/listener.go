@@ -44,11 +44,10 @@ type listener struct {
 	// sent counts the fences sent; conns the connections made.
 	sent, conns atomic.Int64
 
-	mu      sync.Mutex
-	conn    net.Conn // nil while down
-	pid     uint32   // the backend of conn
-	oid     uint32   // the table whose channel conn listens on
-	channel string   // the channel conn listens on
+	mu   sync.Mutex
+	conn net.Conn // nil while down
+	pid  uint32   // the backend of conn
+	oid  uint32   // the table whose channel conn listens on
 	// inflight is the fence sent on conn and not answered yet; pending
 	// gathers the lookups that came meanwhile, for the fence that is sent
 	// when inflight is answered.
@@ -156,7 +155,7 @@ func (l *listener) connect(ctx context.Context) error {
 	// are lost: the cache starts empty, after them, and refuses what
 	// reads that began before now would add.
 	l.cache.reset(true)
-	l.conn, l.pid, l.oid, l.channel = hc.Conn, uint32(pid), uint32(oid), channel
+	l.conn, l.pid, l.oid = hc.Conn, uint32(pid), uint32(oid)
 	l.conns.Add(1)
 	l.wg.Add(1)
 	l.mu.Unlock()
