@@ -46,11 +46,23 @@ const (
 	UserDisabled    = "user.disabled"
 	UserEnabled     = "user.enabled"
 	UserDeleted     = "user.deleted"
+
+	// Second factors: enrolments by the user, recovery codes generated
+	// (a set, which voids the previous one) and used at sign-in, and an
+	// admin's reset of every factor.
+	TOTPEnabled            = "totp.enabled"
+	TOTPDisabled           = "totp.disabled"
+	RecoveryCodesGenerated = "recovery_codes.generated"
+	RecoveryCodeUsed       = "recovery_codes.used"
+	SecondFactorsReset     = "second_factors.reset"
+	PasskeyAdded           = "passkey.added"
+	PasskeyRemoved         = "passkey.removed"
 )
 
 // AccountTypes lists the account event types, in the order a person would
 // look for them.
-var AccountTypes = []string{LoginSucceeded, LoginFailed, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
+var AccountTypes = []string{LoginSucceeded, LoginFailed, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted,
+	TOTPEnabled, TOTPDisabled, RecoveryCodesGenerated, RecoveryCodeUsed, PasskeyAdded, PasskeyRemoved, SecondFactorsReset}
 
 // The reasons of LoginFailed events.
 const (
