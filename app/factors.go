@@ -114,6 +114,23 @@ func (a *App) PendingTOTP(ctx context.Context, actor Actor) (*TOTPEnrolment, err
 	return a.enrolment(u, t.Secret)
 }
 
+// TOTPPending reports whether the actor has a TOTP enrolment waiting for
+// its first code.
+func (a *App) TOTPPending(ctx context.Context, actor Actor) (bool, error) {
+	f, err := a.factorStore()
+	if err != nil {
+		return false, err
+	}
+	t, err := f.TOTP(ctx, actor.ID)
+	switch {
+	case errors.Is(err, users.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return !t.Confirmed, nil
+}
+
 // ConfirmTOTP completes the actor's pending TOTP enrolment with a code
 // from the authenticator (within one time step of the present), which
 // turns two-step verification on. A wrong code is ErrWrongCode and counts
