@@ -100,6 +100,8 @@ func (a *App) afterPassword(ctx context.Context, u *users.User, c Credentials, c
 			return nil, err
 		}
 		amr = session.MergeAMR(amr, proven...)
+	case !c.Pending:
+		return nil, &SecondFactorRequired{Methods: methods}
 	default:
 		ticket, err := a.beginPending(ctx, u, c.Remember)
 		if err != nil {

@@ -25,7 +25,7 @@ func (f *fixture) start(ctx context.Context) app.StartFunc {
 // sign-in a second factor must complete.
 func (f *fixture) pendingSignIn(t *testing.T) *app.SecondFactorRequired {
 	t.Helper()
-	_, s, err := f.app.SignIn(t.Context(), app.Credentials{Username: "ivy", Password: ivyPassword}, client, f.start(t.Context()))
+	_, s, err := f.app.SignIn(t.Context(), app.Credentials{Username: "ivy", Password: ivyPassword, Pending: true}, client, f.start(t.Context()))
 	var pending *app.SecondFactorRequired
 	if !errors.As(err, &pending) || s != nil {
 		t.Fatalf("SignIn with a second factor enrolled: got session %v, %v; want SecondFactorRequired", s, err)

@@ -16,9 +16,12 @@ type Credentials struct {
 	// Remember asks for a "remember me" session.
 	Remember bool
 	// TOTP or RecoveryCode, if set, is the second factor of a user who
-	// has one, checked in the same step (API clients); without either,
-	// such a user's sign-in waits for it (SecondFactorRequired).
+	// has one, checked in the same step (API clients). Without either,
+	// such a user's sign-in fails with *SecondFactorRequired, which with
+	// Pending names a pending sign-in for CompleteSecondFactor (the web
+	// sign-in's next step).
 	TOTP, RecoveryCode string
+	Pending            bool
 }
 
 // StartFunc stores the session for l and hands it to the client: a
