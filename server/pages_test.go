@@ -36,7 +36,7 @@ type pageServer struct {
 	audit audit.Log
 }
 
-func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig) *pageServer {
+func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig, opts ...func(*Deps)) *pageServer {
 	t.Helper()
 	dir, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
 	if err != nil {
@@ -44,7 +44,11 @@ func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig) *pageS
 	}
 	t.Cleanup(func() { dir.Close() })
 	acc := users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1})
-	srv, err := New(cfg, Deps{Store: memstore.New(), Accounts: acc, Audit: dir, Throttle: throttle})
+	d := Deps{Store: memstore.New(), Accounts: acc, Audit: dir, Throttle: throttle}
+	for _, o := range opts {
+		o(&d)
+	}
+	srv, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
