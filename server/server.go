@@ -181,7 +181,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("POST /api/v1/mfa/recovery-codes", s.newRecoveryCodes)
 
 	// Admin: role "admin" only.
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.assured(s.adminOnly(h), false)))) }
+	admin := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.authed(identified(s.assured(s.adminOnly(h), false))))
+	}
 	admin("POST /api/v1/admin/users", s.adminCreateUser)
 	admin("GET /api/v1/admin/users", s.adminListUsers)
 	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)

@@ -169,7 +169,6 @@ func (o *options) appDeps(stores *app.Stores, scfg session.Config, log *slog.Log
 	}
 }
 
-
 // usersURL is where the accounts are (app.OpenStores): --users, or ""
 // for the --store database, or the default SQLite file when the sessions
 // are in Redis or in memory, which keep no accounts.
