@@ -7,13 +7,17 @@
 //
 // The rules it keeps, whichever transport asks:
 //   - No session outlives an account change: a change of password, roles
-//     or status ends the user's sessions after it is stored, and a login
+//     or status, or a reset of the second factors, ends the user's
+//     sessions after it is stored, and a login
 //     re-reads the account after its session is stored (see SignIn), so a
 //     login that raced the change is undone.
 //   - The last enabled admin keeps the role and stays enabled (the
 //     Directory enforces it atomically).
 //   - Password guessing is throttled per account and client network, per
-//     account, and per network, counting failures only (ThrottleConfig).
+//     account, and per network, counting failures only (ThrottleConfig);
+//     second-factor codes count against the same limits.
+//   - A TOTP code counts once, a recovery code once; no secret or code is
+//     logged or audited.
 //   - Every string a client controls that is stored or logged is bounded.
 //   - Every action is audited with its actor, client and reason.
 package app
