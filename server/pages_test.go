@@ -725,3 +725,21 @@ func TestAuditTimesHaveSeconds(t *testing.T) {
 		t.Errorf("the audit page lacks %s", want)
 	}
 }
+
+func TestSignedInWith(t *testing.T) {
+	for _, tt := range []struct {
+		amr  []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"pwd"}, "Password"},
+		{[]string{"pwd", "otp", "mfa"}, "Password and code"},
+		{[]string{"hwk", "user", "mfa"}, "Passkey"},
+		{[]string{"swk", "user", "mfa"}, "Passkey"},
+		{[]string{"pwd", "hwk", "mfa"}, "Password and passkey"},
+	} {
+		if got := signedInWith(tt.amr); got != tt.want {
+			t.Errorf("signedInWith(%q) = %q, want %q", tt.amr, got, tt.want)
+		}
+	}
+}

@@ -216,6 +216,9 @@ func TestStepUpAndReauthThroughTheForms(t *testing.T) {
 	if ss.valid(token) {
 		t.Error("the token before the step-up still works")
 	}
+	if res, body := ss.do("GET", "/account", raised.Value, nil, nil); !strings.Contains(body, "Password and code") || !strings.Contains(body, "Two-step") {
+		t.Errorf("the account page does not say how the session signed in: %d", res.StatusCode)
+	}
 	if res, _ := ss.do("GET", "/login/second-factor?rd=/account", raised.Value, nil, nil); res.StatusCode != 303 || res.Header.Get("Location") != "/account" {
 		t.Errorf("the step page at AAL2: %d %q, want straight back", res.StatusCode, res.Header.Get("Location"))
 	}
