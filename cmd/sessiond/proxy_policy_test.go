@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pquerna/otp/totp"
 )
 
 // TestProxyNginxPolicies runs docs/proxies/nginx.conf, with its example
@@ -46,23 +44,7 @@ func TestProxyNginxPolicies(t *testing.T) {
 	browser := map[string]string{"Accept": "text/html"}
 	back := func(path string) string { return url.QueryEscape(e.origin + path) }
 
-	// Bob sets up TOTP (confirmed with the previous step's code, so the
-	// present one is still unused).
-	r := e.do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: bob})
-	secret, _ := r.json(t)["secret"].(string)
-	if r.StatusCode != 201 || secret == "" {
-		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
-	}
-	codeAt := func(at time.Time) string {
-		c, err := totp.GenerateCode(secret, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	if r := e.do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: bob, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}}); r.StatusCode/100 != 2 {
-		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
-	}
+	codeAt := enrolTOTP(t, e.do, bob)
 
 	hits := e.app.hits.Load()
 	t.Run("aal=2: a password alone leads to the second factor, and back", func(t *testing.T) {

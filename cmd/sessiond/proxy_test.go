@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp/totp"
 	"github.com/sessiond/sessiond/internal/testenv"
 )
 
@@ -554,14 +553,7 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 	if m == nil {
 		t.Fatalf("no TOTP key on /account/totp: %.2000s", page.body)
 	}
-	secret := strings.ReplaceAll(string(m[1]), " ", "")
-	code := func(at time.Time) string {
-		c, err := totp.GenerateCode(secret, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	code := totpCodes(t, strings.ReplaceAll(string(m[1]), " ", ""))
 	post(me, "/account/totp/confirm", url.Values{"code": {code(time.Now().Add(-30 * time.Second))}})
 	forms("/account", me, "post", "/account/recovery-codes")
 	submitted[pageForm{"post", "/account/recovery-codes"}.pattern()] = true
