@@ -530,6 +530,31 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 		t.Errorf("login with the old password: %d, want 401", r.StatusCode)
 	}
 	e.login("frank", "frank-password-2")
+
+	// Two-step verification: start setting up an authenticator app, send
+	// a wrong first code, cancel; generate recovery codes, which the
+	// answer to the form shows itself (a 200, not a redirect: they are
+	// shown once).
+	forms("/account", me, "post", "/account/totp")
+	if r := post(me, "/account/totp", nil); r.Header.Get("Location") != "/account/totp" {
+		t.Errorf("starting TOTP: Location %q, want /account/totp", r.Header.Get("Location"))
+	}
+	forms("/account/totp", me, "post", "/account/totp/confirm")
+	post(me, "/account/totp/confirm", url.Values{"code": {"000000"}})
+	forms("/account/totp", me, "post", "/account/totp/disable")
+	if r := post(me, "/account/totp/disable", nil); r.Header.Get("Location") != "/account?done=totp-disabled" {
+		t.Errorf("cancelling TOTP: Location %q", r.Header.Get("Location"))
+	}
+	forms("/account", me, "post", "/account/recovery-codes")
+	submitted[pageForm{"post", "/account/recovery-codes"}.pattern()] = true
+	before := e.app.hits.Load()
+	codes := e.do(req{method: "POST", path: "/account/recovery-codes", form: " ", cookie: me, header: map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Origin": e.origin, "Sec-Fetch-Site": "same-origin", "Accept": "text/html",
+	}})
+	if codes.StatusCode != 200 || e.app.hits.Load() != before || !bytes.Contains(codes.body, []byte("Your recovery codes")) {
+		t.Errorf("recovery codes through the proxy: %d, the app reached: %t; want sessiond's page with the codes", codes.StatusCode, e.app.hits.Load() != before)
+	}
+
 	forms("/account", me, "post", "/logout")
 	if out := post(me, "/logout", nil); !strings.HasPrefix(out.Header.Get("Location"), "/login") || e.alive(t, me) {
 		t.Errorf("sign out: Location %q, session alive %t; want the login page and the session ended", out.Header.Get("Location"), e.alive(t, me))
