@@ -542,9 +542,10 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 	e.login("frank", "frank-password-2")
 
 	// Two-step verification: set up TOTP (confirmed with the previous
-	// step's code, so the present one is unused), get recovery codes,
-	// raise this session with a code at the second-factor step,
-	// re-authenticate, and turn TOTP off with a recovery code.
+	// step's code, so the present one is unused; the code raises this
+	// session), get recovery codes, raise a session signed in before with
+	// a code at the second-factor step, re-authenticate, and turn TOTP off
+	// with a recovery code.
 	forms("/account", me, "post", "/account/totp")
 	post(me, "/account/totp", nil)
 	forms("/account/totp", me, "post", "/account/totp/confirm")
@@ -554,7 +555,10 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 		t.Fatalf("no TOTP key on /account/totp: %.2000s", page.body)
 	}
 	code := totpCodes(t, strings.ReplaceAll(string(m[1]), " ", ""))
-	post(me, "/account/totp/confirm", url.Values{"code": {code(time.Now().Add(-30 * time.Second))}})
+	low, _ := e.login("frank", "frank-password-2") // signed in before TOTP is on: AAL1
+	if me = post(me, "/account/totp/confirm", url.Values{"code": {code(time.Now().Add(-30 * time.Second))}}).sessionCookie(); me == "" {
+		t.Fatal("the first TOTP code gave no new cookie")
+	}
 	forms("/account", me, "post", "/account/recovery-codes")
 	submitted[pageForm{"post", "/account/recovery-codes"}.pattern()] = true
 	codes := e.do(req{method: "POST", path: "/account/recovery-codes", cookie: me, header: map[string]string{
@@ -564,8 +568,8 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 	if codes.StatusCode != 200 || codes.Header.Get("X-Test-App") != "" || rc == nil {
 		t.Fatalf("recovery codes through the proxy: %d %.2000s", codes.StatusCode, codes.body)
 	}
-	forms("/login/second-factor?rd=/account", me, "post", "/login/second-factor")
-	if me = post(me, "/login/second-factor", url.Values{"code": {code(time.Now())}, "rd": {"/account"}}).sessionCookie(); me == "" {
+	forms("/login/second-factor?rd=/account", low, "post", "/login/second-factor")
+	if post(low, "/login/second-factor", url.Values{"code": {code(time.Now())}, "rd": {"/account"}}).sessionCookie() == "" {
 		t.Fatal("the second-factor step gave no new cookie")
 	}
 	forms("/login/reauth?rd=/account", me, "post", "/login/reauth")
