@@ -117,21 +117,43 @@ func TestProxyCaddy(t *testing.T) {
 // header, so the app gets it (as traefik.yml and README.md say).
 func TestProxyTraefik(t *testing.T) {
 	bin := traefikBinary(t)
-	testBehindProxy(t, func(e *edge) {
-		e.appGetsSessionCookie = true
-		dynamic := filepath.Join(e.dir, "dynamic")
-		if err := os.Mkdir(dynamic, 0o700); err != nil {
-			t.Fatal(err)
+	testBehindProxy(t, func(e *edge) { startTraefik(e, bin) })
+
+	// sessiond without --public-url answers a relative Location, which
+	// Traefik would resolve against the forwardAuth address (sessiond's
+	// own) without preserveLocationHeader.
+	t.Run("without --public-url the login redirect stays on the app's host", func(t *testing.T) {
+		e := newEdge(t)
+		e.sessiond = strings.TrimPrefix(start(t).URL, "http://")
+		startTraefik(e, bin)
+		r := e.do(req{method: "GET", path: "/app/page?x=1", header: map[string]string{"Accept": "text/html"}})
+		want := "/login?rd=" + url.QueryEscape(e.origin+"/app/page?x=1")
+		if r.StatusCode != http.StatusFound || r.Header.Get("Location") != want {
+			t.Errorf("browser without a session: %d Location %q, want 302 %q", r.StatusCode, r.Header.Get("Location"), want)
 		}
-		site := e.fromDocs("traefik.yml", map[string]string{
-			"http://sessiond:8080": "http://" + e.sessiond,
-			"http://app:3000":      e.app.URL,
-		})
-		if err := os.Rename(site, filepath.Join(dynamic, "traefik.yml")); err != nil {
-			t.Fatal(err)
-		}
-		e.write(filepath.Join("dynamic", "tls.yml"), fmt.Sprintf("tls:\n  certificates:\n    - certFile: %q\n      keyFile: %q\n", e.certFile, e.keyFile))
-		conf := e.write("traefik-static.yml", fmt.Sprintf(`global:
+	})
+}
+
+// startTraefik runs docs/proxies/traefik.yml in Traefik as e's proxy, as
+// the dynamic configuration of its file provider, with the static
+// configuration traefik.yml's comment shows and the certificate in a
+// second file of the file provider, and waits until it routes requests.
+func startTraefik(e *edge, bin string) {
+	t := e.t
+	e.appGetsSessionCookie = true
+	dynamic := filepath.Join(e.dir, "dynamic")
+	if err := os.Mkdir(dynamic, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	site := e.fromDocs("traefik.yml", map[string]string{
+		"http://sessiond:8080": "http://" + e.sessiond,
+		"http://app:3000":      e.app.URL,
+	})
+	if err := os.Rename(site, filepath.Join(dynamic, "traefik.yml")); err != nil {
+		t.Fatal(err)
+	}
+	e.write(filepath.Join("dynamic", "tls.yml"), fmt.Sprintf("tls:\n  certificates:\n    - certFile: %q\n      keyFile: %q\n", e.certFile, e.keyFile))
+	conf := e.write("traefik-static.yml", fmt.Sprintf(`global:
   checkNewVersion: false
   sendAnonymousUsage: false
 entryPoints:
@@ -145,24 +167,23 @@ log:
   level: DEBUG
 accessLog: {}
 `, e.port, dynamic))
-		cmd := exec.Command(bin, "--configFile="+conf)
-		cmd.Dir = e.dir
-		cmd.Env = append(os.Environ(), "HOME="+e.dir)
-		e.run(cmd)
-		// Traefik listens before its file provider's routers are in
-		// place, and answers 404 until then.
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			r := e.do(req{method: "GET", path: "/login", header: map[string]string{"Accept": "text/html"}})
-			if r.StatusCode == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Traefik did not route /login to sessiond within 15s: %d %s", r.StatusCode, r.body)
-			}
-			time.Sleep(50 * time.Millisecond)
+	cmd := exec.Command(bin, "--configFile="+conf)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "HOME="+e.dir)
+	e.run(cmd)
+	// Traefik listens before its file provider's routers are in place,
+	// and answers 404 until then.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := e.do(req{method: "GET", path: "/login", header: map[string]string{"Accept": "text/html"}})
+		if r.StatusCode == 200 {
+			return
 		}
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("Traefik did not route /login to sessiond within 15s: %d %s", r.StatusCode, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // traefikVersion is the Traefik release .ci/traefik builds and
