@@ -165,22 +165,26 @@ providers:
     watch: false
 log:
   level: DEBUG
+  noColor: true
 accessLog: {}
 `, e.port, dynamic))
 	cmd := exec.Command(bin, "--configFile="+conf)
 	cmd.Dir = e.dir
 	cmd.Env = append(os.Environ(), "HOME="+e.dir)
 	e.run(cmd)
-	// Traefik listens before its file provider's routers are in place,
-	// and answers 404 until then.
+	// Traefik listens before its file provider's routers and certificate
+	// are in place, and until then ends TLS handshakes or answers 404.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r := e.do(req{method: "GET", path: "/login", header: map[string]string{"Accept": "text/html"}})
-		if r.StatusCode == 200 {
-			return
+		res, err := e.client.Get(e.origin + "/login")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Traefik did not route /login to sessiond within 15s: %d %s", r.StatusCode, r.body)
+			t.Fatalf("Traefik did not route /login to sessiond within 15s: %v %v", res, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
