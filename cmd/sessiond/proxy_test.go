@@ -120,11 +120,10 @@ func TestProxyCaddy(t *testing.T) {
 
 // TestProxyTraefik runs docs/proxies/traefik.yml in a real Traefik, as the
 // dynamic configuration of its file provider: a forwardAuth middleware to
-// /resolve?redirect=1, identity headers copied with authResponseHeaders.
-// The static configuration is the one traefik.yml's comment shows, with
-// the test's port, and the certificate is in a second file of the file
-// provider. Traefik cannot cut the session cookie out of the Cookie
-// header, so the app gets it (as traefik.yml and README.md say).
+// /resolve?redirect=1&app_cookie=1, identity headers and the Cookie header
+// without the session cookie copied with authResponseHeaders. The static
+// configuration is the one traefik.yml's comment shows, with the test's
+// port, and the certificate is in a second file of the file provider.
 func TestProxyTraefik(t *testing.T) {
 	bin := traefikBinary(t)
 	testBehindProxy(t, func(e *edge) { startTraefik(e, bin) })
@@ -150,7 +149,6 @@ func TestProxyTraefik(t *testing.T) {
 // second file of the file provider, and waits until it routes requests.
 func startTraefik(e *edge, bin string) {
 	t := e.t
-	e.appGetsSessionCookie = true
 	dynamic := filepath.Join(e.dir, "dynamic")
 	if err := os.Mkdir(dynamic, 0o700); err != nil {
 		t.Fatal(err)
@@ -271,10 +269,6 @@ type edge struct {
 	roots    *x509.CertPool // what the client trusts: the test's CA
 	client   *http.Client
 	clientIP string // the address the client connects from
-	// appGetsSessionCookie is set for a proxy that cannot cut the
-	// session cookie out of the Cookie header (Traefik): the app gets
-	// the client's Cookie header as it is.
-	appGetsSessionCookie bool
 }
 
 // echoApp is the app behind the proxy: it answers every request with the
@@ -380,9 +374,6 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 			t.Errorf("the app got %d requests, want 1", n)
 		}
 		for k, vs := range got.Header {
-			if k == "Cookie" && e.appGetsSessionCookie {
-				continue // the documented exception, checked below
-			}
 			if strings.Contains(strings.Join(vs, " "), admin) {
 				t.Errorf("the app got the session token in %s", k)
 			}
@@ -390,18 +381,6 @@ func testBehindProxy(t *testing.T, startProxy func(*edge)) {
 	})
 
 	t.Run("the app never gets the session cookie, only its own", func(t *testing.T) {
-		if e.appGetsSessionCookie {
-			// The documented exception: the app's own cookies reach it,
-			// and so does the session cookie, unchanged.
-			for _, cookie := range []string{"theme=dark; __Host-sid=" + admin + "; lang=en", "__Host-sid=" + admin} {
-				got := e.appSaw(t, e.do(req{method: "GET", path: "/app/c", header: map[string]string{"Cookie": cookie}}))
-				if c := strings.Join(got.Header.Values("Cookie"), "; "); c != cookie {
-					t.Errorf("Cookie %q: the app got %q, want it unchanged (this proxy cannot cut the session cookie out)", strings.ReplaceAll(cookie, admin, "TOKEN"), strings.ReplaceAll(c, admin, "TOKEN"))
-				}
-			}
-			t.Log("this proxy cannot cut the session cookie out of the Cookie header: the app gets it, as docs/proxies/README.md says")
-			return
-		}
 		for cookie, want := range map[string]string{
 			"theme=dark; __Host-sid=" + admin + "; lang=en": "theme=dark; lang=en",
 			"__Host-sid=" + admin + "; lang=en":             "lang=en",
