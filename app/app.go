@@ -42,6 +42,8 @@ type App struct {
 	now      func() time.Time
 	// usernames caches user ID → username (see Username).
 	usernames *nameCache
+	// passkeyLimits bounds the passkey ceremonies clients begin.
+	passkeyLimits *passkeyLimits
 }
 
 // Deps are the parts an App is built from.
@@ -77,6 +79,7 @@ func New(d Deps) (*App, error) {
 		now = time.Now
 	}
 	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames)}
+	a.passkeyLimits = newPasskeyLimits(a.throttle.client.maxKeys)
 	sc := d.Session
 	next := sc.Events
 	sc.Events = session.EventFunc(func(ctx context.Context, e session.Event) {
