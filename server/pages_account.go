@@ -55,6 +55,9 @@ type sessionTable struct {
 type accountData struct {
 	Sessions sessionTable
 	Others   int // sessions other than this one
+	// Passkeys is the passkeys section, nil where the directory keeps
+	// none.
+	Passkeys *passkeySection
 }
 
 // accountPage is GET /account: where the user is signed in, and their
@@ -70,7 +73,12 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
-	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1}
+	pk, script, err := s.passkeySection(r)
+	if err != nil {
+		s.pageErr(w, r, err)
+		return
+	}
+	v.Data, v.Script = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Passkeys: pk}, script
 	s.render(w, http.StatusOK, "account.html", v)
 }
 

@@ -207,6 +207,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/revoke", s.adminRevokeUserForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
+	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
