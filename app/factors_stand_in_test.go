@@ -20,9 +20,9 @@ func factorsDir(db *sqliteusers.DB) users.Directory {
 type memFactors struct {
 	*sqliteusers.DB
 	users.Factors // the methods below are the ones passkeys use
-	mu         sync.Mutex
-	keys       []*users.Passkey
-	challenges map[string]*users.Challenge
+	mu            sync.Mutex
+	keys          []*users.Passkey
+	challenges    map[string]*users.Challenge
 }
 
 func (m *memFactors) AddPasskey(ctx context.Context, p *users.Passkey) error {
