@@ -197,14 +197,14 @@ func credentialOf(p *users.Passkey) webauthn.Credential {
 // unlocks it are two factors (NIST SP 800-63B: a multi-factor
 // cryptographic authenticator, AAL2).
 func PasskeyAMR(backupEligible, userVerified bool) []string {
-	key := "hwk"
+	key := session.AMRHardwareKey
 	if backupEligible {
-		key = "swk"
+		key = session.AMRSoftwareKey
 	}
 	if userVerified {
-		return []string{key, "user", "mfa"}
+		return []string{key, session.AMRUserPresence, session.AMRMultiFactor}
 	}
-	return []string{key, "user"}
+	return []string{key, session.AMRUserPresence}
 }
 
 // putCeremony stores the ceremony state sd of kind for userID.

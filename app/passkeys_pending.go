@@ -14,7 +14,7 @@ import (
 // one changed meanwhile, leaves no session.
 func (a *App) startSession(ctx context.Context, u *users.User, amr []string, remember bool, client session.Client, start StartFunc) (*session.Session, error) {
 	return start(session.Login{
-		UserID: u.ID, Roles: u.Roles, Remember: remember, Client: client,
+		UserID: u.ID, Roles: u.Roles, AMR: amr, Remember: remember, Client: client,
 		Confirm: func(ctx context.Context, _ *session.Session) error {
 			cur, err := a.accounts.Directory().ByID(ctx, u.ID)
 			switch {
@@ -36,5 +36,5 @@ func (a *App) startSession(ctx context.Context, u *users.User, amr []string, rem
 // authentication time refreshed, after the user proved who they are again
 // by the methods amr.
 func (a *App) raise(ctx context.Context, actor Actor, amr []string, rotate RotateFunc) (*session.Session, error) {
-	return rotate(session.Change{Reauthenticated: true})
+	return rotate(session.Change{Reauthenticated: true, AMR: amr})
 }
