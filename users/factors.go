@@ -66,7 +66,7 @@ type Factors interface {
 	UseRecoveryCode(ctx context.Context, userID string, hash []byte) error
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 
-	AddPasskey(ctx context.Context, p *Passkey) error                      // ErrExists if the credential ID is stored; ErrInvalid past MaxPasskeys per user
+	AddPasskey(ctx context.Context, p *Passkey) error                       // ErrExists if the credential ID is stored; ErrInvalid past MaxPasskeys per user
 	Passkeys(ctx context.Context, userID string) ([]*Passkey, error)        // oldest first
 	PasskeyByID(ctx context.Context, credentialID []byte) (*Passkey, error) // ErrNotFound
 	// UsePasskey records a successful assertion: the new sign count, backup state and time.
