@@ -38,9 +38,8 @@ func newPKFixture(t *testing.T) *pkFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	dir := factorsDir(db)
-	pf := &pkFixture{dir: db, f: dir.(users.Factors), now: time.Now()}
-	acc := users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1})
+	pf := &pkFixture{dir: db, f: db, now: time.Now()}
+	acc := users.NewAccounts(db, users.Params{Memory: 64, Time: 1, Threads: 1})
 	pf.app, err = app.New(app.Deps{Store: memstore.New(), Accounts: acc, Audit: db, Now: func() time.Time { return pf.now }})
 	if err != nil {
 		t.Fatal(err)
