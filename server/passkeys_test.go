@@ -275,7 +275,9 @@ func TestPasskeyAPIRefusesBadInput(t *testing.T) {
 // answer to them.
 func optionsFor(t *testing.T, cred []byte) []byte {
 	t.Helper()
-	var c struct{ Response struct{ ClientDataJSON string } }
+	var c struct {
+		Response struct{ ClientDataJSON string }
+	}
 	json.Unmarshal(cred, &c)
 	raw, err := decodeB64(c.Response.ClientDataJSON)
 	if err != nil {
