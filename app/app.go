@@ -42,6 +42,8 @@ type App struct {
 	now      func() time.Time
 	// usernames caches user ID → username (see Username).
 	usernames *nameCache
+	// secondFactor says who must prove a second factor.
+	secondFactor SecondFactorPolicy
 	// passkeyLimits bounds the passkey ceremonies clients begin.
 	passkeyLimits *passkeyLimits
 }
@@ -60,9 +62,12 @@ type Deps struct {
 	// Logger receives an "audit" line per event and failures to store
 	// one; nil discards them.
 	Logger *slog.Logger
-	// Throttle slows down password guessing; zero fields take
+	// Throttle slows down password and code guessing; zero fields take
 	// DefaultThrottle's.
 	Throttle ThrottleConfig
+	// SecondFactor says who must prove a second factor. Default: nobody
+	// (each user may still choose to).
+	SecondFactor SecondFactorPolicy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -78,7 +83,7 @@ func New(d Deps) (*App, error) {
 	if now == nil {
 		now = time.Now
 	}
-	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames)}
+	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames), secondFactor: d.SecondFactor}
 	a.passkeyLimits = newPasskeyLimits(a.throttle.client.maxKeys)
 	sc := d.Session
 	next := sc.Events

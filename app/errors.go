@@ -35,6 +35,12 @@ const (
 	CodeBusy                Code = "busy"
 	CodeInternal            Code = "internal"
 	CodeUpstreamUnavailable Code = "upstream_unavailable"
+	// CodeSecondFactorRequired: the password was right, or the session is
+	// valid, but a second factor must be proven too.
+	CodeSecondFactorRequired Code = "second_factor_required"
+	// CodeReauthRequired: the session is valid, but the user proved who
+	// they are too long ago for what they ask.
+	CodeReauthRequired Code = "reauth_required"
 )
 
 // Error is a failure a client may see: a stable Code and a short Message

@@ -410,7 +410,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // and the URL says so with why=ended (see endedNotice). It costs no store
 // call: the middleware has already looked the cookie up.
 func (s *Server) loginAgainURL(r *http.Request, returnTo string) string {
-	u := s.loginURL(r, returnTo)
+	u := s.loginURL(returnTo)
 	if _, fromCookie := s.sessions.TokenFromRequest(r); !fromCookie {
 		return u
 	}

@@ -422,10 +422,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginURL is the login page's URL with rd set to return to.
-func (s *Server) loginURL(r *http.Request, returnTo string) string {
-	base := "/login"
+func (s *Server) loginURL(returnTo string) string { return s.stepURL("/login", returnTo) }
+
+// stepURL is the URL of the sign-in page at path (the login page, the
+// second-factor step, re-authentication), under Config.PublicURL if set,
+// with rd set to return to.
+func (s *Server) stepURL(path, returnTo string) string {
+	base := path
 	if s.cfg.PublicURL != nil {
-		base = strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + "/login"
+		base = strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + path
 	}
 	if returnTo == "" {
 		return base
