@@ -95,7 +95,7 @@ var (
 	ErrCeremonyGone    = Errorf(CodeBadRequest, "This passkey request expired or was already used; try again.")
 	errPasskeysOff     = Errorf(CodeNotFound, "Passkeys are not available here: the server needs its public URL (--public-url).")
 	errNoPasskey       = Errorf(CodeNotFound, "No such passkey.")
-	errRecentAuth      = Errorf(CodeForbidden, "Sign in again to add a passkey: that needs a sign-in within the last 10 minutes.")
+	errRecentAuth      = Errorf(CodeReauthRequired, "Sign in again to add a passkey: that needs a sign-in within the last 10 minutes.")
 	errTooManyPasskeys = Errorf(CodeConflict, "You have as many passkeys as an account may hold (16): remove one first.")
 	errPasskeyExists   = Errorf(CodeConflict, "This passkey is registered already.")
 	errCeremonyLimit   = Errorf(CodeRateLimited, "Too many passkey requests; wait and try again.")

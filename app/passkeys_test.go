@@ -374,8 +374,8 @@ func TestPasskeyRegistrationNeedsARecentSignIn(t *testing.T) {
 	pf := newPKFixture(t)
 	old := pf.now.Add(-app.PasskeyRecentAuth - time.Second)
 	_, err := pf.app.BeginPasskeyRegistration(t.Context(), pf.actor(pf.ivy), old, rp)
-	if e := app.ErrorOf(err); e == nil || e.Code != app.CodeForbidden {
-		t.Errorf("registration from a session authenticated %v ago: %v, want forbidden", pf.now.Sub(old), err)
+	if e := app.ErrorOf(err); e == nil || e.Code != app.CodeReauthRequired {
+		t.Errorf("registration from a session authenticated %v ago: %v, want reauth_required", pf.now.Sub(old), err)
 	}
 }
 

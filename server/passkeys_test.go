@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/passkeytest"
+	"github.com/sessiond/sessiond/session"
 )
 
 const passkeyOrigin = "https://login.example.com"
@@ -141,12 +143,16 @@ func TestPasskeyAPI(t *testing.T) {
 		t.Fatalf("passkey sign-in: cookie %q valid %v, body %s", token, ps.valid(token), body)
 	}
 	var got struct {
+		Session struct {
+			AMR []string
+			AAL int
+		}
 		User     struct{ Username string }
 		Redirect string
 	}
 	json.Unmarshal(body, &got)
-	if got.User.Username != "ivy" || got.Redirect != "/somewhere" {
-		t.Errorf("passkey sign-in answered %s", body)
+	if got.User.Username != "ivy" || got.Redirect != "/somewhere" || strings.Join(got.Session.AMR, ",") != "hwk,user,mfa" || got.Session.AAL != 2 {
+		t.Errorf("passkey sign-in answered %s, want ivy's session with amr hwk,user,mfa at AAL2, and the redirect", body)
 	}
 
 	// Re-authenticate the new session with the passkey: a new cookie.
@@ -155,6 +161,26 @@ func TestPasskeyAPI(t *testing.T) {
 	if res.StatusCode != 200 || ps.valid(token) {
 		t.Fatalf("reauth: %d %s; the old token still valid: %v", res.StatusCode, body, ps.valid(token))
 	}
+
+	// A password session checked with the passkey, even one that does
+	// not verify its user, adds the passkey's methods (with "pwd": two
+	// factors, "mfa", AAL2), with a new cookie.
+	_, body, _ = ps.call("GET", "/api/v1/session", ivy, "", nil)
+	json.Unmarshal(body, &got)
+	want := session.MergeAMR(got.Session.AMR, "hwk", "user")
+	a.UserVerified = false
+	cred, cer = ps.beginPasskey(passkeyReauthBegin, ivy, a)
+	res, body, _ = ps.call("POST", passkeyReauthFinish, ivy, cer, map[string]any{"credential": json.RawMessage(cred)})
+	json.Unmarshal(body, &got)
+	if res.StatusCode != 200 || !slices.Equal(got.Session.AMR, want) || ps.valid(ivy) {
+		t.Fatalf("a password session checked with the passkey: %d %s, want amr %q", res.StatusCode, body, want)
+	}
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-sid" {
+			ivy = c.Value
+		}
+	}
+	a.UserVerified = true
 
 	res, body, _ = ps.call("PATCH", "/api/v1/passkeys/"+id, ivy, "", map[string]string{"name": "Phone"})
 	if res.StatusCode != 200 || !strings.Contains(string(body), `"name":"Phone"`) {
