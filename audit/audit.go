@@ -39,6 +39,9 @@ type Event struct {
 const (
 	LoginSucceeded  = "login.succeeded"
 	LoginFailed     = "login.failed"
+	// Reauthenticated: a signed-in user proved who they are again (a
+	// password, a second factor); Reason lists the methods proven.
+	Reauthenticated = "login.reauthenticated"
 	PasswordChanged = "password.changed" // by the user
 	PasswordReset   = "password.reset"   // by an admin or the command line
 	RolesChanged    = "roles.changed"
@@ -50,7 +53,7 @@ const (
 
 // AccountTypes lists the account event types, in the order a person would
 // look for them.
-var AccountTypes = []string{LoginSucceeded, LoginFailed, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
+var AccountTypes = []string{LoginSucceeded, LoginFailed, Reauthenticated, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
 
 // The reasons of LoginFailed events.
 const (
