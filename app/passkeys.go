@@ -395,8 +395,8 @@ func (a *App) BeginPasskeyLogin(ctx context.Context, rp RelyingParty, client ses
 
 // FinishPasskeyLogin verifies response, the browser's answer to the
 // sign-in ceremony id, and starts a session for the passkey's user with
-// start, re-reading the account once the session is stored as SignIn
-// does. It returns the user and the session, or:
+// start (startSession: the account is read again once the session is
+// stored, and the login is audited with the methods proven). It returns the user and the session, or:
 //   - ErrCeremonyGone for an expired, used or unknown ceremony;
 //   - ErrPasskeyRejected for an answer that does not verify (forged,
 //     from another origin, an unknown credential, a user handle that is
@@ -465,7 +465,6 @@ func (a *App) FinishPasskeyLogin(ctx context.Context, rp RelyingParty, id string
 		}
 		return nil, nil, err
 	}
-	a.record(ctx, audit.Event{Type: audit.LoginSucceeded, UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID, Reason: "passkey", IP: client.IP, UserAgent: client.UserAgent})
 	return u, sess, nil
 }
 

@@ -141,7 +141,7 @@ func TestPasskeySignInWithoutPassword(t *testing.T) {
 	if u.ID != pf.ivy.ID || s.UserID != pf.ivy.ID {
 		t.Errorf("signed in as %s with a session of %s, want ivy (%s)", u.ID, s.UserID, pf.ivy.ID)
 	}
-	if e := pf.lastEvent(t, audit.LoginSucceeded); e.UserID != pf.ivy.ID || e.SessionID != s.ID || e.Reason != "passkey" {
+	if e := pf.lastEvent(t, audit.LoginSucceeded); e.UserID != pf.ivy.ID || e.SessionID != s.ID || e.Reason != "hwk,user,mfa" {
 		t.Errorf("login.succeeded event %+v, want ivy's with the session and the method", e)
 	}
 	stored, err := pf.f.PasskeyByID(ctx, p.CredentialID)
