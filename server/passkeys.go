@@ -436,6 +436,22 @@ func (s *Server) loginPasskey(r *http.Request) *passkeyButton {
 	return &passkeyButton{Begin: passkeyLoginBegin, Finish: passkeyLoginFinish}
 }
 
+// passkeyCheck is the "Use a passkey" button of a page where a signed-in
+// user proves a second factor or re-authenticates (the template
+// "passkey-check"; the page sets view.Script when it is not nil): it
+// checks one of the user's passkeys and raises the session (see
+// passkeyReauthFinish), then goes to the form's rd. It is nil where
+// passkeys cannot be used or the user has none.
+func (s *Server) passkeyCheck(r *http.Request) *passkeyButton {
+	if _, ok := s.relyingParty(r); !ok {
+		return nil
+	}
+	if list, err := s.app.MyPasskeys(r.Context(), s.actor(r)); err != nil || len(list) == 0 {
+		return nil
+	}
+	return &passkeyButton{Begin: passkeyReauthBegin, Finish: passkeyReauthFinish}
+}
+
 // passkeyButton is a button that runs a passkey sign-in or check.
 type passkeyButton struct{ Begin, Finish string }
 

@@ -57,8 +57,8 @@ func (tb *tab) press(sel, want string) {
 
 // TestBrowserPasskeys registers a passkey from /account in a real
 // Chromium with a virtual authenticator, signs out, signs in with it
-// without a password, re-authenticates with it, removes it, and finds it
-// refused afterwards.
+// without a password, signs in with the password and checks the passkey
+// as the second factor, removes it, and finds it refused afterwards.
 func TestBrowserPasskeys(t *testing.T) {
 	b := newBrowsers(t, 1)[0]
 	in := start(t)
@@ -91,8 +91,19 @@ func TestBrowserPasskeys(t *testing.T) {
 	if got := p.text("table.passkeys tbody"); strings.Contains(got, "Never") {
 		t.Errorf("the passkey's row after a sign-in with it reads %q, want a last use", got)
 	}
+	if got := p.assurance(); got != "2 hwk,user,mfa" {
+		t.Errorf("a passkey sign-in's AAL and AMR: %s, want 2 hwk,user,mfa", got)
+	}
 
-	// Re-authenticate with it: the session gets a new cookie.
+	// The passkey as the second factor after a password: the session,
+	// AAL1 with the password, is AAL2 once checked with the passkey, and
+	// gets a new cookie.
+	status(t, p.click("header form.signout button"), 200)
+	status(t, p.login("alice", "alice-password-1", false), 200)
+	if got := p.assurance(); got != "1 pwd" {
+		t.Fatalf("a password sign-in's AAL and AMR: %s, want 1 pwd", got)
+	}
+	c = p.cookie()
 	var res string
 	p.call(func(ctx context.Context) (err error) {
 		res, err = chromedp.Run(ctx, chromedp.Evaluate[string](reauthScript, chromedp.EvalAwaitPromise))
@@ -102,7 +113,10 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Fatalf("re-authentication with the passkey answered %s", res)
 	}
 	if n := p.cookie(); n == nil || n.Value == c.Value || in.resolves(c.Value) || !in.resolves(n.Value) {
-		t.Error("re-authentication with the passkey did not rotate the session cookie")
+		t.Error("the check with the passkey did not rotate the session cookie")
+	}
+	if got := p.assurance(); got != "2 pwd,hwk,user,mfa" {
+		t.Errorf("after the password and the passkey, AAL and AMR: %s, want 2 pwd,hwk,user,mfa", got)
 	}
 
 	// Remove it, after confirming.
@@ -122,6 +136,18 @@ func TestBrowserPasskeys(t *testing.T) {
 	if p.cookie() != nil {
 		t.Error("a session cookie after signing in with a removed passkey")
 	}
+}
+
+// assurance is the AAL and AMR of the tab's session ("2 hwk,user,mfa"),
+// as GET /api/v1/session shows them.
+func (tb *tab) assurance() string {
+	tb.t.Helper()
+	var s string
+	tb.call(func(ctx context.Context) (err error) {
+		s, err = chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("/api/v1/session").then(r => r.json()).then(j => j.session.aal + " " + j.session.amr.join(","))`, chromedp.EvalAwaitPromise))
+		return err
+	})
+	return s
 }
 
 // reauthScript runs a re-authentication ceremony from the page, as a
