@@ -130,11 +130,10 @@ func (l *passkeyLimits) begin(client string, now time.Time) (string, error) {
 // passkeyStore is the users.Factors of the App's directory, or
 // errPasskeysOff if it keeps none.
 func (a *App) passkeyStore() (users.Factors, error) {
-	f, ok := a.accounts.Directory().(users.Factors)
-	if !ok {
+	if a.factors == nil {
 		return nil, errPasskeysOff
 	}
-	return f, nil
+	return a.factors, nil
 }
 
 // relyingParty is the go-webauthn relying party of rp: attestation is not

@@ -49,11 +49,23 @@ const (
 	UserDisabled    = "user.disabled"
 	UserEnabled     = "user.enabled"
 	UserDeleted     = "user.deleted"
+
+	// Second factors: enrolments by the user, recovery codes generated
+	// (a set, which voids the previous one) and used at sign-in, and an
+	// admin's reset of every factor.
+	TOTPEnabled            = "totp.enabled"
+	TOTPDisabled           = "totp.disabled"
+	RecoveryCodesGenerated = "recovery_codes.generated"
+	RecoveryCodeUsed       = "recovery_codes.used"
+	SecondFactorsReset     = "second_factors.reset"
+	PasskeyAdded           = "passkey.added"
+	PasskeyRemoved         = "passkey.removed"
 )
 
 // AccountTypes lists the account event types, in the order a person would
 // look for them.
-var AccountTypes = []string{LoginSucceeded, LoginFailed, Reauthenticated, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
+var AccountTypes = []string{LoginSucceeded, LoginFailed, Reauthenticated, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted,
+	TOTPEnabled, TOTPDisabled, RecoveryCodesGenerated, RecoveryCodeUsed, PasskeyAdded, PasskeyRemoved, SecondFactorsReset}
 
 // The reasons of LoginFailed events.
 const (
@@ -66,12 +78,6 @@ const (
 	// whose signature count went backwards: a copy of its key.
 	ReasonBadPasskey          = "bad_passkey"
 	ReasonClonedAuthenticator = "cloned_authenticator"
-)
-
-// The passkey event types.
-const (
-	PasskeyAdded   = "passkey.added"
-	PasskeyRemoved = "passkey.removed"
 )
 
 // Filter selects events for Query. Zero fields select everything.

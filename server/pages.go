@@ -97,6 +97,9 @@ var notices = map[string]string{
 	"created":    "User created.",
 	"enabled":    "User enabled. They can sign in again.",
 	"revoked":    "Session ended.",
+	// Second factors.
+	"totp-enabled":  "Two-step verification is on. Keep a set of recovery codes somewhere safe, for when your phone is not at hand.",
+	"totp-disabled": "Two-step verification with an authenticator app is off.",
 
 	"passkey-added":   "Passkey added. You can sign in with it without your password.",
 	"passkey-renamed": "Passkey renamed.",
@@ -147,6 +150,12 @@ var countedNotices = map[string]countedNotice{
 		one:     "Password reset. The user was signed out of 1 session.",
 		many:    "Password reset. The user was signed out of %d sessions.",
 		unknown: "Password reset. The user was signed out everywhere.",
+	},
+	"second-factors-reset": {
+		none:    "Two-step verification reset. The user was not signed in anywhere.",
+		one:     "Two-step verification reset. The user was signed out of 1 session.",
+		many:    "Two-step verification reset. The user was signed out of %d sessions.",
+		unknown: "Two-step verification reset. The user was signed out everywhere.",
 	},
 	"deleted": {
 		none:    "User deleted. They were not signed in anywhere.",
@@ -205,7 +214,13 @@ var formErrors = map[string]string{
 	"conflict":          "The account changed at the same time; try again.",
 	"rate-limited":      "Too many attempts. Wait a minute and try again.",
 	"invalid":           "That was not accepted. Check what you typed and try again.",
-	"passkey-name":      fmt.Sprintf("A passkey's name is at most %d characters.", users.MaxPasskeyNameLen),
+	// Second factors: the texts of the app's errors, so that
+	// formErrorCode finds them.
+	"code-wrong":   "The code is wrong or was already used.",
+	"totp-on":      "Two-step verification is already on; turn it off first to enrol another authenticator.",
+	"totp-off":     "Two-step verification is not on.",
+	"totp-pending": "No authenticator is being set up; start again.",
+	"passkey-name": fmt.Sprintf("A passkey's name is at most %d characters.", users.MaxPasskeyNameLen),
 }
 
 // formErrorCodes finds the code of formErrors whose text is an app
