@@ -37,7 +37,7 @@ import (
 // ceremony starts before anyone is known), so ceremonies are limited, per
 // instance: per client network (an IPv4 address or IPv6 /64), 20 at once,
 // then one more per 10 s, with waits of 1 s doubling up to a minute
-// (a finished sign-in gives its ceremony back); and across every network,
+// (a ceremony that succeeds is given back); and across every network,
 // 20 a second with bursts of 200. A challenge lives 5 minutes, so one
 // instance keeps at most about 6,200 live challenges of at most a few
 // hundred bytes each (the state holds no credential list), and the store
@@ -115,17 +115,21 @@ func newPasskeyLimits(maxKeys int) *passkeyLimits {
 }
 
 // begin counts a ceremony begun from client, or says how long to wait.
-func (l *passkeyLimits) begin(client string, now time.Time) (string, error) {
+func (l *passkeyLimits) begin(client string, now time.Time) error {
 	key := ClientNetwork(client)
 	if wait := l.network.wait(key, now); wait > 0 {
-		return "", &Error{Code: CodeRateLimited, Message: errCeremonyLimit.Message, RetryAfter: wait}
+		return &Error{Code: CodeRateLimited, Message: errCeremonyLimit.Message, RetryAfter: wait}
 	}
 	if !l.all.AllowN(now, 1) {
-		return "", &Error{Code: CodeRateLimited, Message: errCeremonyLimit.Message, RetryAfter: time.Second}
+		return &Error{Code: CodeRateLimited, Message: errCeremonyLimit.Message, RetryAfter: time.Second}
 	}
 	l.network.fail(key, now)
-	return key, nil
+	return nil
 }
+
+// finished gives back a ceremony of client's that succeeded, so that
+// people who sign in do not run into the limit.
+func (l *passkeyLimits) finished(client string) { l.network.refund(ClientNetwork(client)) }
 
 // passkeyStore is the users.Factors of the App's directory, or
 // errPasskeysOff if it keeps none.
@@ -256,7 +260,7 @@ func (a *App) BeginPasskeyRegistration(ctx context.Context, actor Actor, authent
 	if a.now().Sub(authenticatedAt) > PasskeyRecentAuth {
 		return nil, errRecentAuth
 	}
-	if _, err := a.passkeyLimits.begin(actor.Client.IP, a.now()); err != nil {
+	if err := a.passkeyLimits.begin(boundClient(actor.Client).IP, a.now()); err != nil {
 		return nil, err
 	}
 	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
@@ -346,6 +350,7 @@ func (a *App) FinishPasskeyRegistration(ctx context.Context, actor Actor, rp Rel
 		}
 		return nil, err
 	}
+	a.passkeyLimits.finished(boundClient(actor.Client).IP)
 	a.recordBy(ctx, actor, audit.PasskeyAdded, u, p.Name)
 	return p, nil
 }
@@ -382,7 +387,7 @@ func (a *App) BeginPasskeyLogin(ctx context.Context, rp RelyingParty, client ses
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.passkeyLimits.begin(boundClient(client).IP, a.now()); err != nil {
+	if err := a.passkeyLimits.begin(boundClient(client).IP, a.now()); err != nil {
 		return nil, err
 	}
 	assertion, sd, err := wa.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
@@ -464,6 +469,7 @@ func (a *App) FinishPasskeyLogin(ctx context.Context, rp RelyingParty, id string
 		}
 		return nil, nil, err
 	}
+	a.passkeyLimits.finished(client.IP)
 	return u, sess, nil
 }
 
@@ -506,7 +512,7 @@ func (a *App) BeginPasskeyCheck(ctx context.Context, userID string, rp RelyingPa
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.passkeyLimits.begin(boundClient(client).IP, a.now()); err != nil {
+	if err := a.passkeyLimits.begin(boundClient(client).IP, a.now()); err != nil {
 		return nil, err
 	}
 	u, err := a.accounts.Directory().ByID(ctx, userID)
@@ -575,6 +581,7 @@ func (a *App) verifyPasskey(ctx context.Context, u *users.User, rp RelyingParty,
 	if err := a.usePasskey(ctx, f, u, key, cred, parsed, client); err != nil {
 		return nil, err
 	}
+	a.passkeyLimits.finished(client.IP)
 	return PasskeyAMR(key.BackupEligible, parsed.Response.AuthenticatorData.Flags.HasUserVerified()), nil
 }
 

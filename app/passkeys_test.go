@@ -450,3 +450,15 @@ func TestPasskeyCeremoniesAreLimitedPerNetwork(t *testing.T) {
 		t.Errorf("the network after a minute: %v", err)
 	}
 }
+
+func TestPasskeySignInsGiveTheirCeremonyBack(t *testing.T) {
+	pf := newPKFixture(t)
+	a := passkeytest.New(rp.Origin)
+	pf.register(t, pf.ivy, a, "")
+	for i := range 40 {
+		id, resp := pf.begin(t, a)
+		if _, _, err := pf.finish(t.Context(), id, resp); err != nil {
+			t.Fatalf("sign-in %d from one network: %v", i+1, err)
+		}
+	}
+}

@@ -400,6 +400,36 @@ func TestPasskeyAccountPage(t *testing.T) {
 	}
 }
 
+// TestPasskeyCheckButton: the button the second-factor and
+// re-authentication pages show, for a user with a passkey, where
+// passkeys work; hidden until the script shows it.
+func TestPasskeyCheckButton(t *testing.T) {
+	ps := newPasskeyServer(t)
+	ivy, root := ps.login("ivy"), ps.login("root")
+	ps.registerPasskey(ivy, passkeytest.New(passkeyOrigin))
+	button := func(token string) *passkeyButton {
+		r := httptest.NewRequest("GET", "/login/reauth", nil)
+		r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: token})
+		var b *passkeyButton
+		ps.srv.sessions.Handler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { b = ps.srv.passkeyCheck(r) })).ServeHTTP(httptest.NewRecorder(), r)
+		return b
+	}
+	b := button(ivy)
+	if b == nil || b.Begin != passkeyReauthBegin || b.Finish != passkeyReauthFinish {
+		t.Fatalf("ivy's check button: %+v", b)
+	}
+	if b := button(root); b != nil {
+		t.Errorf("a check button for root, who has no passkey: %+v", b)
+	}
+	var out strings.Builder
+	if err := pages.ExecuteTemplate(&out, "passkey-check", b); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, `data-passkey="get" data-begin="/login/passkey/reauth/begin" data-finish="/login/passkey/reauth/finish" hidden>`) || !strings.Contains(got, "Use a passkey") {
+		t.Errorf("the passkey-check template: %s", got)
+	}
+}
+
 func TestRelyingParty(t *testing.T) {
 	pub, _ := url.Parse("https://Login.Example.com:8443/auth/")
 	for _, c := range []struct {
