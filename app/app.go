@@ -97,8 +97,8 @@ func New(d Deps) (*App, error) {
 	if now == nil {
 		now = time.Now
 	}
-	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames), secondFactor: d.SecondFactor,
-		factors: d.Factors, totpIssuer: d.TOTPIssuer}
+	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames),
+		factors: d.Factors, totpIssuer: d.TOTPIssuer, secondFactor: d.SecondFactor}
 	if a.factors == nil && d.Accounts != nil {
 		a.factors, _ = d.Accounts.Directory().(users.Factors)
 	}

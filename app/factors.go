@@ -17,11 +17,6 @@ import (
 // check is: a wrong code counts as a failed guess, a right one refunds it.
 // No secret, code or recovery code is logged or audited.
 
-// The RFC 8176 authentication method a second factor proves. A recovery
-// code is a one-time password too (NIST SP 800-63B calls it a look-up
-// secret); RFC 8176 registers no closer value.
-const amrOTP = "otp"
-
 // errNoFactors is the technical failure of a second-factor action on an
 // App whose directory keeps no factors.
 var errNoFactors = errors.New("app: the user directory keeps no second factors")
@@ -345,7 +340,9 @@ func (a *App) verifySecondFactor(ctx context.Context, u *users.User, totp, recov
 		return nil, err
 	}
 	at.succeeded()
-	return []string{amrOTP}, nil
+	// A recovery code is a one-time password too (NIST SP 800-63B calls
+	// it a look-up secret); RFC 8176 registers no closer value.
+	return []string{session.AMROTP}, nil
 }
 
 // checkTOTP checks and uses u's TOTP code.

@@ -37,8 +37,8 @@ type Event struct {
 // session.EventType values ("session.created", ...). Types of one family
 // share the prefix up to the first ".", which Filter.Type can select.
 const (
-	LoginSucceeded  = "login.succeeded"
-	LoginFailed     = "login.failed"
+	LoginSucceeded = "login.succeeded"
+	LoginFailed    = "login.failed"
 	// Reauthenticated: a signed-in user proved who they are again (a
 	// password, a second factor); Reason lists the methods proven.
 	Reauthenticated = "login.reauthenticated"

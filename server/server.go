@@ -162,6 +162,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	mux.HandleFunc("GET /static/style.css", stylesheet)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
+	// The steps after the password: each reads the session itself, if any.
+	mux.Handle("GET /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactorPage)))
+	mux.Handle("POST /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactor)))
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
@@ -198,6 +201,8 @@ func (s *Server) routes() (public, internal http.Handler) {
 	// cross-origin check.
 	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(identified(h))) }
 	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
+	page("GET /login/reauth", s.reauthPage)
+	mux.Handle("POST /login/reauth", s.authed(identified(s.reauth)))
 	page("GET /account", s.accountPage)
 	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
 	page("POST /account/sessions/revoke-others", s.accountRevokeOthers)
