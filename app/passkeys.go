@@ -677,3 +677,27 @@ func (a *App) RemovePasskey(ctx context.Context, actor Actor, id []byte) (*users
 	a.recordBy(ctx, actor, audit.PasskeyRemoved, u, p.Name)
 	return p, nil
 }
+
+// BeginPasskeySecondFactor begins a passkey check for the user of the
+// pending sign-in ticket names (see SignIn): the passkey as the second
+// factor after the password.
+func (a *App) BeginPasskeySecondFactor(ctx context.Context, ticket string, rp RelyingParty, client session.Client) (*Ceremony, error) {
+	u, _, err := a.pending(ctx, ticket)
+	if err != nil {
+		return nil, err
+	}
+	return a.BeginPasskeyCheck(ctx, u.ID, rp, client)
+}
+
+// CompleteSecondFactorWithPasskey completes the pending sign-in ticket
+// names with response, the answer to the passkey check id that
+// BeginPasskeySecondFactor began, and starts the session with start: at
+// AAL2, the password and the passkey being two factors whether or not
+// the authenticator verified its user. A refused passkey leaves the
+// pending sign-in for another try.
+func (a *App) CompleteSecondFactorWithPasskey(ctx context.Context, ticket string, rp RelyingParty, id string, response []byte, client session.Client, start StartFunc) (*users.User, *session.Session, error) {
+	u, sess, err := a.completePending(ctx, ticket, client, start, func(u *users.User) ([]string, error) {
+		return a.verifyPasskey(ctx, u, rp, id, response, client)
+	})
+	return u, sess, err
+}

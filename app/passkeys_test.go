@@ -462,3 +462,61 @@ func TestPasskeySignInsGiveTheirCeremonyBack(t *testing.T) {
 		}
 	}
 }
+
+// pendingFor signs u in with password and returns the ticket of the
+// pending sign-in that waits for the second factor.
+func (pf *pkFixture) pendingFor(t *testing.T, name, password string) string {
+	t.Helper()
+	_, _, err := pf.app.SignIn(t.Context(), app.Credentials{Username: name, Password: password, Pending: true}, client, func(l session.Login) (*session.Session, error) {
+		t.Fatal("a session started before the second factor")
+		return nil, nil
+	})
+	var sf *app.SecondFactorRequired
+	if !errors.As(err, &sf) || sf.Ticket == "" || !slices.Contains(sf.Methods, app.MethodPasskey) {
+		t.Fatalf("the password of a user with a passkey: %v, want a pending sign-in with the passkey method", err)
+	}
+	return sf.Ticket
+}
+
+func TestPasskeyAsTheSecondFactor(t *testing.T) {
+	pf := newPKFixture(t)
+	ctx := t.Context()
+	a := passkeytest.New(rp.Origin)
+	pf.register(t, pf.ivy, a, "")
+	roots := passkeytest.New(rp.Origin)
+	pf.register(t, pf.root, roots, "")
+	ticket := pf.pendingFor(t, "ivy", ivyPassword)
+	start := func(l session.Login) (*session.Session, error) {
+		s, _, err := pf.app.Sessions().Create(ctx, l)
+		return s, err
+	}
+
+	// root's passkey does not complete ivy's sign-in, which waits on.
+	c, err := pf.app.BeginPasskeySecondFactor(ctx, ticket, rp, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := roots.Get(options(t, c))
+	if _, _, err := pf.app.CompleteSecondFactorWithPasskey(ctx, ticket, rp, c.ID, resp, client, start); !errors.Is(err, app.ErrPasskeyRejected) {
+		t.Fatalf("ivy's sign-in with root's passkey: %v, want ErrPasskeyRejected", err)
+	}
+
+	// ivy's passkey, even without user verification, completes it: AAL2.
+	a.UserVerified = false
+	c, err = pf.app.BeginPasskeySecondFactor(ctx, ticket, rp, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = a.Get(options(t, c))
+	u, s, err := pf.app.CompleteSecondFactorWithPasskey(ctx, ticket, rp, c.ID, resp, client, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ID != pf.ivy.ID || !slices.Equal(s.AMR, []string{"pwd", "hwk", "user", "mfa"}) || s.AAL() != 2 {
+		t.Errorf("the session after the password and the passkey: %s with amr %q, AAL%d; want ivy's, pwd,hwk,user,mfa, AAL2", u.Username, s.AMR, s.AAL())
+	}
+	// The pending sign-in is used up.
+	if _, err := pf.app.BeginPasskeySecondFactor(ctx, ticket, rp, client); app.ErrorOf(err) == nil || app.ErrorOf(err).Code != app.CodeUnauthenticated {
+		t.Errorf("the pending sign-in again: %v, want unauthenticated", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ const maxPasskeyBody = 16 << 10
 const (
 	passkeyLoginBegin     = "/login/passkey/begin"
 	passkeyLoginFinish    = "/login/passkey/finish"
+	passkeyStepBegin      = "/login/passkey/second-factor/begin"
+	passkeyStepFinish     = "/login/passkey/second-factor/finish"
 	passkeyReauthBegin    = "/login/passkey/reauth/begin"
 	passkeyReauthFinish   = "/login/passkey/reauth/finish"
 	passkeyRegisterBegin  = "/api/v1/passkeys/register/begin"
@@ -55,6 +58,8 @@ func (s *Server) passkeyRoutes(mux routeMux, self, page func(string, http.Handle
 	mux.HandleFunc("GET /static/passkey.js", passkeyScript)
 	mux.HandleFunc("POST "+passkeyLoginBegin, s.passkeyLoginBegin)
 	mux.HandleFunc("POST "+passkeyLoginFinish, s.passkeyLoginFinish)
+	mux.Handle("POST "+passkeyStepBegin, s.sessions.Handler(http.HandlerFunc(s.passkeyStepBegin)))
+	mux.Handle("POST "+passkeyStepFinish, s.sessions.Handler(http.HandlerFunc(s.passkeyStepFinish)))
 	self("POST "+passkeyReauthBegin, s.passkeyCheckBegin)
 	self("POST "+passkeyReauthFinish, s.passkeyReauthFinish)
 	self("POST "+passkeyRegisterBegin, s.passkeyRegisterBegin)
@@ -209,6 +214,79 @@ func (s *Server) passkeyFailed(w http.ResponseWriter, r *http.Request, err error
 		s.metrics.rateLimited.WithLabelValues("login").Inc()
 	}
 	s.writeErr(w, r, err)
+}
+
+// passkeyStepBegin is POST /login/passkey/second-factor/begin: a passkey
+// check for the user of r's pending sign-in (its cookie), or else of r's
+// session, which the check raises to AAL2 (see passkeyReauthFinish).
+func (s *Server) passkeyStepBegin(w http.ResponseWriter, r *http.Request) {
+	if err := s.sessions.Config().CrossOrigin.Check(r); err != nil {
+		writeError(w, errCrossOrigin)
+		return
+	}
+	ticket := s.pendingTicket(r)
+	if ticket == "" {
+		if session.FromContext(r.Context()) == nil {
+			writeError(w, errUnauthenticated)
+			return
+		}
+		s.passkeyCheckBegin(w, r)
+		return
+	}
+	rp, ok := s.passkeyParty(w, r)
+	if !ok {
+		return
+	}
+	c, err := s.app.BeginPasskeySecondFactor(r.Context(), ticket, rp, s.sessions.ClientOf(r))
+	if err != nil {
+		s.passkeyFailed(w, r, err)
+		return
+	}
+	beginCeremony(w, c)
+}
+
+// passkeyStepFinish is POST /login/passkey/second-factor/finish
+// {"credential","rd"}: it completes r's pending sign-in with the passkey
+// (a session cookie is set, the pending one deleted; {"session","user",
+// "redirect"}), or else raises r's session to AAL2 (see
+// passkeyReauthFinish).
+func (s *Server) passkeyStepFinish(w http.ResponseWriter, r *http.Request) {
+	if err := s.sessions.Config().CrossOrigin.Check(r); err != nil {
+		writeError(w, errCrossOrigin)
+		return
+	}
+	ticket := s.pendingTicket(r)
+	if ticket == "" {
+		if session.FromContext(r.Context()) == nil {
+			writeError(w, errUnauthenticated)
+			return
+		}
+		s.passkeyReauthFinish(w, r)
+		return
+	}
+	rp, ok := s.passkeyParty(w, r)
+	if !ok {
+		return
+	}
+	id := ceremonyID(w, r)
+	ans, err := readPasskeyAnswer(w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	u, sess, err := s.app.CompleteSecondFactorWithPasskey(r.Context(), ticket, rp, id, ans.Credential, s.sessions.ClientOf(r), func(l session.Login) (*session.Session, error) {
+		return s.sessions.Login(w, r, l)
+	})
+	if err == nil || isCode(err, app.CodeUnauthenticated) {
+		http.SetCookie(w, s.pendingCookie("", -1))
+	}
+	if err != nil {
+		s.passkeyFailed(w, r, err)
+		return
+	}
+	s.metrics.logins.Inc()
+	noteSession(r.Context(), u.ID, sess.ID)
+	writeJSON(w, http.StatusOK, map[string]any{"session": viewSession(sess, sess.ID), "user": viewUser(u), "redirect": s.safeRedirect(r, ans.RD)})
 }
 
 // passkeyCheckBegin is POST /login/passkey/reauth/begin: the signed-in
@@ -450,6 +528,16 @@ func (s *Server) passkeyCheck(r *http.Request) *passkeyButton {
 		return nil
 	}
 	return &passkeyButton{Begin: passkeyReauthBegin, Finish: passkeyReauthFinish}
+}
+
+// passkeySecondFactor is the "Use a passkey" button of the second-factor
+// page, whose user has a passkey among methods; nil where passkeys
+// cannot be used.
+func (s *Server) passkeySecondFactor(r *http.Request, methods []string) *passkeyButton {
+	if _, ok := s.relyingParty(r); !ok || !slices.Contains(methods, app.MethodPasskey) {
+		return nil
+	}
+	return &passkeyButton{Begin: passkeyStepBegin, Finish: passkeyStepFinish}
 }
 
 // passkeyButton is a button that runs a passkey sign-in or check.

@@ -400,6 +400,96 @@ func TestPasskeyAccountPage(t *testing.T) {
 	}
 }
 
+// TestPasskeyAsTheSecondFactor: a user with a passkey who gives the right
+// password is asked for the second factor, and the passkey completes the
+// pending sign-in (its cookie) into an AAL2 session.
+func TestPasskeyAsTheSecondFactor(t *testing.T) {
+	ps := newPasskeyServer(t)
+	a := passkeytest.New(passkeyOrigin)
+	ps.registerPasskey(ps.login("ivy"), a)
+	res, _ := ps.do("POST", "/login", "", url.Values{"username": {"ivy"}, "password": {"ivy-password"}, "rd": {"/app"}}, nil)
+	var pending string
+	for _, c := range res.Cookies() {
+		if c.Name == ps.srv.pendingCookieName() {
+			pending = c.Value
+		}
+		if c.Name == "__Host-sid" && c.Value != "" {
+			t.Fatal("a session cookie after the password alone")
+		}
+	}
+	if res.StatusCode != 303 || pending == "" || !strings.HasPrefix(res.Header.Get("Location"), passkeyOrigin+"/login/second-factor?") {
+		t.Fatalf("the password of a user with a passkey: %d %s, pending cookie %q", res.StatusCode, res.Header.Get("Location"), pending)
+	}
+	// The page offers the passkey, with the script.
+	r, _ := http.NewRequest("GET", ps.url+strings.TrimPrefix(res.Header.Get("Location"), passkeyOrigin), nil)
+	r.AddCookie(&http.Cookie{Name: ps.srv.pendingCookieName(), Value: pending})
+	page, err := client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if !strings.Contains(string(body), `data-begin="/login/passkey/second-factor/begin"`) || page.Header.Get("Content-Security-Policy") != contentSecurityPolicyScript {
+		t.Errorf("the second-factor page offers no passkey: %s", body)
+	}
+
+	step := func(path, ceremony string, v any) (*http.Response, []byte, string) {
+		b, _ := json.Marshal(v)
+		r, _ := http.NewRequest("POST", ps.url+path, bytes.NewReader(b))
+		r.Header.Set("Content-Type", "application/json")
+		r.AddCookie(&http.Cookie{Name: ps.srv.pendingCookieName(), Value: pending})
+		if ceremony != "" {
+			r.AddCookie(&http.Cookie{Name: passkeyCookie, Value: ceremony})
+		}
+		res, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		cer := ""
+		for _, c := range res.Cookies() {
+			if c.Name == passkeyCookie && c.MaxAge > 0 {
+				cer = c.Value
+			}
+		}
+		return res, out, cer
+	}
+	res, opts, cer := step(passkeyStepBegin, "", nil)
+	if res.StatusCode != 200 || cer == "" {
+		t.Fatalf("second-factor begin: %d %s", res.StatusCode, opts)
+	}
+	cred, err := a.Get(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, out, _ := step(passkeyStepFinish, cer, map[string]any{"credential": json.RawMessage(cred), "rd": "/app"})
+	var got struct {
+		Session struct {
+			AMR []string
+			AAL int
+		}
+		Redirect string
+	}
+	json.Unmarshal(out, &got)
+	if res.StatusCode != 200 || strings.Join(got.Session.AMR, ",") != "pwd,hwk,user,mfa" || got.Session.AAL != 2 || got.Redirect != "/app" {
+		t.Fatalf("second-factor finish: %d %s", res.StatusCode, out)
+	}
+	var token string
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-sid" {
+			token = c.Value
+		}
+	}
+	if !ps.valid(token) {
+		t.Error("no valid session cookie after the second factor")
+	}
+	// The pending sign-in is used up.
+	if res, out, _ := step(passkeyStepBegin, "", nil); res.StatusCode != 401 {
+		t.Errorf("second-factor begin again: %d %s", res.StatusCode, out)
+	}
+}
+
 // TestPasskeyCheckButton: the button the second-factor and
 // re-authentication pages show, for a user with a passkey, where
 // passkeys work; hidden until the script shows it.
