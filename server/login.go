@@ -131,7 +131,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if form {
-		http.Redirect(w, r, s.safeRedirect(r, c.RD), http.StatusSeeOther)
+		next := s.safeRedirect(r, c.RD)
+		if sess.AAL() < 2 && s.app.RequiresSecondFactor(sess.Roles) {
+			next = s.stepURL("/login/second-factor", next) // which leads to setting one up
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"session": viewSession(sess, sess.ID), "user": viewUser(u)})

@@ -19,6 +19,29 @@ type sessionRow struct {
 	LastActive            string // "5 minutes ago"
 	Current               bool   // the session of the request
 	Remember              bool
+	// SignedInWith says how the user proved who they are ("Password and
+	// code"), "" if the session records nothing; AAL2 marks two-step
+	// sessions.
+	SignedInWith string
+	AAL2         bool
+}
+
+// signedInWith names, for people, how a session's user proved who they
+// are, from its AMR (RFC 8176): "" if it records nothing.
+func signedInWith(amr []string) string {
+	has := func(m string) bool { return slices.Contains(amr, m) }
+	key := has(session.AMRHardwareKey) || has(session.AMRSoftwareKey)
+	switch {
+	case has(session.AMRPassword) && has(session.AMROTP):
+		return "Password and code"
+	case has(session.AMRPassword) && key:
+		return "Password and passkey"
+	case key:
+		return "Passkey"
+	case has(session.AMRPassword):
+		return "Password"
+	}
+	return ""
 }
 
 // sessionRows returns list as the pages show it: the session currentID
@@ -31,6 +54,7 @@ func (s *Server) sessionRows(list []*session.Session, currentID string) []sessio
 			ID: x.ID, Device: parseDevice(x.LastUserAgent).String(), IP: x.LastIP,
 			CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt, LastActive: ago(x.LastSeenAt, now),
 			Current: x.ID == currentID, Remember: x.Remember,
+			SignedInWith: signedInWith(x.AMR), AAL2: x.AAL() >= 2,
 		})
 	}
 	slices.SortStableFunc(rows, func(a, b sessionRow) int {

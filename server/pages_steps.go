@@ -278,6 +278,32 @@ func (s *Server) rotateOwn(w http.ResponseWriter, r *http.Request) (app.RotateFu
 	}, token
 }
 
+// assured passes on requests whose session has the AAL its user's roles
+// require (app.SecondFactorPolicy), and refuses the others: a browser is
+// sent to the second-factor step and back (for a form post, back to the
+// form's page) when page is set or it asks for HTML, any other client
+// gets 401 second_factor_required. It guards the admin API and console; a
+// user's own account stays open at AAL1, since it is where a second factor
+// is set up.
+func (s *Server) assured(next http.HandlerFunc, page bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess := session.FromContext(r.Context())
+		if sess.AAL() >= 2 || !s.app.RequiresSecondFactor(sess.Roles) {
+			next(w, r)
+			return
+		}
+		if !page && !wantsHTML(r) {
+			writeError(w, errNeedsSecondFactor)
+			return
+		}
+		back := r.URL.RequestURI()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			back = formPage(r.URL.Path)
+		}
+		http.Redirect(w, r, s.stepURL("/login/second-factor", back), http.StatusSeeOther)
+	}
+}
+
 // isCode reports whether err is, for a client, an error with code.
 func isCode(err error, code app.Code) bool {
 	e := app.ErrorOf(err)

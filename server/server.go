@@ -181,7 +181,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("POST /api/v1/mfa/recovery-codes", s.newRecoveryCodes)
 
 	// Admin: role "admin" only.
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.adminOnly(h)))) }
+	admin := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.authed(identified(s.assured(s.adminOnly(h), false))))
+	}
 	admin("POST /api/v1/admin/users", s.adminCreateUser)
 	admin("GET /api/v1/admin/users", s.adminListUsers)
 	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)
@@ -200,7 +202,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	// the login page; every form post passes the session middleware's
 	// cross-origin check.
 	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(identified(h))) }
-	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
+	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.assured(s.adminPage(h), true)) }
 	page("GET /login/reauth", s.reauthPage)
 	mux.Handle("POST /login/reauth", s.authed(identified(s.reauth)))
 	page("GET /account", s.accountPage)

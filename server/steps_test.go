@@ -25,9 +25,9 @@ type stepsServer struct {
 	secret string
 }
 
-func newStepsServer(t *testing.T) *stepsServer {
+func newStepsServer(t *testing.T, opts ...func(*Deps)) *stepsServer {
 	ss := &stepsServer{now: time.Now()}
-	ss.pageServer = newPageServer(t, Config{Now: ss.clock}, app.ThrottleConfig{})
+	ss.pageServer = newPageServer(t, Config{Now: ss.clock}, app.ThrottleConfig{}, opts...)
 	return ss
 }
 
@@ -216,6 +216,9 @@ func TestStepUpAndReauthThroughTheForms(t *testing.T) {
 	if ss.valid(token) {
 		t.Error("the token before the step-up still works")
 	}
+	if res, body := ss.do("GET", "/account", raised.Value, nil, nil); !strings.Contains(body, "Password and code") || !strings.Contains(body, "Two-step") {
+		t.Errorf("the account page does not say how the session signed in: %d", res.StatusCode)
+	}
 	if res, _ := ss.do("GET", "/login/second-factor?rd=/account", raised.Value, nil, nil); res.StatusCode != 303 || res.Header.Get("Location") != "/account" {
 		t.Errorf("the step page at AAL2: %d %q, want straight back", res.StatusCode, res.Header.Get("Location"))
 	}
@@ -249,5 +252,57 @@ func TestStepsRefuseCrossOrigin(t *testing.T) {
 	}
 	if !ss.valid(token) {
 		t.Error("the session changed")
+	}
+}
+
+// TestAdminNeedsTheSecondFactorItsRoleRequires: with a second factor
+// required of admins, an admin signed in with a password alone is led to
+// set one up, and the console and admin API refuse the session until it
+// is raised to AAL2; a user's own account stays open.
+func TestAdminNeedsTheSecondFactorItsRoleRequires(t *testing.T) {
+	ss := newStepsServer(t, func(d *Deps) { d.SecondFactor = app.SecondFactorPolicy{Roles: []string{"admin"}} })
+	res, _ := ss.do("POST", "/login", "", url.Values{"username": {"root"}, "password": {"root-password"}, "rd": {"/admin"}}, nil)
+	token := cookieOf(res, "__Host-sid")
+	if res.StatusCode != 303 || token == nil || res.Header.Get("Location") != "/login/second-factor?rd=%2Fadmin" {
+		t.Fatalf("admin's password: %d, Location %q, cookie %v; want a session and the way to the second factor", res.StatusCode, res.Header.Get("Location"), token)
+	}
+	if res, body := ss.do("GET", "/login/second-factor?rd=%2Fadmin", token.Value, nil, nil); res.StatusCode != 200 || !strings.Contains(body, `href="/account/totp"`) {
+		t.Errorf("the step page of an admin without a factor: %d, want a way to set one up", res.StatusCode)
+	}
+	if res, _ := ss.do("GET", "/admin", token.Value, nil, nil); res.StatusCode != 303 || res.Header.Get("Location") != "/login/second-factor?rd=%2Fadmin" {
+		t.Errorf("console at AAL1: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, body := ss.do("GET", "/api/v1/admin/users", token.Value, nil, nil); res.StatusCode != 401 || !strings.Contains(body, "second_factor_required") {
+		t.Errorf("admin API at AAL1: %d %s", res.StatusCode, body)
+	}
+	if res, _ := ss.do("POST", "/admin/users/ivy/disable", token.Value, url.Values{"confirm": {"1"}}, nil); res.StatusCode != 303 || !strings.HasPrefix(res.Header.Get("Location"), "/login/second-factor?rd=%2Fadmin%2Fusers%2Fivy") {
+		t.Errorf("console form at AAL1: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, _ := ss.do("GET", "/account", token.Value, nil, nil); res.StatusCode != 200 {
+		t.Errorf("own account at AAL1: %d, want 200", res.StatusCode)
+	}
+
+	// Set up TOTP as root, then step up: the console opens.
+	res, body := ss.do("POST", "/api/v1/mfa/totp", token.Value, nil, nil)
+	var e struct{ Secret string }
+	if res.StatusCode != 201 || json.Unmarshal([]byte(body), &e) != nil {
+		t.Fatalf("begin TOTP: %d %s", res.StatusCode, body)
+	}
+	ss.secret = e.Secret
+	if res, body := ss.doJSON("POST", "/api/v1/mfa/totp/confirm", token.Value, map[string]any{"code": ss.next()}); res.StatusCode/100 != 2 {
+		t.Fatalf("confirm TOTP: %d %s", res.StatusCode, body)
+	}
+	res, _ = ss.do("POST", "/login/second-factor", token.Value, url.Values{"code": {ss.next()}, "rd": {"/admin"}}, nil)
+	raised := cookieOf(res, "__Host-sid")
+	if res.StatusCode != 303 || raised == nil {
+		t.Fatalf("step-up: %d", res.StatusCode)
+	}
+	if res, _ := ss.do("GET", "/admin", raised.Value, nil, nil); res.StatusCode != 200 {
+		t.Errorf("console at AAL2: %d", res.StatusCode)
+	}
+	if ivy := ss.login("ivy"); ivy == "" {
+		t.Error("a user without the role cannot sign in with a password alone")
+	} else if res, _ := ss.do("GET", "/account", ivy, nil, nil); res.StatusCode != 200 {
+		t.Errorf("ivy's account: %d", res.StatusCode)
 	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -109,5 +110,84 @@ func TestBrowserTOTPEnrolment(t *testing.T) {
 	// The 6-digit code, but not as the digits of a time or a duration.
 	if regexp.MustCompile(`(^|[^0-9.])` + first + `($|[^0-9])`).MatchString(logs) {
 		t.Errorf("sessiond's log holds the code %s", first)
+	}
+}
+
+// TestBrowserSignInWithASecondFactor signs in through the pages in a
+// headless Chromium as a user with TOTP and recovery codes: the password
+// leads to the second-factor step, a wrong code keeps the user there, the
+// right one signs in and returns to the page asked for; the same code a
+// second time is refused (no replay); a recovery code works once.
+func TestBrowserSignInWithASecondFactor(t *testing.T) {
+	b := newBrowsers(t, 1)[0]
+	in := start(t)
+	admin := in.login("admin", adminPassword)
+	in.addUser(admin, "eli", "eli-password-1")
+
+	// Eli enrols over the API: the confirmation uses the code of the
+	// previous time step (one step of skew is accepted), so that the code
+	// of the present step is still unused.
+	cookie := in.login("eli", "eli-password-1")
+	r := in.do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: cookie})
+	secret, _ := r.json(t)["secret"].(string)
+	if r.StatusCode != 201 || secret == "" {
+		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
+	}
+	codeAt := func(at time.Time) string {
+		c, err := totp.GenerateCode(secret, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if r := in.do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}}); r.StatusCode/100 != 2 {
+		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
+	}
+	r = in.do(req{method: "POST", path: "/api/v1/mfa/recovery-codes", cookie: cookie})
+	codes, _ := r.json(t)["codes"].([]any)
+	if len(codes) != 10 {
+		t.Fatalf("recovery codes: %d %s", r.StatusCode, r.body)
+	}
+	recovery := codes[0].(string)
+
+	p := b.open(t, in)
+	p.navigate("/account?from=test")
+	status(t, p.login("eli", "eli-password-1", false), 200)
+	rd := "/login/second-factor?rd=" + url.QueryEscape("/account?from=test")
+	p.expect(rd, "h1", "Two-step verification")
+	if p.cookie() != nil {
+		t.Fatal("the password alone gave the browser a session cookie")
+	}
+	wrong := "000000"
+	if wrong == codeAt(time.Now()) {
+		wrong = "111111"
+	}
+	p.fill(map[string]string{"#code": wrong})
+	status(t, p.click("main form button[type=submit]"), 401)
+	p.expect("/login/second-factor", "[role=alert]", "wrong")
+
+	used := codeAt(time.Now())
+	p.fill(map[string]string{"#code": used})
+	status(t, p.click("main form button[type=submit]"), 200)
+	p.expect("/account?from=test", "table.sessions", "Password and code")
+
+	// Signed out, the same code again: refused, whatever the clock did.
+	status(t, p.click("form.signout button"), 200)
+	status(t, p.login("eli", "eli-password-1", false), 200)
+	p.fill(map[string]string{"#code": used})
+	status(t, p.click("main form button[type=submit]"), 401)
+	p.expect("/login/second-factor", "[role=alert]", "already used")
+
+	// A recovery code, once.
+	p.fill(map[string]string{"#code": recovery})
+	status(t, p.click("main form button[type=submit]"), 200)
+	p.expect("/account", "table.sessions", "Password and code")
+	status(t, p.click("form.signout button"), 200)
+	status(t, p.login("eli", "eli-password-1", false), 200)
+	p.fill(map[string]string{"#code": recovery})
+	status(t, p.click("main form button[type=submit]"), 401)
+	p.expect("/login/second-factor", "[role=alert]", "already used")
+	if p.cookie() != nil {
+		t.Error("a used recovery code gave the browser a session cookie")
 	}
 }

@@ -165,6 +165,7 @@ var flagGroups = []struct {
 	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen"}},
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
+	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }
