@@ -93,7 +93,7 @@ func (s *Server) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		d.RecoveryCode = d.RecoveryCode || m == app.MethodRecoveryCode
 		d.TOTP = d.TOTP || m == app.MethodTOTP
 	}
-	d.Passkey = s.passkeySecondFactor(r, d.Methods)
+	d.Passkey = s.passkeySecondFactor(r, d.Methods, d.RD)
 	v.Script = d.Passkey != nil
 	s.render(w, http.StatusOK, "second_factor.html", v)
 }

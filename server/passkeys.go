@@ -533,15 +533,17 @@ func (s *Server) passkeyCheck(r *http.Request) *passkeyButton {
 // passkeySecondFactor is the "Use a passkey" button of the second-factor
 // page, whose user has a passkey among methods; nil where passkeys
 // cannot be used.
-func (s *Server) passkeySecondFactor(r *http.Request, methods []string) *passkeyButton {
+func (s *Server) passkeySecondFactor(r *http.Request, methods []string, rd string) *passkeyButton {
 	if _, ok := s.relyingParty(r); !ok || !slices.Contains(methods, app.MethodPasskey) {
 		return nil
 	}
-	return &passkeyButton{Begin: passkeyStepBegin, Finish: passkeyStepFinish}
+	return &passkeyButton{Begin: passkeyStepBegin, Finish: passkeyStepFinish, RD: rd}
 }
 
-// passkeyButton is a button that runs a passkey sign-in or check.
-type passkeyButton struct{ Begin, Finish string }
+// passkeyButton is a button that runs a passkey sign-in or check: its
+// ceremony's routes, and where to go once it is done if the button is in
+// no form with an "rd" field.
+type passkeyButton struct{ Begin, Finish, RD string }
 
 // accountPasskeyRename is POST /account/passkeys/{id}/rename: name.
 func (s *Server) accountPasskeyRename(w http.ResponseWriter, r *http.Request) {

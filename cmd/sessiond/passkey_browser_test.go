@@ -74,7 +74,7 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Errorf("the passkeys section reads %q", got)
 	}
 	p.fill(map[string]string{"#passkey-name": "Virtual key"})
-	p.press("form[data-passkey=create] button[type=submit]", "/account?done=passkey-added")
+	p.press("[data-passkey=create] [data-passkey-start]", "/account?done=passkey-added")
 	p.expect("/account?done=passkey-added", "[role=status]", "Passkey added.")
 	if got := p.text("table.passkeys tbody"); !strings.Contains(got, "Virtual key") || !strings.Contains(got, "Never") || !strings.Contains(got, "This device or key only") {
 		t.Errorf("the passkey's row reads %q", got)

@@ -1,7 +1,10 @@
 // sessiond's passkey ceremonies: the one script of its pages, loaded only
 // by the pages that offer a passkey. Each element marked data-passkey
 // ("create" to register one, "get" to sign in or check one) stays hidden
-// unless this browser can use passkeys. Its ceremony posts to data-begin,
+// unless this browser can use passkeys; its button marked
+// data-passkey-start starts the ceremony, with the fields "name", "rd"
+// and "remember" of the element's form (or of the element), or data-rd.
+// The ceremony posts to data-begin,
 // asks the browser for the passkey, posts the answer to data-finish, and
 // goes where the server's answer says ("redirect").
 (function () {
@@ -100,7 +103,8 @@
 
   function run(el) {
     var create = el.getAttribute("data-passkey") === "create";
-    var form = el.tagName === "FORM" ? el : el.closest("form");
+    var scope = el.closest("form") || el;
+    var field = function (name) { return scope.querySelector("[name=" + name + "]"); };
     var errorBox = el.querySelector("[data-passkey-error]");
     var buttons = el.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
@@ -111,17 +115,15 @@
       return create ? navigator.credentials.create(creationOptions(options)) : navigator.credentials.get(requestOptions(options));
     }).then(function (cred) {
       var body = { credential: credentialJSON(cred) };
-      if (form) {
-        var f = new FormData(form);
-        if (create) {
-          body.name = f.get("name") || "";
-        } else {
-          if (f.has("rd")) {
-            body.rd = f.get("rd");
-          }
-          if (form.querySelector("[name=remember]")) {
-            body.remember = f.has("remember");
-          }
+      if (create) {
+        body.name = field("name") ? field("name").value : "";
+      } else {
+        var rd = field("rd") ? field("rd").value : el.getAttribute("data-rd");
+        if (rd) {
+          body.rd = rd;
+        }
+        if (field("remember")) {
+          body.remember = field("remember").checked;
         }
       }
       return post(el.getAttribute("data-finish"), body);
@@ -138,13 +140,6 @@
 
   document.querySelectorAll("[data-passkey]").forEach(function (el) {
     el.hidden = false;
-    if (el.tagName === "FORM") {
-      el.addEventListener("submit", function (e) {
-        e.preventDefault();
-        run(el);
-      });
-      return;
-    }
     var start = el.querySelector("[data-passkey-start]") || el;
     start.addEventListener("click", function (e) {
       e.preventDefault();
