@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,10 +23,11 @@ import (
 var errNoFactors = errors.New("app: the user directory keeps no second factors")
 
 var (
-	errTOTPEnabled = Errorf(CodeConflict, "Two-step verification is already on; turn it off first to enrol another authenticator.")
-	errNoTOTP      = Errorf(CodeNotFound, "Two-step verification is not on.")
-	errNoPending   = Errorf(CodeNotFound, "No authenticator is being set up; start again.")
-	errBothCodes   = Errorf(CodeBadRequest, "Send a TOTP code or a recovery code, not both.")
+	errTOTPEnabled   = Errorf(CodeConflict, "Two-step verification is already on; turn it off first to enrol another authenticator.")
+	errNoTOTP        = Errorf(CodeNotFound, "Two-step verification is not on.")
+	errNoPending     = Errorf(CodeNotFound, "No authenticator is being set up; start again.")
+	errBothCodes     = Errorf(CodeBadRequest, "Send a TOTP code or a recovery code, not both.")
+	errTOTPRestarted = Errorf(CodeConflict, "The set-up was started again meanwhile; scan the newest QR code and enter its code.")
 )
 
 // TOTPEnrolment is what a user needs to add sessiond to an authenticator
@@ -159,6 +161,18 @@ func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string) error {
 		return err
 	}
 	at.succeeded()
+	// A BeginTOTP between the read above and the confirmation replaced
+	// the secret the code was checked against: the confirmation marked
+	// the new one, which no code has proven. Put it back pending.
+	switch cur, err := f.TOTP(ctx, u.ID); {
+	case err != nil && !errors.Is(err, users.ErrNotFound):
+		return err
+	case err == nil && !bytes.Equal(cur.Secret, t.Secret):
+		if err := f.PutTOTP(ctx, &users.TOTP{UserID: u.ID, Secret: cur.Secret, CreatedAt: cur.CreatedAt}); err != nil {
+			return err
+		}
+		return errTOTPRestarted
+	}
 	a.recordBy(ctx, actor, audit.TOTPEnabled, u, "")
 	return nil
 }

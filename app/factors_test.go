@@ -548,3 +548,68 @@ func TestSecondFactorSecretsAreNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// raceFactors runs once before the next UseTOTPStep, to act at the exact
+// point between a code's check and its record.
+type raceFactors struct {
+	users.Factors
+	once func()
+}
+
+func (r *raceFactors) UseTOTPStep(ctx context.Context, userID string, step int64, confirm bool) error {
+	if h := r.once; h != nil {
+		r.once = nil
+		h()
+	}
+	return r.Factors.UseTOTPStep(ctx, userID, step, confirm)
+}
+
+// TestConfirmRacingANewStart: a BeginTOTP that replaces the secret while
+// a code of the old one is being confirmed leaves the new secret pending:
+// no code of it was ever checked.
+func TestConfirmRacingANewStart(t *testing.T) {
+	db, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rf := &raceFactors{Factors: db}
+	a, err := app.New(app.Deps{Store: memstore.New(), Accounts: users.NewAccounts(db, users.Params{Memory: 64, Time: 1, Threads: 1}), Audit: db, Factors: rf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	u, err := a.CreateUser(ctx, app.CLI, "ivy", ivyPassword, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := app.Actor{ID: u.ID, Client: client}
+	old, err := a.BeginTOTP(ctx, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started *app.TOTPEnrolment
+	rf.once = func() {
+		if started, err = a.BeginTOTP(ctx, actor); err != nil {
+			t.Errorf("the racing BeginTOTP: %v", err)
+		}
+	}
+	code, err := totp.GenerateCode(old.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ConfirmTOTP(ctx, actor, code); !isCode(err, app.CodeConflict) {
+		t.Fatalf("a confirmation raced by a new start: got %v, want conflict", err)
+	}
+	if s, _ := a.Factors(ctx, actor); s.TOTP {
+		t.Fatal("TOTP is on with a secret no code was checked against")
+	}
+	pending, err := a.PendingTOTP(ctx, actor)
+	if err != nil || pending.Secret != started.Secret {
+		t.Fatalf("pending after the race: got %+v, %v, want the new start's secret", pending, err)
+	}
+	fresh, _ := totp.GenerateCode(started.Secret, time.Now())
+	if err := a.ConfirmTOTP(ctx, actor, fresh); err != nil {
+		t.Errorf("confirming the new secret: %v", err)
+	}
+}

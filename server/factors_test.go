@@ -419,3 +419,35 @@ func TestQRSVG(t *testing.T) {
 		t.Errorf("qrSVG holds script or inline style: %q", m)
 	}
 }
+
+// TestFactorsAPIThrottle: after five wrong codes from one client, the
+// next attempt, even with the right code, is a 429 with Retry-After.
+func TestFactorsAPIThrottle(t *testing.T) {
+	fs := newFactorServer(t)
+	ivy := fs.token("ivy")
+	_, v := fs.api("POST", "/api/v1/mfa/totp", ivy, "")
+	secret := v["secret"].(string)
+	wrong := "000000"
+	if wrong == totpCode(t, secret) {
+		wrong = "111111"
+	}
+	for i := range 5 {
+		if st, v := fs.api("POST", "/api/v1/mfa/totp/confirm", ivy, `{"code":"`+wrong+`"}`); st != 401 || errCode(v) != "wrong_code" {
+			t.Fatalf("wrong code %d: %d %v", i+1, st, v)
+		}
+	}
+	r, _ := http.NewRequest("POST", fs.url+"/api/v1/mfa/totp/confirm", strings.NewReader(`{"code":"`+totpCode(t, secret)+`"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+ivy)
+	res, err := client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
+		t.Errorf("the right code after 5 wrong ones: %d, Retry-After %q; want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if s, _ := fs.srv.app.Factors(t.Context(), app.Actor{ID: mustLookup(t, fs.pageServer, "ivy").ID}); s.TOTP {
+		t.Error("a throttled confirmation turned TOTP on")
+	}
+}

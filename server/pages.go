@@ -216,11 +216,12 @@ var formErrors = map[string]string{
 	"invalid":           "That was not accepted. Check what you typed and try again.",
 	// Second factors: the texts of the app's errors, so that
 	// formErrorCode finds them.
-	"code-wrong":   "The code is wrong or was already used.",
-	"totp-on":      "Two-step verification is already on; turn it off first to enrol another authenticator.",
-	"totp-off":     "Two-step verification is not on.",
-	"totp-pending": "No authenticator is being set up; start again.",
-	"passkey-name": fmt.Sprintf("A passkey's name is at most %d characters.", users.MaxPasskeyNameLen),
+	"code-wrong":     "The code is wrong or was already used.",
+	"totp-on":        "Two-step verification is already on; turn it off first to enrol another authenticator.",
+	"totp-off":       "Two-step verification is not on.",
+	"totp-pending":   "No authenticator is being set up; start again.",
+	"totp-restarted": "The set-up was started again meanwhile; scan the newest QR code and enter its code.",
+	"passkey-name":   fmt.Sprintf("A passkey's name is at most %d characters.", users.MaxPasskeyNameLen),
 }
 
 // formErrorCodes finds the code of formErrors whose text is an app

@@ -124,26 +124,9 @@ func TestBrowserSignInWithASecondFactor(t *testing.T) {
 	admin := in.login("admin", adminPassword)
 	in.addUser(admin, "eli", "eli-password-1")
 
-	// Eli enrols over the API: the confirmation uses the code of the
-	// previous time step (one step of skew is accepted), so that the code
-	// of the present step is still unused.
 	cookie := in.login("eli", "eli-password-1")
-	r := in.do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: cookie})
-	secret, _ := r.json(t)["secret"].(string)
-	if r.StatusCode != 201 || secret == "" {
-		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
-	}
-	codeAt := func(at time.Time) string {
-		c, err := totp.GenerateCode(secret, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	if r := in.do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}}); r.StatusCode/100 != 2 {
-		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
-	}
-	r = in.do(req{method: "POST", path: "/api/v1/mfa/recovery-codes", cookie: cookie})
+	codeAt := enrolTOTP(t, in.do, cookie)
+	r := in.do(req{method: "POST", path: "/api/v1/mfa/recovery-codes", cookie: cookie})
 	codes, _ := r.json(t)["codes"].([]any)
 	if len(codes) != 10 {
 		t.Fatalf("recovery codes: %d %s", r.StatusCode, r.body)
@@ -189,5 +172,34 @@ func TestBrowserSignInWithASecondFactor(t *testing.T) {
 	p.expect("/login/second-factor", "[role=alert]", "already used")
 	if p.cookie() != nil {
 		t.Error("a used recovery code gave the browser a session cookie")
+	}
+}
+
+// enrolTOTP turns on TOTP for the user signed in with cookie, over the API
+// through do, and returns the code of the user's authenticator app at a
+// time. The confirmation uses the code of the previous time step (one step
+// of skew is accepted), so that the code of the present step is unused.
+func enrolTOTP(t *testing.T, do func(req) resp, cookie string) func(time.Time) string {
+	t.Helper()
+	r := do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: cookie})
+	secret, _ := r.json(t)["secret"].(string)
+	if r.StatusCode != 201 || secret == "" {
+		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
+	}
+	codeAt := totpCodes(t, secret)
+	if r := do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}}); r.StatusCode/100 != 2 {
+		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
+	}
+	return codeAt
+}
+
+// totpCodes returns the codes of secret's authenticator app, by time.
+func totpCodes(t *testing.T, secret string) func(time.Time) string {
+	return func(at time.Time) string {
+		c, err := totp.GenerateCode(secret, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
 }

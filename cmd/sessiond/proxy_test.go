@@ -47,26 +47,37 @@ const appHost = "app.example.com"
 // auth_request_set, browsers sent to the login page from error_page 401.
 func TestProxyNginx(t *testing.T) {
 	bin := proxyBinary(t, "nginx")
-	testBehindProxy(t, func(e *edge) {
-		site := e.fromDocs("nginx.conf", map[string]string{
-			"server sessiond:8080;":                  "server " + e.sessiond + ";",
-			"server app:3000;":                       "server " + e.app.Listener.Addr().String() + ";",
-			"listen 443 ssl;":                        "listen 127.0.0.1:" + e.port + " ssl;",
-			"/etc/ssl/app.example.com/fullchain.pem": e.certFile,
-			"/etc/ssl/app.example.com/privkey.pem":   e.keyFile,
-		})
-		// The main configuration the docs' file is included in, as in
-		// /etc/nginx/nginx.conf, with everything nginx writes kept in the
-		// test's directory.
-		var main strings.Builder
-		if os.Geteuid() == 0 { // as root, workers would run as nobody, who cannot enter t.TempDir
-			g, err := user.LookupGroupId("0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&main, "user root %s;\n", g.Name)
+	testBehindProxy(t, func(e *edge) { startNginx(e, bin, nil) })
+}
+
+// startNginx runs docs/proxies/nginx.conf in nginx as e's proxy, with the
+// addresses and certificate paths changed to the test's, and the other
+// changes of replace.
+func startNginx(e *edge, bin string, replace map[string]string) {
+	t := e.t
+	changes := map[string]string{
+		"server sessiond:8080;":                  "server " + e.sessiond + ";",
+		"server app:3000;":                       "server " + e.app.Listener.Addr().String() + ";",
+		"listen 443 ssl;":                        "listen 127.0.0.1:" + e.port + " ssl;",
+		"/etc/ssl/app.example.com/fullchain.pem": e.certFile,
+		"/etc/ssl/app.example.com/privkey.pem":   e.keyFile,
+	}
+	for old, new := range replace {
+		changes[old] = new
+	}
+	site := e.fromDocs("nginx.conf", changes)
+	// The main configuration the docs' file is included in, as in
+	// /etc/nginx/nginx.conf, with everything nginx writes kept in the
+	// test's directory.
+	var main strings.Builder
+	if os.Geteuid() == 0 { // as root, workers would run as nobody, who cannot enter t.TempDir
+		g, err := user.LookupGroupId("0")
+		if err != nil {
+			t.Fatal(err)
 		}
-		fmt.Fprintf(&main, `worker_processes 1;
+		fmt.Fprintf(&main, "user root %s;\n", g.Name)
+	}
+	fmt.Fprintf(&main, `worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log stderr notice;
 events { worker_connections 64; }
@@ -80,9 +91,8 @@ http {
     include %[2]s;
 }
 `, e.dir, site)
-		conf := e.write("nginx-main.conf", main.String())
-		e.run(exec.Command(bin, "-e", "stderr", "-p", e.dir, "-c", conf, "-g", "daemon off;"))
-	})
+	conf := e.write("nginx-main.conf", main.String())
+	e.run(exec.Command(bin, "-e", "stderr", "-p", e.dir, "-c", conf, "-g", "daemon off;"))
 }
 
 // TestProxyCaddy runs docs/proxies/Caddyfile in a real Caddy: forward_auth
@@ -530,6 +540,41 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 		t.Errorf("login with the old password: %d, want 401", r.StatusCode)
 	}
 	e.login("frank", "frank-password-2")
+
+	// Two-step verification: set up TOTP (confirmed with the previous
+	// step's code, so the present one is unused), get recovery codes,
+	// raise this session with a code at the second-factor step,
+	// re-authenticate, and turn TOTP off with a recovery code.
+	forms("/account", me, "post", "/account/totp")
+	post(me, "/account/totp", nil)
+	forms("/account/totp", me, "post", "/account/totp/confirm")
+	page := e.do(req{method: "GET", path: "/account/totp", cookie: me, header: map[string]string{"Accept": "text/html"}})
+	m := regexp.MustCompile(`id="totp-secret">([A-Z2-7 ]+)<`).FindSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("no TOTP key on /account/totp: %.2000s", page.body)
+	}
+	code := totpCodes(t, strings.ReplaceAll(string(m[1]), " ", ""))
+	post(me, "/account/totp/confirm", url.Values{"code": {code(time.Now().Add(-30 * time.Second))}})
+	forms("/account", me, "post", "/account/recovery-codes")
+	submitted[pageForm{"post", "/account/recovery-codes"}.pattern()] = true
+	codes := e.do(req{method: "POST", path: "/account/recovery-codes", cookie: me, header: map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Origin": e.origin, "Sec-Fetch-Site": "same-origin", "Accept": "text/html",
+	}})
+	rc := regexp.MustCompile(`<li><code>([0-9a-z-]+)</code>`).FindSubmatch(codes.body)
+	if codes.StatusCode != 200 || codes.Header.Get("X-Test-App") != "" || rc == nil {
+		t.Fatalf("recovery codes through the proxy: %d %.2000s", codes.StatusCode, codes.body)
+	}
+	forms("/login/second-factor?rd=/account", me, "post", "/login/second-factor")
+	if me = post(me, "/login/second-factor", url.Values{"code": {code(time.Now())}, "rd": {"/account"}}).sessionCookie(); me == "" {
+		t.Fatal("the second-factor step gave no new cookie")
+	}
+	forms("/login/reauth?rd=/account", me, "post", "/login/reauth")
+	if me = post(me, "/login/reauth", url.Values{"password": {"frank-password-2"}, "rd": {"/account"}}).sessionCookie(); me == "" {
+		t.Fatal("re-authentication gave no new cookie")
+	}
+	forms("/account", me, "post", "/account/totp/disable")
+	post(me, "/account/totp/disable", url.Values{"code": {string(rc[1])}})
+
 	forms("/account", me, "post", "/logout")
 	if out := post(me, "/logout", nil); !strings.HasPrefix(out.Header.Get("Location"), "/login") || e.alive(t, me) {
 		t.Errorf("sign out: Location %q, session alive %t; want the login page and the session ended", out.Header.Get("Location"), e.alive(t, me))
