@@ -140,6 +140,9 @@ type Actor struct {
 	SessionID string
 	// Admin says the actor may take admin actions.
 	Admin bool
+	// AAL is the assurance level of the actor's session (0 for the
+	// command line, which needs none).
+	AAL int
 	// Client is where the request came from; its fields are bounded.
 	Client session.Client
 }
@@ -153,7 +156,7 @@ var CLI = Actor{ID: ActorCLI, Admin: true}
 
 // SessionActor is the user signed in with s, acting from c.
 func SessionActor(s *session.Session, c session.Client) Actor {
-	return Actor{ID: s.UserID, SessionID: s.ID, Admin: slices.Contains(s.Roles, users.RoleAdmin), Client: boundClient(c)}
+	return Actor{ID: s.UserID, SessionID: s.ID, Admin: slices.Contains(s.Roles, users.RoleAdmin), AAL: s.AAL(), Client: boundClient(c)}
 }
 
 // The bounds on client-controlled strings that are stored or logged.

@@ -131,8 +131,21 @@ func (a *App) TOTPPending(ctx context.Context, actor Actor) (bool, error) {
 // ConfirmTOTP completes the actor's pending TOTP enrolment with a code
 // from the authenticator (within one time step of the present), which
 // turns two-step verification on. A wrong code is ErrWrongCode and counts
-// against the sign-in throttle.
-func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string) error {
+// against the sign-in throttle. The code proves the authenticator as a
+// sign-in's second step would, so with rotate the actor's session is
+// raised to AAL2 with a new token (see raise), and returned.
+func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string, rotate RotateFunc) (*session.Session, error) {
+	if err := a.confirmTOTP(ctx, actor, code); err != nil {
+		return nil, err
+	}
+	if rotate == nil || actor.SessionID == "" {
+		return nil, nil
+	}
+	return a.raise(ctx, actor, []string{session.AMROTP}, rotate)
+}
+
+// confirmTOTP is ConfirmTOTP without raising the session.
+func (a *App) confirmTOTP(ctx context.Context, actor Actor, code string) error {
 	f, err := a.factorStore()
 	if err != nil {
 		return err
@@ -243,9 +256,31 @@ func (a *App) DisableTOTP(ctx context.Context, actor Actor, code string) error {
 	return nil
 }
 
+// errProveSecondFactor refuses an action on second factors to a session
+// that has not proven one, of a user who has one.
+var errProveSecondFactor = Errorf(CodeSecondFactorRequired, "Confirm it is you with your second factor first.")
+
+// needsSecondFactor returns errProveSecondFactor if u has a second factor
+// and the actor's session has not proven one (AAL1): a stolen session
+// that began with the password alone must not be a way to mint factors.
+func (a *App) needsSecondFactor(ctx context.Context, actor Actor, u *users.User) error {
+	if actor.SessionID == "" || actor.AAL >= 2 {
+		return nil
+	}
+	methods, err := a.methods(ctx, u)
+	if err != nil {
+		return err
+	}
+	if methods != nil {
+		return errProveSecondFactor
+	}
+	return nil
+}
+
 // NewRecoveryCodes gives the actor a new set of recovery codes, which
 // voids the previous set, and returns them: they are shown this once and
-// stored only as hashes.
+// stored only as hashes. A user who has a second factor must have proven
+// it in this session (errProveSecondFactor otherwise).
 func (a *App) NewRecoveryCodes(ctx context.Context, actor Actor) ([]string, error) {
 	f, err := a.factorStore()
 	if err != nil {
@@ -253,6 +288,9 @@ func (a *App) NewRecoveryCodes(ctx context.Context, actor Actor) ([]string, erro
 	}
 	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.needsSecondFactor(ctx, actor, u); err != nil {
 		return nil, err
 	}
 	codes := users.NewRecoveryCodes()

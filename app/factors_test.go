@@ -53,7 +53,7 @@ func (f *fixture) enrol(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("BeginTOTP: %v", err)
 	}
-	if err := f.app.ConfirmTOTP(t.Context(), actor, f.code(t, e.Secret, 0)); err != nil {
+	if _, err := f.app.ConfirmTOTP(t.Context(), actor, f.code(t, e.Secret, 0), nil); err != nil {
 		t.Fatalf("ConfirmTOTP: %v", err)
 	}
 	f.advance(30 * time.Second)
@@ -88,7 +88,7 @@ func TestTOTPEnrolment(t *testing.T) {
 	if _, err := f.app.PendingTOTP(ctx, actor); !isCode(err, app.CodeNotFound) {
 		t.Errorf("PendingTOTP before any: got %v, want not_found", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, "123456"); !isCode(err, app.CodeNotFound) {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, "123456", nil); !isCode(err, app.CodeNotFound) {
 		t.Errorf("ConfirmTOTP without an enrolment: got %v, want not_found", err)
 	}
 	first, err := f.app.BeginTOTP(ctx, actor)
@@ -116,19 +116,19 @@ func TestTOTPEnrolment(t *testing.T) {
 	if _, err := f.app.VerifySecondFactor(ctx, ivy, f.code(t, e.Secret, 0), "", client); err != app.ErrWrongCode {
 		t.Errorf("a code of a pending enrolment at sign-in: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, first.Secret, 0)); err != app.ErrWrongCode {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, first.Secret, 0), nil); err != app.ErrWrongCode {
 		t.Errorf("ConfirmTOTP with the replaced secret's code: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, "12345x"); err != app.ErrWrongCode {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, "12345x", nil); err != app.ErrWrongCode {
 		t.Errorf("ConfirmTOTP with a malformed code: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 1)); err != nil {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 1), nil); err != nil {
 		t.Fatalf("ConfirmTOTP with the next step's code: %v", err)
 	}
 	if s := f.summary(t); !s.TOTP {
 		t.Error("TOTP is not on after ConfirmTOTP")
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 0)); !isCode(err, app.CodeConflict) {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 0), nil); !isCode(err, app.CodeConflict) {
 		t.Errorf("ConfirmTOTP again: got %v, want conflict", err)
 	}
 	if _, err := f.app.BeginTOTP(ctx, actor); !isCode(err, app.CodeConflict) {
@@ -342,9 +342,9 @@ func TestSecondFactorThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		f2.app.ConfirmTOTP(ctx, a2, "000000")
+		f2.app.ConfirmTOTP(ctx, a2, "000000", nil)
 	}
-	if _, ok := rateLimited(f2.app.ConfirmTOTP(ctx, a2, "000000")); !ok {
+	if _, ok := rateLimited(second(f2.app.ConfirmTOTP(ctx, a2, "000000", nil))); !ok {
 		t.Error("ConfirmTOTP is not throttled after 5 wrong codes")
 	}
 }
@@ -497,8 +497,8 @@ func TestSecondFactorSecretsAreNeverLogged(t *testing.T) {
 	secrets := []string{e.Secret}
 	c := code(e.Secret)
 	secrets = append(secrets, c)
-	a.ConfirmTOTP(ctx, actor, "999999")
-	if err := a.ConfirmTOTP(ctx, actor, c); err != nil {
+	a.ConfirmTOTP(ctx, actor, "999999", nil)
+	if _, err := a.ConfirmTOTP(ctx, actor, c, nil); err != nil {
 		t.Fatal(err)
 	}
 	clock.advance(30 * time.Second)
@@ -598,7 +598,7 @@ func TestConfirmRacingANewStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.ConfirmTOTP(ctx, actor, code); !isCode(err, app.CodeConflict) {
+	if _, err := a.ConfirmTOTP(ctx, actor, code, nil); !isCode(err, app.CodeConflict) {
 		t.Fatalf("a confirmation raced by a new start: got %v, want conflict", err)
 	}
 	if s, _ := a.Factors(ctx, actor); s.TOTP {
@@ -609,7 +609,10 @@ func TestConfirmRacingANewStart(t *testing.T) {
 		t.Fatalf("pending after the race: got %+v, %v, want the new start's secret", pending, err)
 	}
 	fresh, _ := totp.GenerateCode(started.Secret, time.Now())
-	if err := a.ConfirmTOTP(ctx, actor, fresh); err != nil {
+	if _, err := a.ConfirmTOTP(ctx, actor, fresh, nil); err != nil {
 		t.Errorf("confirming the new secret: %v", err)
 	}
 }
+
+// second returns the error of a call that returns a value and an error.
+func second[T any](_ T, err error) error { return err }

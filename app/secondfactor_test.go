@@ -252,3 +252,33 @@ func TestReauthenticate(t *testing.T) {
 }
 
 func must(actor app.Actor, _ *users.User) app.Actor { return actor }
+
+// TestNewRecoveryCodesNeedTheSecondFactor: a session that began with the
+// password alone cannot mint recovery codes for a user who has a second
+// factor; one raised by a code can, and so can a user without one.
+func TestNewRecoveryCodesNeedTheSecondFactor(t *testing.T) {
+	f := newFixture(t, app.ThrottleConfig{})
+	ctx := t.Context()
+	s, _, err := f.signIn(ctx, "ivy", ivyPassword, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.NewRecoveryCodes(ctx, app.SessionActor(s, client)); err != nil {
+		t.Fatalf("without a second factor, at AAL1: %v", err)
+	}
+	secret := f.enrol(t)
+	actor := app.SessionActor(s, client)
+	if _, err := f.app.NewRecoveryCodes(ctx, actor); app.ErrorOf(err) == nil || app.ErrorOf(err).Code != app.CodeSecondFactorRequired {
+		t.Fatalf("with TOTP on, at AAL1: %v, want second_factor_required", err)
+	}
+	raised, err := f.app.StepUp(ctx, actor, f.code(t, secret, 0), "", func(ch session.Change) (*session.Session, error) {
+		s, _, err := f.app.Sessions().Rotate(ctx, s.ID, ch)
+		return s, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if codes, err := f.app.NewRecoveryCodes(ctx, app.SessionActor(raised, client)); err != nil || len(codes) != 10 {
+		t.Errorf("at AAL2: %d codes, %v", len(codes), err)
+	}
+}

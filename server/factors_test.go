@@ -178,9 +178,15 @@ func TestFactorsAPI(t *testing.T) {
 		t.Errorf("confirm with a wrong code: %d %v, want 401 wrong_code", st, v)
 	}
 	code := totpCode(t, secret)
-	if st, v := fs.api("POST", "/api/v1/mfa/totp/confirm", ivy, `{"code":"`+code+`"}`); st != 200 || v["totp"] != true {
-		t.Fatalf("confirm with the right code: %d %v", st, v)
+	st, v = fs.api("POST", "/api/v1/mfa/totp/confirm", ivy, `{"code":"`+code+`"}`)
+	raised, _ := v["token"].(string)
+	if sess, _ := v["session"].(map[string]any); st != 200 || v["totp"] != true || raised == "" || raised == ivy || sess["aal"] != 2.0 {
+		t.Fatalf("confirm with the right code: %d %v; want TOTP on and the session raised to AAL2 with a new token", st, v)
 	}
+	if st, _ := fs.api("GET", "/api/v1/mfa", ivy, ""); st != 401 {
+		t.Errorf("the token before the confirmation: %d, want 401 (rotated)", st)
+	}
+	ivy = raised
 	if st, v := fs.api("POST", "/api/v1/mfa/totp", ivy, ""); st != 409 || errCode(v) != "conflict" {
 		t.Errorf("POST /api/v1/mfa/totp with TOTP on: %d %v, want 409", st, v)
 	}
@@ -316,6 +322,7 @@ func TestAccountPageTOTP(t *testing.T) {
 	if res.StatusCode != 303 || res.Header.Get("Location") != "/account?done=totp-enabled" {
 		t.Fatalf("the right code: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
+	ivy = newCookie(t, res) // the code raised the session, with a new token
 	_, body = fs.do("GET", "/account?done=totp-enabled", ivy, nil, nil)
 	if !strings.Contains(body, "Two-step verification is on.") || !strings.Contains(body, `action="/account/totp/disable"`) {
 		t.Error("the account page does not show TOTP on")
@@ -450,4 +457,16 @@ func TestFactorsAPIThrottle(t *testing.T) {
 	if s, _ := fs.srv.app.Factors(t.Context(), app.Actor{ID: mustLookup(t, fs.pageServer, "ivy").ID}); s.TOTP {
 		t.Error("a throttled confirmation turned TOTP on")
 	}
+}
+
+// newCookie returns the new session token res sets, failing without one.
+func newCookie(t *testing.T, res *http.Response) string {
+	t.Helper()
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-sid" && c.Value != "" {
+			return c.Value
+		}
+	}
+	t.Fatalf("%s %s set no new session cookie", res.Request.Method, res.Request.URL.Path)
+	return ""
 }

@@ -149,15 +149,20 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 		token = new(string)
 	)
 	ticket := s.pendingTicket(r)
-	switch {
-	case err != nil:
-	case ticket != "":
+	signedIn := session.FromContext(r.Context()) != nil
+	if err == nil && ticket != "" {
 		u, sess, err = s.app.CompleteSecondFactor(r.Context(), ticket, c.TOTP, c.RecoveryCode, s.sessions.ClientOf(r),
 			func(l session.Login) (*session.Session, error) { return s.sessions.Login(w, r, l) })
 		if err == nil || isCode(err, app.CodeUnauthenticated) {
 			http.SetCookie(w, s.pendingCookie("", -1))
 		}
-	case session.FromContext(r.Context()) != nil:
+		if isCode(err, app.CodeUnauthenticated) && signedIn {
+			err, ticket = nil, "" // a stale pending sign-in beside a live session: raise that
+		}
+	}
+	switch {
+	case err != nil || ticket != "":
+	case signedIn:
 		var rotate app.RotateFunc
 		rotate, token = s.rotateOwn(w, r)
 		sess, err = s.app.StepUp(r.Context(), s.actor(r), c.TOTP, c.RecoveryCode, rotate)

@@ -51,8 +51,9 @@ func (ss *stepsServer) next() string {
 }
 
 // enrol turns on TOTP for ivy through the account's API, signed in with
-// token.
-func (ss *stepsServer) enrol(token string) {
+// token, and returns the session's new token: the first code raises it to
+// AAL2.
+func (ss *stepsServer) enrol(token string) string {
 	ss.t.Helper()
 	res, body := ss.do("POST", "/api/v1/mfa/totp", token, nil, nil)
 	var e struct{ Secret string }
@@ -61,9 +62,11 @@ func (ss *stepsServer) enrol(token string) {
 	}
 	ss.secret = e.Secret
 	res, body = ss.doJSON("POST", "/api/v1/mfa/totp/confirm", token, map[string]any{"code": ss.next()})
-	if res.StatusCode/100 != 2 {
+	c := cookieOf(res, "__Host-sid")
+	if res.StatusCode/100 != 2 || c == nil || c.Value == "" {
 		ss.t.Fatalf("confirm TOTP: %d %s", res.StatusCode, body)
 	}
+	return c.Value
 }
 
 // doJSON sends v as a JSON body, with the session token as cookie.
@@ -200,11 +203,11 @@ func TestSignInJSONWithASecondFactor(t *testing.T) {
 // with the password; each gives it a new cookie and kills the old one.
 func TestStepUpAndReauthThroughTheForms(t *testing.T) {
 	ss := newStepsServer(t)
-	token := ss.login("ivy")
+	token := ss.login("ivy") // AAL1, and it stays so: another session enrols
 	if res, body := ss.do("GET", "/login/second-factor?rd=/account", token, nil, nil); res.StatusCode != 200 || !strings.Contains(body, `href="/account/totp"`) {
 		t.Errorf("step-up page without a factor: %d, want a way to set one up: %s", res.StatusCode, body)
 	}
-	ss.enrol(token)
+	ss.enrol(ss.login("ivy"))
 	if res, body := ss.do("GET", "/login/second-factor?rd=/account", token, nil, nil); res.StatusCode != 200 || !strings.Contains(body, `name="code"`) {
 		t.Fatalf("step-up page: %d %s", res.StatusCode, body)
 	}
@@ -242,8 +245,7 @@ func TestStepUpAndReauthThroughTheForms(t *testing.T) {
 // refuse a form posted from another site.
 func TestStepsRefuseCrossOrigin(t *testing.T) {
 	ss := newStepsServer(t)
-	token := ss.login("ivy")
-	ss.enrol(token)
+	token := ss.enrol(ss.login("ivy"))
 	for _, path := range []string{"/login/second-factor", "/login/reauth"} {
 		res, _ := ss.do("POST", path, token, url.Values{"code": {ss.next()}, "password": {"ivy-password"}}, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
 		if res.StatusCode != 403 || cookieOf(res, "__Host-sid") != nil {
@@ -282,20 +284,18 @@ func TestAdminNeedsTheSecondFactorItsRoleRequires(t *testing.T) {
 		t.Errorf("own account at AAL1: %d, want 200", res.StatusCode)
 	}
 
-	// Set up TOTP as root, then step up: the console opens.
+	// Set up TOTP as root: its first code raises the session, and the
+	// console opens.
 	res, body := ss.do("POST", "/api/v1/mfa/totp", token.Value, nil, nil)
 	var e struct{ Secret string }
 	if res.StatusCode != 201 || json.Unmarshal([]byte(body), &e) != nil {
 		t.Fatalf("begin TOTP: %d %s", res.StatusCode, body)
 	}
 	ss.secret = e.Secret
-	if res, body := ss.doJSON("POST", "/api/v1/mfa/totp/confirm", token.Value, map[string]any{"code": ss.next()}); res.StatusCode/100 != 2 {
-		t.Fatalf("confirm TOTP: %d %s", res.StatusCode, body)
-	}
-	res, _ = ss.do("POST", "/login/second-factor", token.Value, url.Values{"code": {ss.next()}, "rd": {"/admin"}}, nil)
+	res, body = ss.doJSON("POST", "/api/v1/mfa/totp/confirm", token.Value, map[string]any{"code": ss.next()})
 	raised := cookieOf(res, "__Host-sid")
-	if res.StatusCode != 303 || raised == nil {
-		t.Fatalf("step-up: %d", res.StatusCode)
+	if res.StatusCode/100 != 2 || raised == nil {
+		t.Fatalf("confirm TOTP: %d %s; want the session raised with a new cookie", res.StatusCode, body)
 	}
 	if res, _ := ss.do("GET", "/admin", raised.Value, nil, nil); res.StatusCode != 200 {
 		t.Errorf("console at AAL2: %d", res.StatusCode)

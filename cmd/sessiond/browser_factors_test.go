@@ -125,7 +125,7 @@ func TestBrowserSignInWithASecondFactor(t *testing.T) {
 	in.addUser(admin, "eli", "eli-password-1")
 
 	cookie := in.login("eli", "eli-password-1")
-	codeAt := enrolTOTP(t, in.do, cookie)
+	codeAt, cookie := enrolTOTP(t, in.do, cookie)
 	r := in.do(req{method: "POST", path: "/api/v1/mfa/recovery-codes", cookie: cookie})
 	codes, _ := r.json(t)["codes"].([]any)
 	if len(codes) != 10 {
@@ -177,9 +177,10 @@ func TestBrowserSignInWithASecondFactor(t *testing.T) {
 
 // enrolTOTP turns on TOTP for the user signed in with cookie, over the API
 // through do, and returns the code of the user's authenticator app at a
-// time. The confirmation uses the code of the previous time step (one step
-// of skew is accepted), so that the code of the present step is unused.
-func enrolTOTP(t *testing.T, do func(req) resp, cookie string) func(time.Time) string {
+// time, and the session's new cookie (the first code raises it to AAL2).
+// The confirmation uses the code of the previous time step (one step of
+// skew is accepted), so that the code of the present step is unused.
+func enrolTOTP(t *testing.T, do func(req) resp, cookie string) (func(time.Time) string, string) {
 	t.Helper()
 	r := do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: cookie})
 	secret, _ := r.json(t)["secret"].(string)
@@ -187,10 +188,11 @@ func enrolTOTP(t *testing.T, do func(req) resp, cookie string) func(time.Time) s
 		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
 	}
 	codeAt := totpCodes(t, secret)
-	if r := do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}}); r.StatusCode/100 != 2 {
+	r = do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}})
+	if r.StatusCode/100 != 2 || r.sessionCookie() == "" {
 		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
 	}
-	return codeAt
+	return codeAt, r.sessionCookie()
 }
 
 // totpCodes returns the codes of secret's authenticator app, by time.

@@ -44,7 +44,9 @@ func TestProxyNginxPolicies(t *testing.T) {
 	browser := map[string]string{"Accept": "text/html"}
 	back := func(path string) string { return url.QueryEscape(e.origin + path) }
 
-	codeAt := enrolTOTP(t, e.do, bob)
+	// Bob sets up TOTP in another session; this one stays AAL1.
+	other, _ := e.login("bob", "bob-password-1")
+	codeAt, _ := enrolTOTP(t, e.do, other)
 
 	hits := e.app.hits.Load()
 	t.Run("aal=2: a password alone leads to the second factor, and back", func(t *testing.T) {
