@@ -216,6 +216,22 @@ func (s *Server) passkeyFailed(w http.ResponseWriter, r *http.Request, err error
 	s.writeErr(w, r, err)
 }
 
+// stepTicket is the ticket of r's pending sign-in for the passkey
+// second-factor step, "" if the step is for r's session instead: there is
+// no pending sign-in, or it has gone stale beside a live session (its
+// cookie is then deleted), as in the code step (secondFactor).
+func (s *Server) stepTicket(w http.ResponseWriter, r *http.Request) string {
+	ticket := s.pendingTicket(r)
+	if ticket == "" || session.FromContext(r.Context()) == nil {
+		return ticket
+	}
+	if _, _, err := s.app.PendingSignIn(r.Context(), ticket); isCode(err, app.CodeUnauthenticated) {
+		http.SetCookie(w, s.pendingCookie("", -1))
+		return ""
+	}
+	return ticket
+}
+
 // passkeyStepBegin is POST /login/passkey/second-factor/begin: a passkey
 // check for the user of r's pending sign-in (its cookie), or else of r's
 // session, which the check raises to AAL2 (see passkeyReauthFinish).
@@ -224,7 +240,7 @@ func (s *Server) passkeyStepBegin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errCrossOrigin)
 		return
 	}
-	ticket := s.pendingTicket(r)
+	ticket := s.stepTicket(w, r)
 	if ticket == "" {
 		if session.FromContext(r.Context()) == nil {
 			writeError(w, errUnauthenticated)
@@ -255,7 +271,7 @@ func (s *Server) passkeyStepFinish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errCrossOrigin)
 		return
 	}
-	ticket := s.pendingTicket(r)
+	ticket := s.stepTicket(w, r)
 	if ticket == "" {
 		if session.FromContext(r.Context()) == nil {
 			writeError(w, errUnauthenticated)

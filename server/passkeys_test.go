@@ -488,6 +488,18 @@ func TestPasskeyAsTheSecondFactor(t *testing.T) {
 	if res, out, _ := step(passkeyStepBegin, "", nil); res.StatusCode != 401 {
 		t.Errorf("second-factor begin again: %d %s", res.StatusCode, out)
 	}
+	// Its stale cookie beside a live session: the step raises the session.
+	r, _ = http.NewRequest("POST", ps.url+passkeyStepBegin, nil)
+	r.AddCookie(&http.Cookie{Name: ps.srv.pendingCookieName(), Value: pending})
+	r.AddCookie(&http.Cookie{Name: "__Host-sid", Value: token})
+	res, err = client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("second-factor begin with a stale pending sign-in beside a session: %d, want the session's check", res.StatusCode)
+	}
 }
 
 // TestPasskeyCheckButton: the button the second-factor and
