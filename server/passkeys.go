@@ -336,24 +336,15 @@ func (s *Server) passkeyReauthFinish(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	actor := s.actor(r)
-	var token string
-	rotate := func(ch session.Change) (*session.Session, error) {
-		if !session.PresentedAsBearer(r.Context()) {
-			return s.sessions.Renew(w, r, ch)
-		}
-		sess, tok, err := s.sessions.Rotate(r.Context(), actor.SessionID, ch)
-		token = tok
-		return sess, err
-	}
-	sess, err := s.app.ReauthenticateWithPasskey(r.Context(), actor, rp, id, ans.Credential, rotate)
+	rotate, token := s.rotateOwn(w, r)
+	sess, err := s.app.ReauthenticateWithPasskey(r.Context(), s.actor(r), rp, id, ans.Credential, rotate)
 	if err != nil {
 		s.passkeyFailed(w, r, err)
 		return
 	}
 	out := map[string]any{"session": viewSession(sess, sess.ID), "redirect": s.safeRedirect(r, ans.RD)}
-	if token != "" {
-		out["token"] = token
+	if *token != "" {
+		out["token"] = *token
 	}
 	writeJSON(w, http.StatusOK, out)
 }
