@@ -20,6 +20,7 @@ const (
 	CodeUnauthenticated     Code = "unauthenticated"
 	CodeBadCredentials      Code = "bad_credentials"
 	CodeWrongPassword       Code = "wrong_password"
+	CodeWrongCode           Code = "wrong_code"
 	CodeForbidden           Code = "forbidden"
 	CodeCrossOrigin         Code = "cross_origin"
 	CodeAccountDisabled     Code = "account_disabled"
@@ -64,9 +65,12 @@ func Errorf(code Code, format string, args ...any) *Error {
 // The errors of the actions whose code and message never vary.
 var (
 	ErrWrongPassword = Errorf(CodeWrongPassword, "The current password is wrong.")
-	ErrSamePassword  = Errorf(CodeInvalid, "The new password must differ from the current one.")
-	ErrForbidden     = Errorf(CodeForbidden, "This needs the admin role.")
-	errAccountRace   = Errorf(CodeConflict, "The account changed during sign-in; try again.")
+	// ErrWrongCode is a second-factor code (TOTP or recovery code) that
+	// is wrong, malformed or already used; which is not told.
+	ErrWrongCode    = Errorf(CodeWrongCode, "The code is wrong or was already used.")
+	ErrSamePassword = Errorf(CodeInvalid, "The new password must differ from the current one.")
+	ErrForbidden    = Errorf(CodeForbidden, "This needs the admin role.")
+	errAccountRace  = Errorf(CodeConflict, "The account changed during sign-in; try again.")
 )
 
 // ErrorOf returns what a client may see of err: the *Error it is or wraps,
@@ -80,6 +84,8 @@ func ErrorOf(err error) *Error {
 		return nil
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, new(*SecondFactorRequired)):
+		return Errorf(CodeSecondFactorRequired, "The password is right; now prove your second factor.")
 	case errors.Is(err, users.ErrBadCredentials):
 		return Errorf(CodeBadCredentials, "Wrong username or password.")
 	case errors.Is(err, users.ErrDisabled):

@@ -18,6 +18,7 @@ var statusOf = map[app.Code]int{
 	app.CodeUnauthenticated:      http.StatusUnauthorized,
 	app.CodeBadCredentials:       http.StatusUnauthorized,
 	app.CodeWrongPassword:        http.StatusForbidden,
+	app.CodeWrongCode:            http.StatusUnauthorized,
 	app.CodeForbidden:            http.StatusForbidden,
 	app.CodeCrossOrigin:          http.StatusForbidden,
 	app.CodeAccountDisabled:      http.StatusForbidden,

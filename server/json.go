@@ -100,12 +100,14 @@ func viewSessions(list []*session.Session, currentID string) map[string][]sessio
 	return map[string][]sessionView{"sessions": out}
 }
 
-// userView is a user as the API shows it: never the password hash.
+// userView is a user as the API shows it: never the password hash. The
+// admin's views add what second factors the user has.
 type userView struct {
-	ID       string   `json:"id"`
-	Username string   `json:"username"`
-	Roles    []string `json:"roles"`
-	Disabled bool     `json:"disabled"`
+	ID            string       `json:"id"`
+	Username      string       `json:"username"`
+	Roles         []string     `json:"roles"`
+	Disabled      bool         `json:"disabled"`
+	SecondFactors *factorsView `json:"second_factors,omitempty"`
 }
 
 func viewUser(u *users.User) userView {

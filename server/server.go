@@ -162,6 +162,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	mux.HandleFunc("GET /static/style.css", stylesheet)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
+	// The steps after the password: each reads the session itself, if any.
+	mux.Handle("GET /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactorPage)))
+	mux.Handle("POST /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactor)))
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
@@ -171,9 +174,16 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("DELETE /api/v1/sessions/{id}", s.revokeMySession)
 	self("POST /api/v1/sessions/revoke-others", s.revokeMyOthers)
 	self("POST /api/v1/password", s.changePassword)
+	self("GET /api/v1/mfa", s.myFactors)
+	self("POST /api/v1/mfa/totp", s.beginTOTP)
+	self("POST /api/v1/mfa/totp/confirm", s.confirmTOTP)
+	self("DELETE /api/v1/mfa/totp", s.disableTOTP)
+	self("POST /api/v1/mfa/recovery-codes", s.newRecoveryCodes)
 
 	// Admin: role "admin" only.
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.adminOnly(h)))) }
+	admin := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.authed(identified(s.assured(s.adminOnly(h), false))))
+	}
 	admin("POST /api/v1/admin/users", s.adminCreateUser)
 	admin("GET /api/v1/admin/users", s.adminListUsers)
 	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)
@@ -183,6 +193,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	admin("POST /api/v1/admin/users/{user}/enable", s.adminEnable)
 	admin("POST /api/v1/admin/users/{user}/password", s.adminResetPassword)
 	admin("DELETE /api/v1/admin/users/{user}", s.adminDeleteUser)
+	admin("POST /api/v1/admin/users/{user}/second-factors/reset", s.adminResetFactors)
 	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
 	admin("GET /api/v1/admin/audit", s.adminAudit)
 
@@ -191,11 +202,18 @@ func (s *Server) routes() (public, internal http.Handler) {
 	// the login page; every form post passes the session middleware's
 	// cross-origin check.
 	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(identified(h))) }
-	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
+	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.assured(s.adminPage(h), true)) }
+	page("GET /login/reauth", s.reauthPage)
+	mux.Handle("POST /login/reauth", s.authed(identified(s.reauth)))
 	page("GET /account", s.accountPage)
 	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
 	page("POST /account/sessions/revoke-others", s.accountRevokeOthers)
 	page("POST /account/password", s.accountPassword)
+	page("GET /account/totp", s.accountTOTPPage)
+	page("POST /account/totp", s.accountBeginTOTP)
+	page("POST /account/totp/confirm", s.accountConfirmTOTP)
+	page("POST /account/totp/disable", s.accountDisableTOTP)
+	page("POST /account/recovery-codes", s.accountRecoveryCodes)
 	console("GET /admin", s.adminUsersPage)
 	console("POST /admin/users", s.adminCreateUserForm)
 	console("GET /admin/users/{user}", s.adminUserPage)
@@ -205,8 +223,10 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/password", s.adminResetPasswordForm)
 	console("POST /admin/users/{user}/delete", s.adminDeleteUserForm)
 	console("POST /admin/users/{user}/revoke", s.adminRevokeUserForm)
+	console("POST /admin/users/{user}/second-factors/reset", s.adminResetFactorsForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
+	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)

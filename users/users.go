@@ -1,6 +1,9 @@
 // Package users keeps sessiond's accounts: usernames, stable IDs, argon2id
 // password hashes, roles and a disabled flag, in a Directory, and checks
-// credentials without telling which usernames exist.
+// credentials without telling which usernames exist. Beside a Directory, a
+// Factors store keeps each user's second factors (TOTP enrolments,
+// recovery code hashes, passkeys) and short-lived sign-in challenges; this
+// package makes and checks TOTP codes (RFC 6238) and recovery codes.
 package users
 
 import (
@@ -17,9 +20,11 @@ import (
 )
 
 var (
-	// ErrNotFound means there is no such user.
+	// ErrNotFound means there is no such user, or (from Factors) no such
+	// enrolment, recovery code, passkey or live challenge.
 	ErrNotFound = errors.New("users: no such user")
-	// ErrExists means the username is taken.
+	// ErrExists means the username is taken, or (from Factors) the
+	// passkey credential ID or challenge ID.
 	ErrExists = errors.New("users: username taken")
 	// ErrBadCredentials means the username or the password is wrong; which
 	// one is deliberately not told.
