@@ -206,13 +206,25 @@ func (c *cache) invalidate(id string) {
 	}
 }
 
-// reset drops every entry, refuses every put that began before it, and
-// sets whether the listener is connected.
+// invalidateAll drops every entry and refuses every put that began
+// before it.
+func (c *cache) invalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearLocked()
+}
+
+// reset is invalidateAll that also sets whether the listener is
+// connected.
 func (c *cache) reset(up bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.seq += ringSize + 1
 	c.up = up
+	c.clearLocked()
+}
+
+func (c *cache) clearLocked() {
+	c.seq += ringSize + 1
 	clear(c.byHash)
 	clear(c.byID)
 	c.meta, c.data, c.free = nil, nil, nil

@@ -115,6 +115,11 @@ type staleCounts struct {
 	after                                           int // lookups that began after the changes, in all
 }
 
+func (c staleCounts) add(d staleCounts) staleCounts {
+	return staleCounts{c.deleted + d.deleted, c.deletedByUser + d.deletedByUser, c.rotated + d.rotated,
+		c.roles + d.roles, c.touched + d.touched, c.after + d.after}
+}
+
 func (c staleCounts) stale() int {
 	return c.deleted + c.deletedByUser + c.rotated + c.roles + c.touched
 }
@@ -330,7 +335,11 @@ func TestCacheListenerKilled(t *testing.T) {
 	if raceEnabled {
 		rounds = 3
 	}
-	c := staleReads(t, a, b, 8, rounds, time.Millisecond, false)
+	// Rounds go on until the listener has been killed a few times.
+	var c staleCounts
+	for r := 0; (r < rounds || kills.Load() < 3) && r < 100; r++ {
+		c = c.add(staleReads(t, a, b, 8, 1, time.Millisecond, false))
+	}
 	close(stop)
 	wg.Wait()
 	if c.stale() > 0 {
@@ -627,5 +636,47 @@ func TestCacheAnswersAsTheDatabase(t *testing.T) {
 		if !equalSessions(again, fromDB) {
 			t.Errorf("after the caller changed what it got, the cache answers:\n%+v\nwant:\n%+v", again, fromDB)
 		}
+	}
+}
+
+// TestCacheLaggingListener holds up instance a's listener in the middle
+// of a notification for longer than a fence may take: a lookup must not
+// wait for it, but read the database after the fence's timeout, and the
+// listener must be replaced.
+func TestCacheLaggingListener(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	a, b := openAt(t, url), openAt(t, url)
+	s, x := storetest.NewSession(storetest.NewID()), storetest.NewSession(storetest.NewID())
+	storetest.MustCreate(t, b, s)
+	storetest.MustCreate(t, b, x)
+	for _, h := range []session.Hash{s.TokenHash, x.TokenHash, s.TokenHash} {
+		if _, err := a.ByHash(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var once sync.Once
+	lag := func() { once.Do(func() { time.Sleep(fenceTimeout + fenceTimeout/2) }) }
+	a.listener.onNotify.Store(&lag)
+	conns := a.listener.conns.Load()
+	if err := b.Delete(ctx, x.ID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := a.ByHash(ctx, s.TokenHash)
+	if err != nil || got.ID != s.ID {
+		t.Fatalf("ByHash while the listener lags = %v, %v; want session %s", sessionID(got), err, s.ID)
+	}
+	if took := time.Since(start); took > fenceTimeout+fenceTimeout/4 {
+		t.Errorf("ByHash while the listener lags took %v, want at most the fence timeout (%v) and a little", took, fenceTimeout)
+	}
+	if got, err := a.ByHash(ctx, x.TokenHash); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("ByHash of the deleted session = %v, %v; want ErrNotFound", sessionID(got), err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.listener.conns.Load() == conns {
+		if time.Now().After(deadline) {
+			t.Fatal("the lagging listener was not replaced within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -52,6 +52,7 @@ type listener struct {
 	// gathers the lookups that came meanwhile, for the fence that is sent
 	// when inflight is answered.
 	inflight, pending *fenceGroup
+	sentAt            time.Time // when inflight was sent
 	closed            bool
 	stop              chan struct{} // closed by close
 	wg                sync.WaitGroup
@@ -100,11 +101,18 @@ var fenceMessage = func() []byte {
 
 var (
 	errListenerDown = errors.New("pgstore: cache listener not connected")
+	errFenceTimeout = errors.New("pgstore: cache fence unanswered")
 	errFenceOther   = errors.New("pgstore: cache fence answered by another session or table (is a pooler in transaction mode between sessiond and PostgreSQL? set cache=off)")
 )
 
 func newListener(cfg *pgconn.Config, c *cache) *listener {
 	return &listener{cfg: cfg, cache: c, timeout: fenceTimeout, stop: make(chan struct{})}
+}
+
+// start starts the goroutine that watches for fences gone unanswered.
+func (l *listener) start() {
+	l.wg.Add(1)
+	go l.watch()
 }
 
 // connect makes the listening connection and starts reading it.
@@ -187,7 +195,7 @@ func (l *listener) read(conn net.Conn, fr *pgproto3.Frontend, channel string) {
 				(*f)()
 			}
 			if m.Payload == "" {
-				l.cache.reset(true)
+				l.cache.invalidateAll()
 			} else {
 				l.cache.invalidate(m.Payload)
 			}
@@ -247,8 +255,6 @@ func (l *listener) fenced(conn net.Conn, at int64, err error) bool {
 	l.inflight, l.pending = l.pending, nil
 	if l.inflight != nil && err == nil {
 		l.sendLocked()
-	} else {
-		conn.SetReadDeadline(time.Time{})
 	}
 	l.mu.Unlock()
 	close(g.done)
@@ -259,9 +265,33 @@ func (l *listener) fenced(conn net.Conn, at int64, err error) bool {
 // the write fails, it closes the connection, which read notices.
 func (l *listener) sendLocked() {
 	l.sent.Add(1)
-	l.conn.SetReadDeadline(time.Now().Add(l.timeout))
+	l.sentAt = time.Now()
 	if _, err := l.conn.Write(fenceMessage); err != nil {
 		l.conn.Close()
+	}
+}
+
+// watch closes the connection when a fence has been in flight for longer
+// than l.timeout, until the listener is closed. A deadline on each read
+// would do the same at a cost per fence; a tick every tenth of the
+// timeout costs nothing per fence.
+func (l *listener) watch() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.timeout / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			l.mu.Lock()
+			conn := l.conn
+			stalled := conn != nil && l.inflight != nil && now.Sub(l.sentAt) > l.timeout
+			l.mu.Unlock()
+			if stalled {
+				l.fail(conn, errFenceTimeout)
+			}
+		}
 	}
 }
 
@@ -320,7 +350,10 @@ func (l *listener) reconnect() {
 // on the listening connection, so that every notification of a change
 // committed before the call has been applied to the cache, with the
 // database's clock when the fence ran (µs since the Unix epoch). It fails
-// if the listener is down, or goes down first, or if ctx ends first.
+// if the listener is down or goes down first, and if ctx has ended when
+// the fence returns. It does not watch ctx meanwhile, which would cost a
+// context with a deadline a timer (Done): a fence returns or fails within
+// l.timeout.
 // Concurrent calls share fences: a call joins the group that waits for
 // the next fence, never the one in flight, which may have been sent
 // before the call.
@@ -342,12 +375,11 @@ func (l *listener) fence(ctx context.Context) (int64, error) {
 		g = l.pending
 	}
 	l.mu.Unlock()
-	select {
-	case <-g.done:
-		return g.at, g.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	<-g.done
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
+	return g.at, g.err
 }
 
 // close stops the listener and waits for its goroutines.

@@ -60,6 +60,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if opts.cache {
 		st.cache = newCache(opts.maxEntries, opts.maxBytes)
 		st.listener = newListener(pool.Config().ConnConfig.Config.Copy(), st.cache)
+		st.listener.start()
 		if err := st.listener.connect(ctx); err != nil {
 			st.listener.close()
 			pool.Close()
