@@ -229,6 +229,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
+	patterns = append(patterns, routeExtAuthz) // Server.GRPC's checks
 	internal = s.secure(s.resolveFirst(s.observe(s.jsonFallback(internalMux.ServeMux), "")))
 
 	own := s.observe(s.jsonFallback(mux.ServeMux), "")

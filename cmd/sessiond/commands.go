@@ -162,7 +162,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen"}},
+	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen", "grpc-listen"}},
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},

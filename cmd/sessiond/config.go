@@ -39,6 +39,7 @@ type options struct {
 	tlsCert, tlsKey    string
 	upstream           string
 	internalListen     string
+	grpcListen         string
 	storeTimeout       time.Duration
 	shutdownTimeout    time.Duration
 	auditRetention     time.Duration
@@ -95,6 +96,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` for --tls-cert (PEM)")
 	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app `URL`")
 	fs.StringVar(&o.internalListen, "internal-listen", "", "serve /resolve, /healthz, /readyz and /metrics on this `address`, and not on --listen (default with --upstream: "+defaultInternalListen+"; else none: they are on --listen)")
+	fs.StringVar(&o.grpcListen, "grpc-listen", "", "answer Envoy's ext_authz checks over gRPC (envoy.service.auth.v3.Authorization, plain, with grpc.health.v1) on this `address`, e.g. 127.0.0.1:9001 (default: none)")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, wait this long for in-flight requests, then cut them off (a second signal stops at once)")
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
