@@ -127,11 +127,12 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) *authv3.Ch
 //     dropped, and X-Original-URL is set from the check's scheme, host
 //     and path (believed, as from any peer, only if the gRPC peer is
 //     trusted).
-//   - Its RemoteAddr is the gRPC peer's (Envoy's) address, so that
-//     clientIP believes X-Forwarded-For only from a trusted peer. From
-//     such a peer, the check's source address (the peer Envoy saw) is
-//     appended to X-Forwarded-For, as Envoy's use_remote_address does for
-//     the request itself.
+//   - Its RemoteAddr is the gRPC peer's (Envoy's) address, and the
+//     check's source address (the peer Envoy saw) is appended to
+//     X-Forwarded-For, as Envoy's use_remote_address does for the request
+//     itself: clientIP believes X-Forwarded-For only from a trusted peer
+//     (loopback, or Config.TrustedProxies), and takes the peer for the
+//     client otherwise.
 func (s *Server) checkRequest(ctx context.Context, req *authv3.CheckRequest) (*http.Request, *app.Error) {
 	r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/resolve", http.NoBody)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -183,11 +184,9 @@ func (s *Server) checkRequest(ctx context.Context, req *authv3.CheckRequest) (*h
 		}
 		header["X-Original-Url"] = []string{(&url.URL{Scheme: scheme, Host: r.Host}).String() + p}
 	}
-	if s.trusted(peerAddr(r)) {
-		if a, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
-			xff := append(header.Values("X-Forwarded-For"), a.Unmap().String())
-			header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
-		}
+	if a, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
+		xff := append(header.Values("X-Forwarded-For"), a.Unmap().String())
+		header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		q := make(url.Values, len(ext))

@@ -422,6 +422,18 @@ func TestExtAuthzBelievesForwardingOnlyFromTrustedPeers(t *testing.T) {
 			t.Errorf("peer %s: original URL %q, want %q", tt.peer, got, tt.original)
 		}
 	}
+	// A request target that is not a path ("*", or none): no original URL,
+	// and still not the client's.
+	for _, path := range []string{"*", ""} {
+		check.Attributes.Request.Http.Path = path
+		r, e := ts.checkRequest(peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}}), check)
+		if e != nil {
+			t.Fatal(e)
+		}
+		if got := ts.originalURL(r); got != "" {
+			t.Errorf("path %q: original URL %q, want none", path, got)
+		}
+	}
 }
 
 // TestExtAuthzRefusesMalformedChecks: a check that describes no HTTP
