@@ -1,0 +1,132 @@
+package main
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+var grpcListening = regexp.MustCompile(`ext_authz gRPC listening.* addr=(127\.0\.0\.1:\d+)`)
+
+// TestExtAuthzOverGRPC runs sessiond with --grpc-listen 127.0.0.1:0 and
+// checks requests with a gRPC client built from Envoy's protos: a
+// session's cookie or bearer token gets the identity headers /resolve
+// gives the same session, header by header; no session is a 401 denial,
+// with Location for a browser and the JSON error for an API client; the
+// health service answers; and the server stops cleanly.
+func TestExtAuthzOverGRPC(t *testing.T) {
+	in := start(t, "--grpc-listen", "127.0.0.1:0")
+	m := grpcListening.FindStringSubmatch(in.logs.String())
+	if m == nil {
+		t.Fatalf("no gRPC listener in the log:\n%s", in.logs)
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	check := func(headers map[string]string) *authv3.CheckResponse {
+		t.Helper()
+		res, err := client.Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+				SocketAddress: &corev3.SocketAddress{Address: "203.0.113.7"},
+			}}},
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Scheme: "https", Host: "app.example.com", Path: "/reports?q=1", Headers: headers,
+			}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	cookie := in.login("admin", adminPassword)
+	bearer, _ := in.token("admin", adminPassword)
+	for _, tt := range []struct {
+		name    string
+		grpc    map[string]string
+		request req
+	}{
+		{"cookie", map[string]string{"cookie": "__Host-sid=" + cookie}, req{cookie: cookie}},
+		{"bearer", map[string]string{"authorization": "Bearer " + bearer}, req{bearer: bearer}},
+	} {
+		tt.request.method, tt.request.path = "GET", "/resolve"
+		hr := in.do(tt.request)
+		res := check(tt.grpc)
+		ok := res.GetOkResponse()
+		if hr.StatusCode != 200 || ok == nil {
+			t.Fatalf("%s: /resolve %d, check %v", tt.name, hr.StatusCode, res)
+		}
+		got := map[string]string{}
+		for _, o := range ok.GetHeaders() {
+			got[o.GetHeader().GetKey()] = o.GetHeader().GetValue()
+		}
+		for _, name := range []string{"Remote-User", "Remote-Groups", "X-User-Id", "X-Session-Id", "X-Session-Expires-At", "X-Session-Absolute-Expires-At", "X-Session-Authenticated-At", "X-Session-AAL", "X-Session-AMR"} {
+			if g, w := got[strings.ToLower(name)], hr.Header.Get(name); g != w || w == "" && name != "X-Session-AMR" {
+				t.Errorf("%s: %s: check %q, /resolve %q", tt.name, name, g, w)
+			}
+		}
+		for k, v := range got {
+			if hr.Header.Get(k) != v {
+				t.Errorf("%s: the check sets %s: %q, /resolve sends %q", tt.name, k, v, hr.Header.Get(k))
+			}
+		}
+	}
+
+	for _, browser := range []bool{false, true} {
+		headers := map[string]string{"remote-user": "mallory"}
+		if browser {
+			headers["accept"] = "text/html"
+		}
+		res := check(headers)
+		d := res.GetDeniedResponse()
+		if d == nil || d.GetStatus().GetCode() != 401 || res.GetStatus().GetCode() != int32(codes.Unauthenticated) {
+			t.Fatalf("no session (browser %v): %v, want a 401 denial", browser, res)
+		}
+		var location string
+		for _, o := range d.GetHeaders() {
+			if o.GetHeader().GetKey() == "location" {
+				location = o.GetHeader().GetValue()
+			}
+		}
+		switch {
+		case browser && location != "/login?rd=https%3A%2F%2Fapp.example.com%2Freports%3Fq%3D1":
+			t.Errorf("browser: Location %q", location)
+		case !browser && (location != "" || !strings.Contains(d.GetBody(), `"code":"unauthenticated"`)):
+			t.Errorf("API client: Location %q, body %q", location, d.GetBody())
+		}
+	}
+
+	hres, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || hres.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health: %v, %v", hres, err)
+	}
+	r := in.do(req{method: "GET", path: "/metrics"})
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), `sessiond_http_requests_total{code="2xx",route="grpc /envoy.service.auth.v3.Authorization/Check"} 2`) {
+		t.Errorf("metrics: no 2 OK checks:\n%s", grepLines(string(r.body), "grpc"))
+	}
+	if code := in.stop(); code != 0 || !strings.Contains(in.logs.String(), "sessiond stopped") {
+		t.Errorf("stop: exit %d", code)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
