@@ -1,20 +1,47 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 var grpcListening = regexp.MustCompile(`ext_authz gRPC listening.* addr=(127\.0\.0\.1:\d+)`)
+
+// grpcConn is a client connection to in's --grpc-listen, closed when the
+// test ends.
+func grpcConn(t *testing.T, in *instance) *grpc.ClientConn {
+	t.Helper()
+	m := grpcListening.FindStringSubmatch(in.logs.String())
+	if m == nil {
+		t.Fatalf("no gRPC listener in the log:\n%s", in.logs)
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
 
 // TestExtAuthzOverGRPC runs sessiond with --grpc-listen 127.0.0.1:0 and
 // checks requests with a gRPC client built from Envoy's protos: a
@@ -24,15 +51,7 @@ var grpcListening = regexp.MustCompile(`ext_authz gRPC listening.* addr=(127\.0\
 // health service answers; and the server stops cleanly.
 func TestExtAuthzOverGRPC(t *testing.T) {
 	in := start(t, "--grpc-listen", "127.0.0.1:0")
-	m := grpcListening.FindStringSubmatch(in.logs.String())
-	if m == nil {
-		t.Fatalf("no gRPC listener in the log:\n%s", in.logs)
-	}
-	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, in)
 	client := authv3.NewAuthorizationClient(conn)
 	check := func(headers map[string]string) *authv3.CheckResponse {
 		t.Helper()
@@ -129,4 +148,77 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestEnvoyGRPCConfigIsEnvoys reads docs/proxies/envoy-grpc.yaml as
+// Envoy's bootstrap proto (go-control-plane's, with every typed config it
+// names) and runs the protos' validation rules on it, so that a misspelt
+// field, a value of the wrong type or one out of range fails here; it
+// also checks what the file must say for sessiond: failure_mode_allow
+// false, no request body, no allowed_headers, and a policy in the
+// context_extensions of every route to the app that sessiond reads.
+func TestEnvoyGRPCConfigIsEnvoys(t *testing.T) {
+	in := start(t, "--grpc-listen", "127.0.0.1:0")
+	client := authv3.NewAuthorizationClient(grpcConn(t, in))
+	raw, err := os.ReadFile("../../docs/proxies/envoy-grpc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(js, &boot); err != nil {
+		t.Fatalf("not an Envoy bootstrap: %v", err)
+	}
+	if err := boot.ValidateAll(); err != nil {
+		t.Fatalf("invalid: %v", err)
+	}
+	hcmAny := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig()
+	var hcm hcmv3.HttpConnectionManager
+	if err := hcmAny.UnmarshalTo(&hcm); err != nil {
+		t.Fatal(err)
+	}
+	var authz extauthzv3.ExtAuthz
+	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(&authz); err != nil {
+		t.Fatal(err)
+	}
+	if authz.GetFailureModeAllow() || authz.GetWithRequestBody() != nil || authz.GetAllowedHeaders() != nil || authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != "sessiond_authz" {
+		t.Errorf("ext_authz: %v", &authz)
+	}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		var per extauthzv3.ExtAuthzPerRoute
+		if err := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"].UnmarshalTo(&per); err != nil {
+			t.Fatal(err)
+		}
+		if r.GetRoute().GetCluster() != "app" {
+			if !per.GetDisabled() {
+				t.Errorf("route %v to sessiond is checked", r.GetMatch())
+			}
+			continue
+		}
+		ext := per.GetCheckSettings().GetContextExtensions()
+		if ext["redirect"] != "1" || ext["app_cookie"] != "1" || !slices.Contains(r.GetRequestHeadersToRemove(), "authorization") {
+			t.Errorf("route %v: context_extensions %v, request_headers_to_remove %v", r.GetMatch(), ext, r.GetRequestHeadersToRemove())
+		}
+		// sessiond reads the policy: no session is a 401, not the 400 of
+		// a policy it refuses.
+		res, err := client.Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Scheme: "https", Host: "app.example.com", Path: "/",
+			}},
+			ContextExtensions: ext,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := res.GetDeniedResponse().GetStatus().GetCode(); c != 401 {
+			t.Errorf("route %v: policy %v: status %d, want 401: %s", r.GetMatch(), ext, c, res.GetDeniedResponse().GetBody())
+		}
+	}
 }
