@@ -1,7 +1,9 @@
 // Package server is sessiond's HTTP service: login and logout, the resolve
 // endpoint for forward-auth proxies, bearer tokens for native clients,
-// self-service and admin APIs, web pages, health and metrics. It stands on
-// package session for sessions and package users for accounts.
+// self-service and admin APIs, web pages, health and metrics; and Envoy's
+// ext_authz over gRPC (Server.GRPC), answered by the resolve endpoint's
+// code. It stands on package session for sessions and package users for
+// accounts.
 package server
 
 import (
