@@ -228,6 +228,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/second-factors/reset", s.adminResetFactorsForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
+	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
