@@ -215,7 +215,7 @@ func (s *Server) checkRequest(ctx context.Context, req *authv3.CheckRequest) (*h
 func checkResponse(code int, w *answer, r *http.Request, req *authv3.CheckRequest) *authv3.CheckResponse {
 	if code == http.StatusOK {
 		ok := &authv3.OkHttpResponse{Headers: headerOptions(w.header, "Cache-Control")}
-		ok.HeadersToRemove = spoofed(r.Header, w.header)
+		ok.HeadersToRemove = spoofed(req.GetAttributes().GetRequest().GetHttp(), w.header)
 		if req.GetAttributes().GetContextExtensions()["app_cookie"] == "1" && r.Header["Cookie"] != nil && w.header["Cookie"] == nil {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, "cookie")
 		}
@@ -278,21 +278,31 @@ func headerOptions(h http.Header, skip ...string) []*corev3.HeaderValueOption {
 // forward_client_cert_details): they are Envoy's to keep or drop.
 var envoySets = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Host", "X-Forwarded-Client-Cert", "X-Envoy-External-Address"}
 
-// spoofed lists, in lower case and sorted, the headers of client (the
-// request's) that sessiond's answer does not replace and that an app
+// spoofed lists, in lower case and sorted, the headers of the request h
+// describes that sessiond's answer set does not replace and that an app
 // could take for the identity: every name with "_" (CGI, WSGI and Rack
 // read Remote_User as Remote-User), and every name of strippedHeaders
 // (Remote-Email, Remote-Name, X-Forwarded-User, X-Session-…) that set
 // does not hold and Envoy does not set itself (envoySets).
-func spoofed(client, set http.Header) []string {
+func spoofed(h *authv3.AttributeContext_HttpRequest, set http.Header) []string {
 	var out []string
-	for k := range client {
+	check := func(name string) {
+		k := http.CanonicalHeaderKey(name)
+		if name == "" || name[0] == ':' {
+			return
+		}
 		if strings.Contains(k, "_") || isStripped(k) && set[k] == nil && !slices.Contains(envoySets, k) {
 			out = append(out, strings.ToLower(k))
 		}
 	}
+	for name := range h.GetHeaders() {
+		check(name)
+	}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		check(hv.GetKey())
+	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
 // answer is the http.ResponseWriter answerResolve writes a check's answer

@@ -279,7 +279,7 @@ func TestExtAuthzClientNeverSetsItsIdentity(t *testing.T) {
 		"remote-user": "mallory", "remote_user": "mallory", "remote-groups": "admin", "remote_groups": "admin",
 		"remote-email": "m@example.net", "remote-name": "Mallory", "x-forwarded-user": "mallory",
 		"x-user-id": "u-mallory", "x_user_id": "u-mallory", "x-session-assertion": "forged", "x-session-aal": "2",
-		"x-remote-user": "mallory", "x-auth-request-user": "mallory",
+		"x-remote-user": "mallory", "x-auth-request-user": "mallory", "x-original-url": "https://mallory.example/",
 	}
 	keep := map[string]string{"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https", "accept": "*/*", "x-request-id": "r1"}
 	headers := map[string]string{"cookie": "__Host-sid=" + tok}
@@ -317,6 +317,24 @@ func TestExtAuthzClientNeverSetsItsIdentity(t *testing.T) {
 		if k != strings.ToLower(k) {
 			t.Errorf("headers_to_remove %q is not lower case", k)
 		}
+	}
+
+	// Envoy's encode_raw_headers: header_map instead of headers, repeated
+	// names unmerged.
+	raw := checkOf("203.0.113.7", nil, nil)
+	raw.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: "cookie", RawValue: []byte("__Host-sid=" + tok)},
+		{Key: "remote-user", RawValue: []byte("mallory")},
+		{Key: "remote-user", RawValue: []byte("eve")},
+		{Key: "remote_user", RawValue: []byte("mallory")},
+		{Key: "remote-email", RawValue: []byte("m@example.net")},
+	}}
+	res, err = client.Check(t.Context(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok := res.GetOkResponse(); ok == nil || headersOf(t, ok.GetHeaders()).Get("Remote-User") != "bob" || !slices.Equal(ok.GetHeadersToRemove(), []string{"remote-email", "remote_user"}) {
+		t.Errorf("header_map: %v, want OK as bob, removing remote-email and remote_user", res)
 	}
 
 	// app_cookie=1 with no cookie but sessiond's: the app gets no Cookie.
