@@ -148,13 +148,20 @@ func (s *Server) checkRequest(ctx context.Context, req *authv3.CheckRequest) (*h
 	if n > maxCheckHeaders {
 		return r, app.Errorf(app.CodeTooLarge, "The request has more than %d headers.", maxCheckHeaders)
 	}
+	for k, v := range h.GetHeaders() {
+		size += len(k) + len(v)
+	}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		size += len(hv.GetKey()) + len(hv.GetValue()) + len(hv.GetRawValue())
+	}
+	if size > maxCheckHeaderBytes {
+		return r, app.Errorf(app.CodeTooLarge, "The request's headers are over %d bytes.", maxCheckHeaderBytes)
+	}
 	header := make(http.Header, n+1)
 	add := func(k, v string) {
-		size += len(k) + len(v)
-		if k == "" || k[0] == ':' { // pseudo-headers: the method, path and host are fields of their own
-			return
+		if k != "" && k[0] != ':' { // pseudo-headers: the method, path and host are fields of their own
+			header.Add(k, v) // canonicalizes k
 		}
-		header.Add(k, v) // canonicalizes k
 	}
 	for k, v := range h.GetHeaders() {
 		add(k, v)
@@ -165,9 +172,6 @@ func (s *Server) checkRequest(ctx context.Context, req *authv3.CheckRequest) (*h
 			v = string(raw)
 		}
 		add(hv.GetKey(), v)
-	}
-	if size > maxCheckHeaderBytes {
-		return r, app.Errorf(app.CodeTooLarge, "The request's headers are over %d bytes.", maxCheckHeaderBytes)
 	}
 	if m := h.GetMethod(); m != "" {
 		r.Method = m
