@@ -320,4 +320,3 @@ func (o *Outbox) Retry(ctx context.Context, id string, now time.Time) (int, erro
 	}
 	return int(n), nil
 }
-
