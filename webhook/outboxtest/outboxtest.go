@@ -224,7 +224,9 @@ func testDown(t *testing.T, h Harness) {
 	ids := appendEvents(t, env.Log, 5)
 	d.Notify()
 	// Connection refused: the failures show in the admin view.
-	waitStatus(t, d, func(s webhook.HookStatus) bool { return s.FailingSince != nil && s.LastError != "" && s.Pending == len(ids) })
+	waitStatus(t, d, func(s webhook.HookStatus) bool {
+		return s.FailingSince != nil && s.LastError != "" && s.Pending == len(ids)
+	})
 	// Then 500s.
 	r := NewReceiverAt(t, Secret, addr)
 	r.Status.Store(500)
