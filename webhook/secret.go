@@ -34,7 +34,8 @@ func ParseSecret(s string) ([]byte, error) {
 		return nil, ErrSecret
 	}
 	key, err := base64.StdEncoding.Strict().DecodeString(rest)
-	if err != nil || len(key) < MinSecretBytes || len(key) > MaxSecretBytes {
+	// The decoder skips line breaks; only the canonical text is a secret.
+	if err != nil || len(key) < MinSecretBytes || len(key) > MaxSecretBytes || base64.StdEncoding.EncodeToString(key) != rest {
 		return nil, ErrSecret
 	}
 	return key, nil
