@@ -55,7 +55,7 @@ var groups = []group{
 	{"Run the service", []string{"serve"}},
 	{"Users", []string{"users add", "users passwd", "users roles", "users disable", "users enable", "users delete", "users list"}},
 	{"Sessions", []string{"sessions list", "sessions revoke"}},
-	{"Other", []string{"version", "help"}},
+	{"Other", []string{"webhook-secret", "version", "help"}},
 }
 
 const passwordAbout = `At a terminal the password is asked for twice and not shown; Enter alone
@@ -150,6 +150,8 @@ random one once.`,
 		run: func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
 	},
 	"version": {name: "version", summary: "print the version"},
+	"webhook-secret": {name: "webhook-secret", summary: "print a new webhook secret (whsec_...) for --webhook-secret",
+		about: "Print a new random secret, in Standard Webhooks' format, for --webhook-secret\nor a \"webhook = URL whsec_...\" line of the config file."},
 	"help":    {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
 }
 
@@ -167,6 +169,7 @@ var flagGroups = []struct {
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
+	{"Webhooks", []string{"webhook", "webhook-secret", "webhook-max-attempts", "webhook-max-age"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }
 
@@ -209,7 +212,7 @@ func writeHelp(w io.Writer, c *command) {
 	if c.about != "" {
 		fmt.Fprintf(w, "\n%s\n", c.about)
 	}
-	if c.name == "version" || c.name == "help" {
+	if c.name == "version" || c.name == "help" || c.name == "webhook-secret" {
 		return
 	}
 	fs := commandFlags(c, &options{}, &cmdFlags{})
