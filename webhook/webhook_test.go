@@ -107,7 +107,6 @@ func TestSignMatchesStandardWebhooks(t *testing.T) {
 	}
 }
 
-
 func TestNewHook(t *testing.T) {
 	s := webhook.NewSecret()
 	h, err := webhook.NewHook("https://user:pw@hooks.example/in", s)
@@ -169,7 +168,7 @@ func (m *memOutbox) Failed(_ context.Context, _ string, _ webhook.Delivery, _, _
 	return nil
 }
 func (m *memOutbox) Stats(context.Context) (map[string]webhook.Stats, error) { return nil, nil }
-func (m *memOutbox) Retry(context.Context, string, time.Time) (int, error)  { return 0, nil }
+func (m *memOutbox) Retry(context.Context, string, time.Time) (int, error)   { return 0, nil }
 
 // attempt makes one delivery to handler and returns the recorded
 // failure ("" for delivered).
@@ -206,7 +205,9 @@ func attempt(t *testing.T, handler http.Handler) (string, *httptest.Server) {
 func TestRedirectIsAFailure(t *testing.T) {
 	var followed atomic.Bool
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	})
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) { followed.Store(true) })
 	msg, _ := attempt(t, mux)
 	if msg != "HTTP status 307" || followed.Load() {

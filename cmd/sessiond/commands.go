@@ -152,7 +152,7 @@ random one once.`,
 	"version": {name: "version", summary: "print the version"},
 	"webhook-secret": {name: "webhook-secret", summary: "print a new webhook secret (whsec_...) for --webhook-secret",
 		about: "Print a new random secret, in Standard Webhooks' format, for --webhook-secret\nor a \"webhook = URL whsec_...\" line of the config file."},
-	"help":    {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
+	"help": {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
 }
 
 // commonFlags are the flags every command's help shows besides its own:

@@ -21,9 +21,9 @@ import (
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
-	"github.com/sessiond/sessiond/webhook"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
