@@ -169,7 +169,7 @@ var flagGroups = []struct {
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
-	{"Webhooks", []string{"webhook", "webhook-secret", "webhook-max-attempts", "webhook-max-age"}},
+	{"Webhooks", []string{"webhook", "webhook-secret", "webhook-max-attempts", "webhook-max-age", "webhook-timeout"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }
 

@@ -54,6 +54,7 @@ type options struct {
 	webhookSecret      string
 	webhookMaxAttempts int
 	webhookMaxAge      time.Duration
+	webhookTimeout     time.Duration
 	// set holds the names of the flags given a value on the command
 	// line, in the environment or in the config file.
 	set map[string]bool
@@ -110,6 +111,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "`secret` (whsec_...) that signs the --webhook messages without one of their own; prefer SESSIOND_WEBHOOK_SECRET or the config file to the command line (make one with `sessiond webhook-secret`)")
 	fs.IntVar(&o.webhookMaxAttempts, "webhook-max-attempts", 15, "attempts to deliver an event to a webhook before giving up on it (a dead letter, retried from the admin console)")
 	fs.DurationVar(&o.webhookMaxAge, "webhook-max-age", 72*time.Hour, "give up on delivering an event to a webhook this long after it happened")
+	fs.DurationVar(&o.webhookTimeout, "webhook-timeout", 10*time.Second, "longest wait for a webhook to answer one delivery; a delivery in flight when an instance dies is retried by another after 3 times this")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -66,6 +67,9 @@ func (o *options) webhookHooks() ([]webhook.Hook, error) {
 	}
 	if o.webhookMaxAge <= 0 {
 		errs = append(errs, fmt.Errorf("--webhook-max-age %v: use a positive duration, such as 72h", o.webhookMaxAge))
+	}
+	if o.webhookTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--webhook-timeout %v: use a positive duration, such as 10s", o.webhookTimeout))
 	}
 	if len(o.webhooks) == 0 && o.webhookSecret != "" {
 		errs = append(errs, errors.New("--webhook-secret is set but no --webhook URL is"))
@@ -130,9 +134,18 @@ func openWebhooks(ctx context.Context, o *options, hooks []webhook.Hook, log *sl
 		return nil, err
 	}
 	if w.dispatcher, err = webhook.New(webhook.Config{Hooks: hooks, Outbox: w.outbox, Logger: log,
-		MaxAttempts: o.webhookMaxAttempts, MaxAge: o.webhookMaxAge}); err != nil {
+		MaxAttempts: o.webhookMaxAttempts, MaxAge: o.webhookMaxAge, Client: webhookClient(o.webhookTimeout), Lease: 3 * o.webhookTimeout}); err != nil {
 		w.close()
 		return nil, err
 	}
 	return w, nil
+}
+
+// webhookClient is the HTTP client of deliveries: timeout bounds each,
+// and no redirect is followed (a 3xx is a failed attempt).
+func webhookClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }

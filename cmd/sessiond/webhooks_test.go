@@ -57,7 +57,7 @@ func TestWebhookEventsSurviveKill9(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := db(t)
 			addr := freeLoopback(t)
-			args := []string{"--store", store, "--webhook", "http://" + addr + "/hook", "--webhook-secret", outboxtest.Secret}
+			args := []string{"--store", store, "--webhook", "http://" + addr + "/hook", "--webhook-secret", outboxtest.Secret, "--webhook-timeout", "1s"}
 			a := startProcess(t, args...)
 			admin := a.login("admin", adminPassword)
 			for i := range 5 {
@@ -72,7 +72,8 @@ func TestWebhookEventsSurviveKill9(t *testing.T) {
 
 			r := outboxtest.NewReceiverAt(t, outboxtest.Secret, addr)
 			b := startProcess(t, args...)
-			deadline := time.Now().Add(60 * time.Second)
+			// A delivery in flight at the kill waits for its lease (3s).
+			deadline := time.Now().Add(30 * time.Second)
 			for {
 				got := r.Got()
 				missing := 0
