@@ -110,6 +110,12 @@ type Dispatcher struct {
 	ids   []string
 	hooks map[string]Hook
 	wake  chan struct{}
+	// refreshed is when Run last set the gauges, and stale says a round
+	// has run since. While busy, Run sets them at most once a second
+	// (Stats reads the whole outbox), and again once idle. Only Run's
+	// goroutine uses them.
+	refreshed time.Time
+	stale     bool
 
 	deliveries *prometheus.CounterVec
 	backlog    *prometheus.GaugeVec
@@ -200,6 +206,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if n == d.cfg.Batch && err == nil {
 			continue // more may be due
 		}
+		if d.stale {
+			d.refresh(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -223,7 +232,10 @@ func (d *Dispatcher) round(ctx context.Context) (int, error) {
 		wg.Go(func() { d.deliver(ctx, del) })
 	}
 	wg.Wait()
-	d.refreshStats(ctx)
+	d.stale = true
+	if time.Since(d.refreshed) >= time.Second {
+		d.refresh(ctx)
+	}
 	return len(batch), nil
 }
 
@@ -321,6 +333,12 @@ func bound(s string) string {
 		return s[:maxErrorLen]
 	}
 	return s
+}
+
+// refresh sets the gauges and notes when.
+func (d *Dispatcher) refresh(ctx context.Context) {
+	d.refreshed, d.stale = time.Now(), false
+	d.refreshStats(ctx)
 }
 
 // refreshStats sets the backlog and dead-letter gauges from the outbox.

@@ -160,6 +160,12 @@ func TestWebhookAdmin(t *testing.T) {
 		t.Errorf("GET /admin/webhooks: %d, want the page with a retry form and no script:\n%s", r.StatusCode, r.body)
 	}
 	m := scrape(t, in.Internal)
+	for _, series := range []string{`sessiond_webhook_deliveries_total{hook="` + h.ID + `",outcome="delivered"}`, `sessiond_webhook_deliveries_total{hook="` + h.ID + `",outcome="failed"}`,
+		`sessiond_webhook_deliveries_total{hook="` + h.ID + `",outcome="dead"}`, `sessiond_webhook_backlog{hook="` + h.ID + `"}`, `sessiond_webhook_dead_letters{hook="` + h.ID + `"}`} {
+		if _, ok := m[series]; !ok {
+			t.Errorf("no series %s", series)
+		}
+	}
 	if m[`sessiond_webhook_dead_letters{hook="`+h.ID+`"}`] != float64(h.Dead) || m[`sessiond_webhook_deliveries_total{hook="`+h.ID+`",outcome="dead"}`] < float64(h.Dead) ||
 		m[`sessiond_webhook_deliveries_total{hook="`+h.ID+`",outcome="delivered"}`] != 0 {
 		t.Errorf("metrics: %v", m)
