@@ -225,3 +225,62 @@ func TestWebhookSecretCommand(t *testing.T) {
 		t.Fatalf("webhook-secret printed %q: %v", out.String(), err)
 	}
 }
+
+// TestWebhookTwoInstances runs two sessiond processes on one database
+// with the same hook: every event made on either arrives once, none
+// twice, none missing.
+func TestWebhookTwoInstances(t *testing.T) {
+	for name, db := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "sessiond.db") },
+		"postgres": func(t *testing.T) string { return testenv.PostgresSchema(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			store := db(t)
+			r := outboxtest.NewReceiver(t, outboxtest.Secret)
+			args := []string{"--store", store, "--webhook", r.URL() + "/hook", "--webhook-secret", outboxtest.Secret}
+			a := startProcess(t, args...)
+			b := startProcess(t, args...)
+			admin := a.login("admin", adminPassword)
+			id := a.addUser(admin, "frank", "frank-long-password")
+			const changes = 100
+			for i := range changes {
+				in := a
+				if i%2 == 1 {
+					in = b
+				}
+				role := "r" + strconv.Itoa(i)
+				if res := in.do(req{method: "PUT", path: "/api/v1/admin/users/" + id + "/roles", cookie: admin, json: map[string]any{"roles": []string{role}}}); res.StatusCode != 200 {
+					t.Fatalf("roles: %d %s", res.StatusCode, res.body)
+				}
+			}
+			acked := auditIDs(t, a, admin)
+			if len(acked) < changes {
+				t.Fatalf("%d events in the audit log, want at least %d", len(acked), changes)
+			}
+			r.WaitFor(len(acked), 60*time.Second)
+			time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
+			got := r.Got()
+			for id := range acked {
+				if n := got[webhook.MessageID(id)]; n != 1 {
+					t.Errorf("event %d delivered %d times, want once", id, n)
+				}
+			}
+			if bad := r.Bad(); len(bad) > 0 {
+				t.Errorf("refused: %v", bad)
+			}
+		})
+	}
+}
+
+// TestNoWebhooks: without --webhook the admin view lists none, and says
+// how to add one.
+func TestNoWebhooks(t *testing.T) {
+	in := start(t)
+	admin := in.login("admin", adminPassword)
+	if r := in.do(req{method: "GET", path: "/api/v1/admin/webhooks", cookie: admin}); r.StatusCode != 200 || strings.TrimSpace(string(r.body)) != `{"webhooks":[]}` {
+		t.Errorf("GET /api/v1/admin/webhooks: %d %s", r.StatusCode, r.body)
+	}
+	if r := in.do(req{method: "GET", path: "/admin/webhooks", cookie: admin}); r.StatusCode != 200 || !strings.Contains(string(r.body), "No webhook is configured") {
+		t.Errorf("GET /admin/webhooks: %d %s", r.StatusCode, r.body)
+	}
+}
