@@ -185,7 +185,8 @@ func (d *Dispatcher) Notify() {
 	}
 }
 
-// Run delivers until ctx is done. It registers the hooks with the outbox
+// Run delivers until ctx is done, then returns once the deliveries in
+// flight have finished (each bounded by the client's timeout). It registers the hooks with the outbox
 // first (see Outbox.SetHooks) and fails only if that fails; a failure to
 // read the outbox later is logged and retried at the next poll.
 func (d *Dispatcher) Run(ctx context.Context) error {
@@ -227,9 +228,13 @@ func (d *Dispatcher) round(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
+	// Deliveries begun finish, each within the client's timeout, and
+	// record their outcome even if ctx ends meanwhile: a delivery cut
+	// off would wait for its lease to end before anyone retried it.
+	sendCtx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for _, del := range batch {
-		wg.Go(func() { d.deliver(ctx, del) })
+		wg.Go(func() { d.deliver(sendCtx, del) })
 	}
 	wg.Wait()
 	d.stale = true
@@ -250,9 +255,6 @@ func (d *Dispatcher) deliver(ctx context.Context, del Delivery) {
 		err = errors.New("the event is no longer in the audit log")
 	} else {
 		err = d.send(ctx, h, del)
-	}
-	if ctx.Err() != nil {
-		return // shutting down: the lease ends and another attempt follows
 	}
 	now := d.cfg.Now()
 	if err == nil {

@@ -293,3 +293,31 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestStopFinishesDeliveriesInFlight: a delivery under way when Run's
+// context ends completes and is recorded before Run returns, rather than
+// waiting for its lease to end.
+func TestStopFinishesDeliveriesInFlight(t *testing.T) {
+	started := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	h, _ := webhook.NewHook(srv.URL, webhook.NewSecret())
+	ob := &memOutbox{d: webhook.Delivery{Event: audit.Event{ID: 1, Type: audit.UserCreated}, Since: time.Now()}}
+	d, err := webhook.New(webhook.Config{Hooks: []webhook.Hook{h}, Outbox: ob, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	<-started
+	cancel()
+	<-done
+	if msg, ok := ob.failed.Load().(string); !ok || msg != "" {
+		t.Fatalf("outcome %q (recorded: %v), want delivered", msg, ok)
+	}
+}

@@ -396,7 +396,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	go st.sweep(ctx)
-	// The dispatcher stops before the outbox and the stores close.
+	// The dispatcher stops, its deliveries in flight done (each within
+	// --webhook-timeout), before the outbox and the stores close.
 	dctx, stopDispatch := context.WithCancel(context.Background())
 	dispatched := make(chan struct{})
 	go func() {
