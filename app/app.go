@@ -48,6 +48,8 @@ type App struct {
 	usernames *nameCache
 	// secondFactor says who must prove a second factor.
 	secondFactor SecondFactorPolicy
+	// passkeyLimits bounds the passkey ceremonies clients begin.
+	passkeyLimits *passkeyLimits
 	// factors keeps second factors; nil if the directory keeps none.
 	factors    users.Factors
 	totpIssuer string
@@ -106,6 +108,7 @@ func New(d Deps) (*App, error) {
 	if a.factors == nil && d.Accounts != nil {
 		a.factors, _ = d.Accounts.Directory().(users.Factors)
 	}
+	a.passkeyLimits = newPasskeyLimits(a.throttle.client.maxKeys)
 	sc := d.Session
 	next := sc.Events
 	sc.Events = session.EventFunc(func(ctx context.Context, e session.Event) {

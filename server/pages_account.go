@@ -80,6 +80,9 @@ type sessionTable struct {
 type accountData struct {
 	Sessions sessionTable
 	Others   int // sessions other than this one
+	// Passkeys is the passkeys section, nil where the directory keeps
+	// none.
+	Passkeys *passkeySection
 	// Factors are the user's second factors; TOTPPending says a TOTP
 	// enrolment waits for its first code.
 	Factors     users.FactorSummary
@@ -110,7 +113,13 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
-	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Factors: factors, TOTPPending: pending}
+	pk, script, err := s.passkeySection(r)
+	if err != nil {
+		s.pageErr(w, r, err)
+		return
+	}
+	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Factors: factors, TOTPPending: pending, Passkeys: pk}
+	v.Script = script
 	s.render(w, http.StatusOK, "account.html", v)
 }
 

@@ -49,6 +49,10 @@ type secondFactorData struct {
 	RecoveryCode bool
 	// StepUp says the user is signed in and a route asks for more.
 	StepUp bool
+	// TOTP says a code from an authenticator app is among them; Passkey
+	// is the button that checks a passkey instead, nil if none.
+	TOTP    bool
+	Passkey *passkeyButton
 }
 
 // secondFactorPage is GET /login/second-factor: the code form for a
@@ -87,7 +91,10 @@ func (s *Server) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range d.Methods {
 		d.RecoveryCode = d.RecoveryCode || m == app.MethodRecoveryCode
+		d.TOTP = d.TOTP || m == app.MethodTOTP
 	}
+	d.Passkey = s.passkeySecondFactor(r, d.Methods, d.RD)
+	v.Script = d.Passkey != nil
 	s.render(w, http.StatusOK, "second_factor.html", v)
 }
 
@@ -142,15 +149,20 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 		token = new(string)
 	)
 	ticket := s.pendingTicket(r)
-	switch {
-	case err != nil:
-	case ticket != "":
+	signedIn := session.FromContext(r.Context()) != nil
+	if err == nil && ticket != "" {
 		u, sess, err = s.app.CompleteSecondFactor(r.Context(), ticket, c.TOTP, c.RecoveryCode, s.sessions.ClientOf(r),
 			func(l session.Login) (*session.Session, error) { return s.sessions.Login(w, r, l) })
 		if err == nil || isCode(err, app.CodeUnauthenticated) {
 			http.SetCookie(w, s.pendingCookie("", -1))
 		}
-	case session.FromContext(r.Context()) != nil:
+		if isCode(err, app.CodeUnauthenticated) && signedIn {
+			err, ticket = nil, "" // a stale pending sign-in beside a live session: raise that
+		}
+	}
+	switch {
+	case err != nil || ticket != "":
+	case signedIn:
 		var rotate app.RotateFunc
 		rotate, token = s.rotateOwn(w, r)
 		sess, err = s.app.StepUp(r.Context(), s.actor(r), c.TOTP, c.RecoveryCode, rotate)
@@ -173,7 +185,7 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.formFailed(w, r, err, func(status int, msg string) {
-			v := view{Title: "Two-step verification", Error: msg, Data: &secondFactorData{RD: s.safeRedirect(r, c.RD), Methods: []string{app.MethodTOTP}, RecoveryCode: true}}
+			v := view{Title: "Two-step verification", Error: msg, Data: &secondFactorData{RD: s.safeRedirect(r, c.RD), Methods: []string{app.MethodTOTP}, RecoveryCode: true, TOTP: true}}
 			s.render(w, status, "second_factor.html", v)
 		})
 		return
@@ -199,7 +211,8 @@ func (s *Server) reauthPage(w http.ResponseWriter, r *http.Request) {
 		s.pageErr(w, r, err)
 		return
 	}
-	v.Data = loginData{RD: s.safeRedirect(r, r.URL.Query().Get("rd"))}
+	pk := s.passkeyCheck(r)
+	v.Data, v.Script = loginData{RD: s.safeRedirect(r, r.URL.Query().Get("rd")), Passkey: pk}, pk != nil
 	s.render(w, http.StatusOK, "reauth.html", v)
 }
 

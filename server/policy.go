@@ -30,8 +30,8 @@ import (
 //
 // The zero policy asks nothing more.
 type policy struct {
-	aal      int
-	maxAge   time.Duration
+	aal       int
+	maxAge    time.Duration
 	roles     []string
 	redirect  bool
 	appCookie bool

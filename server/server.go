@@ -233,6 +233,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("GET /admin/audit", s.adminAuditPage)
 	console("GET /admin/webhooks", s.adminWebhooksPage)
 	console("POST /admin/webhooks/{hook}/retry", s.adminRetryWebhookForm)
+	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
