@@ -188,6 +188,13 @@ func TestWebhookAdmin(t *testing.T) {
 	if bad := rcv.Bad(); len(bad) > 0 {
 		t.Errorf("refused: %v", bad)
 	}
+	logs := in.logs.String()
+	if !strings.Contains(logs, "webhook delivery failed") {
+		t.Error("no log line of the failed deliveries")
+	}
+	if strings.Contains(logs, "hookpass") || strings.Contains(logs, strings.TrimPrefix(outboxtest.Secret, "whsec_")) {
+		t.Error("the log holds the hook's password or its secret")
+	}
 }
 
 // TestWebhookFlags: a hook needs a secret, a valid one; no message quotes
