@@ -25,6 +25,7 @@ import (
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -88,6 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sessiond", version)
+		return nil
+	case "webhook-secret":
+		fmt.Fprintln(stdout, webhook.NewSecret())
 		return nil
 	}
 	return admin(ctx, c, rest, getenv, stdin, stdout, stderr)
@@ -318,6 +322,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	cfg.Version = version
+	hooks, err := o.webhookHooks()
+	if err != nil {
+		return err
+	}
 	started := false
 	defer func() {
 		if started {
@@ -329,7 +337,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
-	srv, err := server.New(cfg, o.appDeps(stores, scfg, log))
+	wh, err := openWebhooks(ctx, o, hooks, log)
+	if err != nil {
+		return err
+	}
+	defer wh.close()
+	deps := o.appDeps(stores, scfg, log)
+	deps.Webhooks = wh.dispatcher
+	srv, err := server.New(cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -400,6 +415,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	go st.sweep(ctx)
+	// The dispatcher stops, its deliveries in flight done (each within
+	// --webhook-timeout), before the outbox and the stores close.
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		if err := wh.dispatcher.Run(dctx); err != nil {
+			log.Error("webhook delivery stopped", "err", err)
+		}
+	}()
+	defer func() { stopDispatch(); <-dispatched }()
+	if len(hooks) > 0 {
+		log.Info("webhooks on", "hooks", len(hooks))
+	}
 	go func() {
 		if o.tlsCert != "" {
 			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
