@@ -48,8 +48,11 @@ func main() {
 
 // A caseSpec is one server under test.
 type caseSpec struct {
-	name     string
-	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres
+	name string
+	// kind is bare, bare-headers, sqlite, memstore, redis,
+	// redis-unfenced, redis-nocache, postgres (sessiond), or scs-memstore,
+	// scs-redis, scs-postgres (the peer, alexedwards/scs).
+	kind     string
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
 	// before each run, so that a request's first sight of a session writes
@@ -72,7 +75,14 @@ var knownCases = []caseSpec{
 	{"redis-100k", "redis", 100_000, false},
 	{"redis-1k-unfenced", "redis-unfenced", 1000, false},
 	{"redis-100k-nocache", "redis-nocache", 100_000, false},
+	{"postgres-1k", "postgres", 1000, false},
 	{"postgres-100k", "postgres", 100_000, false},
+	{"scs-memstore-1k", "scs-memstore", 1000, false},
+	{"scs-memstore-100k", "scs-memstore", 100_000, false},
+	{"scs-redis-1k", "scs-redis", 1000, false},
+	{"scs-redis-100k", "scs-redis", 100_000, false},
+	{"scs-postgres-1k", "scs-postgres", 1000, false},
+	{"scs-postgres-100k", "scs-postgres", 100_000, false},
 }
 
 const defaultCases = "bare,bare-headers,sqlite-1k,sqlite-100k,memstore-1k,memstore-100k,sqlite-100k-touch"
