@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/goredisstore"
@@ -57,6 +58,11 @@ type backend struct {
 	loadStore session.Store
 	loadDir   users.Directory
 	loaders   int
+	// loaded closes the preload's own handles, if any, once the preload
+	// is done, so that their connections do not count against the
+	// database's limit while the runs go on; close closes them too if
+	// loaded was not called.
+	loaded func() error
 	// storeCPU returns the CPU time the store's server has used so far
 	// (zero for a store in the process).
 	storeCPU func(context.Context) (time.Duration, error)
@@ -150,12 +156,14 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		// The preload's connections commit without waiting for the disk,
 		// many at once: 100k durable one-row commits take minutes.
 		load, _ := withQuery(u, "synchronous_commit", "off")
-		load, _ = withQuery(load, "pool_max_conns", "32")
-		lst, err := open(load, "")
+		load, _ = withQuery(load, "pool_max_conns", "16")
+		lst, err := app.OpenStores(ctx, load, "")
 		if err != nil {
 			return fail(err)
 		}
-		b.loadStore, b.loadDir, b.loaders = lst.Sessions, lst.Directory, 32
+		b.loaded = sync.OnceValue(lst.Close)
+		closers = append(closers, b.loaded)
+		b.loadStore, b.loadDir, b.loaders = lst.Sessions, lst.Directory, 16
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
 
 	case "scs-memstore":
@@ -201,14 +209,15 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		st := postgresstore.New(db) // expired sessions swept every 5 minutes
 		closers = append(closers, func() error { st.StopCleanup(); return nil })
 		// As for postgres: the preload commits without waiting for the
-		// disk, on 32 connections.
+		// disk, on 16 connections.
 		load, _ := withQuery(u, "synchronous_commit", "off")
-		ldb, err := scsPostgresDB(load, 32)
+		ldb, err := scsPostgresDB(load, 16)
 		if err != nil {
 			return fail(err)
 		}
-		closers = append(closers, ldb.Close)
-		b.peer, b.peerLoad, b.loaders = st, postgresstore.NewWithCleanupInterval(ldb, 0), 32
+		b.loaded = sync.OnceValue(ldb.Close)
+		closers = append(closers, b.loaded)
+		b.peer, b.peerLoad, b.loaders = st, postgresstore.NewWithCleanupInterval(ldb, 0), 16
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
 
 	default:
@@ -219,6 +228,9 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 	}
 	if b.peerLoad == nil {
 		b.peerLoad = b.peer
+	}
+	if b.loaded == nil {
+		b.loaded = func() error { return nil }
 	}
 	return b, nil
 }

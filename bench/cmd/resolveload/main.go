@@ -1,7 +1,8 @@
 // Command resolveload measures sessiond's /resolve endpoint under load
-// against a bare net/http handler in the same run: wrk at 64 keep-alive
-// connections on loopback, each case in a server process of its own,
-// rounds alternating between the cases. It stops by itself. See
+// against a bare net/http handler in the same run, and beside
+// alexedwards/scs answering the same way on the same stores: wrk at 64
+// keep-alive connections on loopback, each case in a server process of
+// its own, rounds alternating between the cases. It stops by itself. See
 // ../../README.md and resolve.sh.
 //
 //	resolveload [flags]        drive: start the servers, run the rounds, print the tables

@@ -124,6 +124,9 @@ func scsHandler(be *backend, n int) (http.Handler, []string, error) {
 		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "resolveload: %d scs sessions in %v\n", n, time.Since(start).Round(time.Millisecond))
+	if err := be.loaded(); err != nil {
+		return nil, nil, err
+	}
 
 	// Resolve every session once, as sessiondHandler does: it checks the
 	// setup and warms the store as the first minutes of traffic would.

@@ -240,6 +240,9 @@ func sessiondHandler(be *backend, n int, clk *clock) (http.Handler, []string, er
 		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "resolveload: %d sessions in %v\n", n, time.Since(start).Round(time.Millisecond))
+	if err := be.loaded(); err != nil {
+		return nil, nil, err
+	}
 
 	// Resolve every session once, which checks the setup and fills the
 	// server's username cache and a store's session cache, as the first
