@@ -7,6 +7,7 @@
 #   ./resolve.sh                                  # 3 rounds of the default cases
 #   ./resolve.sh -rounds 0 -cases bare,sqlite-100k -profile sqlite-100k -out /tmp/rl
 #   ./resolve.sh -cases bare,redis-100k,postgres-100k   # needs Redis and PostgreSQL on this machine
+#   ./resolve.sh -cases bare,redis-1k,scs-redis-1k       # sessiond beside alexedwards/scs on one store
 #   go tool pprof -top /tmp/rl/sqlite-100k.cpu.pprof
 set -eu
 cd "$(dirname "$0")"

@@ -2,17 +2,26 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/alexedwards/scs/goredisstore"
+	"github.com/alexedwards/scs/postgresstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for scs's postgresstore
+	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/app"
@@ -34,16 +43,26 @@ type directory interface {
 }
 
 // backend is where a case's server keeps its sessions, users and audit
-// log, laid out as "sessiond serve" lays them out for the same --store.
+// log, laid out as "sessiond serve" lays them out for the same --store;
+// or, for a peer case (kind scs-*), the scs store that keeps its sessions.
 type backend struct {
 	store session.Store
 	dir   directory
+	// peer and peerLoad are a peer case's scs store and the handle the
+	// preload writes through (peer, or one on connections of its own that
+	// commit without waiting for the disk); nil for a sessiond case.
+	peer, peerLoad scs.Store
 	// loadStore and loadDir take the preload: store and dir, or handles
 	// on connections of their own that commit without waiting for the
 	// disk (the preload is not under test), with loaders goroutines.
 	loadStore session.Store
 	loadDir   users.Directory
 	loaders   int
+	// loaded closes the preload's own handles, if any, once the preload
+	// is done, so that their connections do not count against the
+	// database's limit while the runs go on; close closes them too if
+	// loaded was not called.
+	loaded func() error
 	// storeCPU returns the CPU time the store's server has used so far
 	// (zero for a store in the process).
 	storeCPU func(context.Context) (time.Duration, error)
@@ -56,8 +75,10 @@ type backend struct {
 // redis, redis-unfenced and redis-nocache in the Redis at redisURL under a key prefix of
 // the case's own (resolveload:NAME:, NAME being dir's base name),
 // postgres in a schema of its own (resolveload_NAME) of the database at
-// pgURL. Keys and schema are removed first, if an interrupted run left
-// them, and again by close.
+// pgURL; and scs's stores for the peer kinds: scs-memstore in the
+// process, scs-redis (goredisstore) and scs-postgres (postgresstore) as
+// redis and postgres. Keys and schema are removed first, if an
+// interrupted run left them, and again by close.
 func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backend, error) {
 	name := filepath.Base(dir)
 	dbPath := filepath.Join(dir, "sessiond.db")
@@ -96,16 +117,10 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		b.store, b.dir, b.loadDir = st.Sessions, st.Directory, st.Directory
 
 	case "redis", "redis-unfenced", "redis-nocache":
-		prefix := "resolveload:" + name + ":"
-		admin, err := redisAdmin(redisURL)
+		prefix, admin, err := redisKeys(ctx, redisURL, name, &closers)
 		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, func() error { admin.Close(); return nil })
-		if err := unlinkPrefix(ctx, admin, prefix); err != nil {
 			return fail(err)
 		}
-		closers = append(closers, func() error { return unlinkPrefix(context.Background(), admin, prefix) })
 		u, err := withQuery(redisURL, "prefix", prefix)
 		if err != nil {
 			return fail(err)
@@ -125,17 +140,10 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return redisCPU(ctx, admin) }
 
 	case "postgres":
-		schema := "resolveload_" + regexp.MustCompile(`[^a-z0-9_]`).ReplaceAllString(strings.ToLower(name), "_")
-		recreate := func(ctx context.Context) error {
-			return pgExec(ctx, pgURL, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		schema, err := pgSchema(ctx, pgURL, name, &closers)
+		if err != nil {
+			return fail(err)
 		}
-		if err := recreate(ctx); err != nil {
-			return nil, err
-		}
-		if err := pgExec(ctx, pgURL, "CREATE SCHEMA "+schema); err != nil {
-			return nil, err
-		}
-		closers = append(closers, func() error { return recreate(context.Background()) })
 		u, err := withQuery(pgURL, "search_path", schema)
 		if err != nil {
 			return fail(err)
@@ -148,12 +156,68 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 		// The preload's connections commit without waiting for the disk,
 		// many at once: 100k durable one-row commits take minutes.
 		load, _ := withQuery(u, "synchronous_commit", "off")
-		load, _ = withQuery(load, "pool_max_conns", "32")
-		lst, err := open(load, "")
+		load, _ = withQuery(load, "pool_max_conns", "16")
+		lst, err := app.OpenStores(ctx, load, "")
 		if err != nil {
 			return fail(err)
 		}
-		b.loadStore, b.loadDir, b.loaders = lst.Sessions, lst.Directory, 32
+		b.loaded = sync.OnceValue(lst.Close)
+		closers = append(closers, b.loaded)
+		b.loadStore, b.loadDir, b.loaders = lst.Sessions, lst.Directory, 16
+		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
+
+	case "scs-memstore":
+		// As scs.New() makes it: expired sessions swept every minute. Its
+		// sweeper runs until the process ends: MemStore.StopCleanup races
+		// with the sweeper's start (v2.9.0).
+		b.peer = memstore.New()
+
+	case "scs-redis":
+		prefix, admin, err := redisKeys(ctx, redisURL, name, &closers)
+		if err != nil {
+			return fail(err)
+		}
+		opt, err := redis.ParseURL(redisURL)
+		if err != nil {
+			return fail(fmt.Errorf("-redis %q: %w", redisURL, err))
+		}
+		// go-redis's defaults: a pool of 10 connections per CPU, RESP3,
+		// no client-side cache.
+		client := redis.NewClient(opt)
+		closers = append(closers, client.Close)
+		b.peer, b.loaders = goredisstore.NewWithPrefix(client, prefix), 32
+		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return redisCPU(ctx, admin) }
+
+	case "scs-postgres":
+		schema, err := pgSchema(ctx, pgURL, name, &closers)
+		if err != nil {
+			return fail(err)
+		}
+		u, err := withQuery(pgURL, "search_path", schema)
+		if err != nil {
+			return fail(err)
+		}
+		// The table and index of postgresstore's README.
+		if err := pgExec(ctx, u, scsPostgresSchema); err != nil {
+			return fail(err)
+		}
+		db, err := scsPostgresDB(u, sessiondPoolSize())
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, db.Close)
+		st := postgresstore.New(db) // expired sessions swept every 5 minutes
+		closers = append(closers, func() error { st.StopCleanup(); return nil })
+		// As for postgres: the preload commits without waiting for the
+		// disk, on 16 connections.
+		load, _ := withQuery(u, "synchronous_commit", "off")
+		ldb, err := scsPostgresDB(load, 16)
+		if err != nil {
+			return fail(err)
+		}
+		b.loaded = sync.OnceValue(ldb.Close)
+		closers = append(closers, b.loaded)
+		b.peer, b.peerLoad, b.loaders = st, postgresstore.NewWithCleanupInterval(ldb, 0), 16
 		b.storeCPU = func(ctx context.Context) (time.Duration, error) { return postgresCPU(ctx, pgURL) }
 
 	default:
@@ -162,8 +226,78 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 	if b.loadStore == nil {
 		b.loadStore = b.store
 	}
+	if b.peerLoad == nil {
+		b.peerLoad = b.peer
+	}
+	if b.loaded == nil {
+		b.loaded = func() error { return nil }
+	}
 	return b, nil
 }
+
+// redisKeys returns the key prefix of the case name in the Redis at
+// redisURL, resolveload:NAME:, and a client for what the stores never do
+// themselves (SCAN, INFO). It removes the keys under the prefix that an
+// interrupted run left, and appends to closers a function that removes
+// them again and closes the client.
+func redisKeys(ctx context.Context, redisURL, name string, closers *[]func() error) (string, rueidis.Client, error) {
+	prefix := "resolveload:" + name + ":"
+	admin, err := redisAdmin(redisURL)
+	if err != nil {
+		return "", nil, err
+	}
+	*closers = append(*closers, func() error { admin.Close(); return nil })
+	if err := unlinkPrefix(ctx, admin, prefix); err != nil {
+		return "", nil, err
+	}
+	*closers = append(*closers, func() error { return unlinkPrefix(context.Background(), admin, prefix) })
+	return prefix, admin, nil
+}
+
+// pgSchema creates the schema of the case name, resolveload_NAME, in the
+// database at pgURL, after dropping what an interrupted run left, and
+// appends to closers a function that drops it again.
+func pgSchema(ctx context.Context, pgURL, name string, closers *[]func() error) (string, error) {
+	schema := "resolveload_" + regexp.MustCompile(`[^a-z0-9_]`).ReplaceAllString(strings.ToLower(name), "_")
+	drop := func(ctx context.Context) error {
+		return pgExec(ctx, pgURL, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	}
+	if err := drop(ctx); err != nil {
+		return "", err
+	}
+	if err := pgExec(ctx, pgURL, "CREATE SCHEMA "+schema); err != nil {
+		return "", err
+	}
+	*closers = append(*closers, func() error { return drop(context.Background()) })
+	return schema, nil
+}
+
+// scsPostgresSchema is the sessions table of scs's postgresstore, as its
+// README gives it.
+const scsPostgresSchema = `CREATE TABLE sessions (
+	token TEXT PRIMARY KEY,
+	data BYTEA NOT NULL,
+	expiry TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX sessions_expiry_idx ON sessions (expiry);`
+
+// scsPostgresDB opens the database at pgURL through database/sql and
+// pgx's driver, keeping up to conns connections open and idle: without
+// that, database/sql keeps 2 idle and opens and closes a connection for
+// most requests under load.
+func scsPostgresDB(pgURL string, conns int) (*sql.DB, error) {
+	db, err := sql.Open("pgx", pgURL)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	return db, nil
+}
+
+// sessiondPoolSize is the size of store/pgstore's connection pool, pgx's
+// default: max(4, number of CPUs).
+func sessiondPoolSize() int { return max(4, runtime.NumCPU()) }
 
 // withQuery returns the URL s with the query parameter key set to value.
 func withQuery(s, key, value string) (string, error) {

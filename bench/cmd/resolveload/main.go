@@ -1,7 +1,8 @@
 // Command resolveload measures sessiond's /resolve endpoint under load
-// against a bare net/http handler in the same run: wrk at 64 keep-alive
-// connections on loopback, each case in a server process of its own,
-// rounds alternating between the cases. It stops by itself. See
+// against a bare net/http handler in the same run, and beside
+// alexedwards/scs answering the same way on the same stores: wrk at 64
+// keep-alive connections on loopback, each case in a server process of
+// its own, rounds alternating between the cases. It stops by itself. See
 // ../../README.md and resolve.sh.
 //
 //	resolveload [flags]        drive: start the servers, run the rounds, print the tables
@@ -48,8 +49,11 @@ func main() {
 
 // A caseSpec is one server under test.
 type caseSpec struct {
-	name     string
-	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres
+	name string
+	// kind is bare, bare-headers, sqlite, memstore, redis,
+	// redis-unfenced, redis-nocache, postgres (sessiond), or scs-memstore,
+	// scs-redis, scs-postgres (the peer, alexedwards/scs).
+	kind     string
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
 	// before each run, so that a request's first sight of a session writes
@@ -74,6 +78,12 @@ var knownCases = []caseSpec{
 	{"redis-100k-nocache", "redis-nocache", 100_000, false},
 	{"postgres-1k", "postgres", 1000, false},
 	{"postgres-100k", "postgres", 100_000, false},
+	{"scs-memstore-1k", "scs-memstore", 1000, false},
+	{"scs-memstore-100k", "scs-memstore", 100_000, false},
+	{"scs-redis-1k", "scs-redis", 1000, false},
+	{"scs-redis-100k", "scs-redis", 100_000, false},
+	{"scs-postgres-1k", "scs-postgres", 1000, false},
+	{"scs-postgres-100k", "scs-postgres", 100_000, false},
 }
 
 const defaultCases = "bare,bare-headers,sqlite-1k,sqlite-100k,memstore-1k,memstore-100k,sqlite-100k-touch"

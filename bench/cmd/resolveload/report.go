@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -90,8 +91,83 @@ func report(w io.Writer, specs []caseSpec, runs []run, rounds, conns, threads in
 			ms(time.Duration(median(p50))), ms(time.Duration(median(p99))), ms(time.Duration(median(p999))),
 			us(time.Duration(median(scpu))), us(time.Duration(median(stcpu))), us(time.Duration(median(wcpu))))
 	}
+	peerTable(w, specs, runs, bareRPS, bareCPU)
 	if slices.ContainsFunc(runs, func(r run) bool { return r.userInstr > 0 }) {
 		instructionsTable(w, specs, runs, baseline)
+	}
+}
+
+// peerOf returns the name of the sessiond case that the peer case s
+// compares with, the same store holding as many sessions (scs-redis-1k:
+// redis-1k), and whether s is a peer case.
+func peerOf(s caseSpec) (string, bool) {
+	return strings.CutPrefix(s.name, "scs-")
+}
+
+// peerTable prints each peer case that ran beside the sessiond case on the
+// same store: the medians over the rounds of each one's ratio to bare and
+// of sessiond's throughput over the peer's in the same round, by req/s and
+// by CPU time per request (server + store + wrk), and the medians of the
+// server's and the store's CPU time per request.
+func peerTable(w io.Writer, specs []caseSpec, runs []run, bareRPS, bareCPU func(run) float64) {
+	type pair struct{ sessiond, peer string }
+	var pairs []pair
+	for _, s := range specs {
+		if name, ok := peerOf(s); ok && slices.ContainsFunc(runs, func(r run) bool { return r.spec.name == s.name }) {
+			pairs = append(pairs, pair{name, s.name})
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	byRound := func(name string) map[int]run {
+		m := map[int]run{}
+		for _, r := range runs {
+			if r.spec.name == name {
+				m[r.round] = r
+			}
+		}
+		return m
+	}
+	fmt.Fprintf(w, "\nsessiond beside alexedwards/scs on the same store, medians over the rounds. \"sessiond ÷ scs\" is the median of each round's ratio of sessiond's req/s to scs's; \"by CPU\" the same for CPU time (server + store + wrk) per request, scs's over sessiond's. \"–\": the sessiond case did not run.\n\n")
+	fmt.Fprintln(w, "| sessiond case | × bare (min–max) | scs case | × bare (min–max) | sessiond ÷ scs (min–max) | by CPU (min–max) | server CPU/req: sessiond / scs | store CPU/req: sessiond / scs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	// stats returns the median (min–max) of each run's ratio to bare, and
+	// the medians of its server's and its store's CPU time per request.
+	stats := func(rs map[int]run) (ratio, server, store string) {
+		var ratios, scpu, stcpu []float64
+		for _, r := range rs {
+			ratios = append(ratios, r.rps()/bareRPS(r))
+			scpu = append(scpu, float64(r.serverCPU)/float64(r.requests))
+			stcpu = append(stcpu, float64(r.storeCPU)/float64(r.requests))
+		}
+		if len(ratios) == 0 {
+			return "–", "–", "–"
+		}
+		return fmt.Sprintf("%.3f (%.3f–%.3f)", median(ratios), slices.Min(ratios), slices.Max(ratios)),
+			us(time.Duration(median(scpu))), us(time.Duration(median(stcpu)))
+	}
+	for _, p := range pairs {
+		sd, peer := byRound(p.sessiond), byRound(p.peer)
+		var rps, cpu []float64
+		for round, pr := range peer {
+			if sr, ok := sd[round]; ok {
+				rps = append(rps, sr.rps()/pr.rps())
+				cpu = append(cpu, pr.cpuPerReq()/sr.cpuPerReq())
+			}
+		}
+		vs, vsCPU := "–", "–"
+		if len(rps) > 0 {
+			vs = fmt.Sprintf("**%.2f** (%.2f–%.2f)", median(rps), slices.Min(rps), slices.Max(rps))
+			vsCPU = fmt.Sprintf("%.2f (%.2f–%.2f)", median(cpu), slices.Min(cpu), slices.Max(cpu))
+		}
+		sdRatio, sdServer, sdStore := stats(sd)
+		peerRatio, peerServer, peerStore := stats(peer)
+		sdName := p.sessiond
+		if len(sd) == 0 {
+			sdName = p.sessiond + " (not run)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", sdName, sdRatio, p.peer, peerRatio, vs, vsCPU, sdServer, peerServer, sdStore, peerStore)
 	}
 }
 

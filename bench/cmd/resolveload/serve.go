@@ -42,7 +42,7 @@ const sessionsPerUser = 10
 // serves net/http/pprof and /clock.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("resolveload serve", flag.ContinueOnError)
-	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache or postgres")
+	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres, scs-memstore, scs-redis or scs-postgres")
 	n := fs.Int("sessions", 1000, "sessions to preload (bare: random cookies to send)")
 	dir := fs.String("dir", "", "directory for the database and the cookie file; its base name names the case's Redis keys and PostgreSQL schema")
 	redisURL := fs.String("redis", defaultRedis, "the Redis of the redis kinds")
@@ -86,7 +86,11 @@ func serveMain(args []string) error {
 				fmt.Fprintln(os.Stderr, "resolveload:", err)
 			}
 		}()
-		h, cookies, err = sessiondHandler(be, *n, clk)
+		if strings.HasPrefix(*kind, "scs-") {
+			h, cookies, err = scsHandler(be, *n)
+		} else {
+			h, cookies, err = sessiondHandler(be, *n, clk)
+		}
 	}
 	if err != nil {
 		return err
@@ -236,6 +240,9 @@ func sessiondHandler(be *backend, n int, clk *clock) (http.Handler, []string, er
 		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "resolveload: %d sessions in %v\n", n, time.Since(start).Round(time.Millisecond))
+	if err := be.loaded(); err != nil {
+		return nil, nil, err
+	}
 
 	// Resolve every session once, which checks the setup and fills the
 	// server's username cache and a store's session cache, as the first
