@@ -27,6 +27,7 @@ const (
 	keyRoles           = "roles"
 	keySessionID       = "session_id"
 	keyAuthenticatedAt = "authenticated_at"
+	keyAMR             = "amr"
 )
 
 func init() {
@@ -94,6 +95,8 @@ func scsHandler(be *backend, n int) (http.Handler, []string, error) {
 		h.Set("X-Session-Expires-At", expires)
 		h.Set("X-Session-Absolute-Expires-At", expires)
 		h.Set("X-Session-Authenticated-At", sm.GetTime(ctx, keyAuthenticatedAt).UTC().Format(time.RFC3339))
+		h.Set("X-Session-Aal", "1")
+		h.Set("X-Session-Amr", sm.GetString(ctx, keyAMR))
 		h.Set("Cache-Control", "no-store")
 	}))
 
@@ -157,6 +160,7 @@ func createSCSSession(ctx context.Context, sm *scs.SessionManager, u int, authen
 	sm.Put(ctx, keyRoles, []string{"member"})
 	sm.Put(ctx, keySessionID, base64.RawURLEncoding.EncodeToString(id[:]))
 	sm.Put(ctx, keyAuthenticatedAt, authenticatedAt)
+	sm.Put(ctx, keyAMR, session.AMRPassword)
 	tok, _, err := sm.Commit(ctx)
 	return tok, err
 }

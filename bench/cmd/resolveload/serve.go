@@ -153,6 +153,8 @@ func bareHandler(n int, sameHeaders bool) (http.Handler, []string) {
 		{"X-Session-Expires-At", []string{"2026-11-22T01:09:27Z"}},
 		{"X-Session-Absolute-Expires-At", []string{"2026-11-22T12:39:27Z"}},
 		{"X-Session-Authenticated-At", []string{"2026-11-22T00:39:27Z"}},
+		{"X-Session-Aal", []string{"1"}},
+		{"X-Session-Amr", []string{"pwd"}},
 	}
 	noStore := []string{"no-store"}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +227,7 @@ func sessiondHandler(be *backend, n int, clk *clock) (http.Handler, []string, er
 				_, tok, err := loader.Create(ctx, session.Login{
 					UserID: userIDs[i%nUsers],
 					Roles:  []string{"member"},
+					AMR:    []string{session.AMRPassword},
 					Client: session.Client{IP: "127.0.0.1", UserAgent: userAgent},
 				})
 				if err != nil {
