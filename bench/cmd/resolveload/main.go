@@ -68,6 +68,7 @@ var knownCases = []caseSpec{
 	{"bare-headers-100k", "bare-headers", 100_000, false},
 	{"sqlite-1k", "sqlite", 1000, false},
 	{"sqlite-100k", "sqlite", 100_000, false},
+	{"sqlite-1k-policy", "sqlite", 1000, false},
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
 	{"sqlite-1k-touch", "sqlite", 1000, true},
@@ -84,6 +85,20 @@ var knownCases = []caseSpec{
 	{"scs-redis-100k", "scs-redis", 100_000, false},
 	{"scs-postgres-1k", "scs-postgres", 1000, false},
 	{"scs-postgres-100k", "scs-postgres", 100_000, false},
+}
+
+// casePaths are the request targets of the cases whose proxy asks
+// /resolve for more than a valid session (a per-route policy that every
+// preloaded session meets: a role it holds and a recent sign-in); every
+// other case asks /resolve alone.
+var casePaths = map[string]string{"sqlite-1k-policy": "/resolve?role=member&max_age=86400"}
+
+// path is the request target of c's load.
+func (c caseSpec) path() string {
+	if p, ok := casePaths[c.name]; ok {
+		return p
+	}
+	return "/resolve"
 }
 
 const defaultCases = "bare,bare-headers,sqlite-1k,sqlite-100k,memstore-1k,memstore-100k,sqlite-100k-touch"
@@ -456,7 +471,7 @@ func (w wrkRunner) waitQuiet() {
 // output.
 func (w wrkRunner) wrk(c *child, d, think time.Duration) (*exec.Cmd, string, error) {
 	cmd := exec.Command("wrk", "-t", strconv.Itoa(w.threads), "-c", strconv.Itoa(w.conns),
-		"-d", fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds())), "-s", w.script, c.url+"/resolve", "--", c.cookieFile)
+		"-d", fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds())), "-s", w.script, c.url+"/resolve", "--", c.cookieFile, c.spec.path())
 	cmd.Env = append(os.Environ(), fmt.Sprintf("RESOLVELOAD_THINK_MS=%d", think.Milliseconds()))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -1,5 +1,6 @@
--- wrk script for resolveload: GET /resolve with a random cookie from the
--- file named by the first script argument, one line per cookie. The
+-- wrk script for resolveload: GET /resolve (or the target named by the
+-- second script argument, e.g. /resolve?role=member) with a random cookie
+-- from the file named by the first script argument, one line per cookie. The
 -- requests are built once per thread in init, so that each request costs
 -- wrk one table lookup and one math.random.
 local reqs = {}
@@ -22,9 +23,10 @@ end
 
 function init(args)
   math.randomseed(os.time() * 100 + seed)
+  local target = args[2] or "/resolve"
   for line in io.lines(args[1]) do
     if line ~= "" then
-      reqs[#reqs + 1] = wrk.format("GET", "/resolve", {
+      reqs[#reqs + 1] = wrk.format("GET", target, {
         ["Cookie"] = line,
         ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
       })
