@@ -184,19 +184,31 @@ func (c *slabCache) Update(key, cmd string, val rueidis.RedisMessage) (pxat int6
 	if pxat <= 0 || f.xat < pxat {
 		pxat = f.xat
 	}
-	f.set(val, nil)
-	c.store(key, cmd, pxat, &val)
+	// The waiters get the reply as a cache hit, as later readers do:
+	// it answers a read they did not send, which may have run before
+	// they began.
+	reply := c.store(key, cmd, pxat, &val)
+	if reply == nil {
+		reply = val.CacheMarshal(nil)
+	}
+	var m rueidis.RedisMessage
+	if err := m.CacheUnmarshalView(reply); err != nil {
+		f.set(rueidis.RedisMessage{}, err)
+	} else {
+		f.set(m, nil)
+	}
 	return pxat
 }
 
-// store adds an entry. c.mu is held.
-func (c *slabCache) store(key, cmd string, xat int64, val *rueidis.RedisMessage) {
+// store adds an entry and returns its reply's bytes, or nil if the entry
+// is too big to keep. c.mu is held.
+func (c *slabCache) store(key, cmd string, xat int64, val *rueidis.RedisMessage) []byte {
 	if len(key) > 1<<16-1 || len(cmd) > 255 {
-		return
+		return nil
 	}
 	size := entryHeader + len(key) + len(cmd) + val.CacheSize()
 	if size > c.slabSize/4 {
-		return // too big to cache: it would crowd out the others
+		return nil // too big to cache: it would crowd out the others
 	}
 	if len(c.slabs) == 0 || cap(c.slabs[len(c.slabs)-1])-len(c.slabs[len(c.slabs)-1]) < size {
 		c.newSlab()
@@ -217,10 +229,11 @@ func (c *slabCache) store(key, cmd string, xat int64, val *rueidis.RedisMessage)
 		// CacheMarshal outgrew the slab (its CacheSize was short): a
 		// slab is never reallocated, since cached replies are views
 		// into it. Drop the entry.
-		return
+		return nil
 	}
 	c.slabs[last] = s
 	c.index[maphash.String(c.seed, key)] = uint64(c.first+uint32(last))<<32 | uint64(off)
+	return s[lenAt+4:]
 }
 
 // newSlab starts a slab, dropping the oldest one first if the cache is
