@@ -461,7 +461,11 @@ func (st *Store) get(ctx context.Context, key string, cached bool) (v []byte, hi
 func (st *Store) getTTL(ctx context.Context, key string, cached bool, ttl time.Duration) (v []byte, hit bool, err error) {
 	var res rueidis.RedisResult
 	if cached {
-		res = st.c.DoCache(ctx, st.c.B().Get().Key(key).Cache(), ttl)
+		// ToStaticTTL: the read is CLIENT CACHING and GET, without the
+		// MULTI, PTTL and EXEC that would bound the cached copy by the
+		// key's TTL: Redis's invalidations drop copies of keys that
+		// change or expire, and every lookup checks the deadlines.
+		res = st.c.DoCache(ctx, st.c.B().Get().Key(key).Cache().ToStaticTTL(), ttl)
 	} else {
 		res = st.c.Do(ctx, st.c.B().Get().Key(key).Build())
 	}
