@@ -45,6 +45,8 @@ type Store struct {
 	fences  fences
 	// caches are the client-side caches of the connections, for tests.
 	caches *cacheSet
+	// nodes maps Cluster slots to nodes, for fences shared by node.
+	nodes nodeMap
 }
 
 // Open connects to the Redis that url names (see the package doc for the
@@ -103,6 +105,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err := st.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if st.cluster {
+		st.nodes.slots, st.nodes.nodes = st.readNodes(ctx)
+		st.nodes.next.Store(time.Now().Add(nodeRefreshInterval).UnixNano())
 	}
 	if st.waitReplicas == WaitReplicasAuto {
 		if st.waitReplicas, err = st.autoReplicas(ctx); err != nil {
@@ -428,10 +434,7 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 		// moment the fence ran. A record deleted before that has had its
 		// invalidation applied, so the read below goes to Redis and
 		// finds nothing.
-		if err := st.fence(ctx, rk); err != nil {
-			return nil, fmt.Errorf("redisstore: by hash: %w", err)
-		}
-		v, _, err = st.get(ctx, rk, true)
+		v, err = st.fencedGet(ctx, rk)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
@@ -449,6 +452,34 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	return s, nil
 }
 
+// fencedGet reads rk from the client-side cache after a fence on the
+// connection that caches it.
+func (st *Store) fencedGet(ctx context.Context, rk string) ([]byte, error) {
+	if st.cluster {
+		// Fences shared by every record of the node that holds rk's
+		// slot: the fence and the read go through that node's client,
+		// on its one connection.
+		if n, idx, ok := st.node(keySlot(rk)); ok {
+			if err := st.fenceNode(ctx, n, idx); err != nil {
+				return nil, err
+			}
+			v, _, err := getFrom(ctx, n, rk, true, st.cacheTTL)
+			if _, redisErr := rueidis.IsRedisErr(err); redisErr {
+				// The node no longer holds the slot (MOVED), or is
+				// busy with it (ASK, TRYAGAIN): read Redis itself.
+				st.refreshNodes()
+				v, _, err = st.get(ctx, rk, false)
+			}
+			return v, err
+		}
+	}
+	if err := st.fence(ctx, rk); err != nil {
+		return nil, err
+	}
+	v, _, err := st.get(ctx, rk, true)
+	return v, err
+}
+
 // get returns the value of key, nil if there is none, through the
 // client-side cache if cached, where it is kept for up to the Store's
 // cache TTL. hit is true if the value came from the cache rather than
@@ -459,15 +490,20 @@ func (st *Store) get(ctx context.Context, key string, cached bool) (v []byte, hi
 
 // getTTL is get with the client-side TTL ttl.
 func (st *Store) getTTL(ctx context.Context, key string, cached bool, ttl time.Duration) (v []byte, hit bool, err error) {
+	return getFrom(ctx, st.c, key, cached, ttl)
+}
+
+// getFrom is getTTL through the client c.
+func getFrom(ctx context.Context, c rueidis.Client, key string, cached bool, ttl time.Duration) (v []byte, hit bool, err error) {
 	var res rueidis.RedisResult
 	if cached {
 		// ToStaticTTL: the read is CLIENT CACHING and GET, without the
 		// MULTI, PTTL and EXEC that would bound the cached copy by the
 		// key's TTL: Redis's invalidations drop copies of keys that
 		// change or expire, and every lookup checks the deadlines.
-		res = st.c.DoCache(ctx, st.c.B().Get().Key(key).Cache().ToStaticTTL(), ttl)
+		res = c.DoCache(ctx, c.B().Get().Key(key).Cache().ToStaticTTL(), ttl)
 	} else {
-		res = st.c.Do(ctx, st.c.B().Get().Key(key).Build())
+		res = c.Do(ctx, c.B().Get().Key(key).Build())
 	}
 	v, err = res.AsBytes()
 	if rueidis.IsRedisNil(err) {
