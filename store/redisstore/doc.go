@@ -120,7 +120,7 @@
 //     ~PREFIX* (~sessiond:* by default) and the commands GET, SET, DEL,
 //     PTTL, PEXPIREAT, EVAL, EVALSHA, WAIT, INFO, PING, HELLO, SELECT and
 //     CLIENT, and, inside its scripts, PEXPIRETIME, SETBIT and BITCOUNT;
-//     on Cluster, CLUSTER SHARDS or CLUSTER SLOTS.
+//     on Cluster, CLUSTER SHARDS and CLUSTER SLOTS.
 //
 // docs/scaling.md covers many instances on one Redis: sizing, failovers,
 // partitions, and what the tests check.
