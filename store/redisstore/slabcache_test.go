@@ -276,6 +276,7 @@ func TestSlabCacheConcurrent(t *testing.T) {
 // up to 300 bytes) and a reply among 5 (nil, and strings of up to 2 KB).
 func FuzzSlabCache(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 1, 1, 0, 2, 1, 0, 0, 3, 1, 1, 0, 3})
+	f.Add([]byte{0, 1, 0, 1, 1, 2, 0, 1, 0, 2, 1, 0, 0, 1, 0}) // read, write, read, delete, read
 	f.Add(bytes.Repeat([]byte{0, 5, 4, 0, 6, 3, 2, 5, 0, 1, 5, 0}, 40))
 	msgs := replies(f, 1, 100, 700, 2000)
 	var keys []string
