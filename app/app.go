@@ -42,6 +42,11 @@ type App struct {
 	now      func() time.Time
 	// usernames caches user ID → username (see Username).
 	usernames *nameCache
+	// secondFactor says who must prove a second factor.
+	secondFactor SecondFactorPolicy
+	// factors keeps second factors; nil if the directory keeps none.
+	factors    users.Factors
+	totpIssuer string
 }
 
 // Deps are the parts an App is built from.
@@ -58,11 +63,21 @@ type Deps struct {
 	// Logger receives an "audit" line per event and failures to store
 	// one; nil discards them.
 	Logger *slog.Logger
-	// Throttle slows down password guessing; zero fields take
+	// Throttle slows down password and code guessing; zero fields take
 	// DefaultThrottle's.
 	Throttle ThrottleConfig
+	// SecondFactor says who must prove a second factor. Default: nobody
+	// (each user may still choose to).
+	SecondFactor SecondFactorPolicy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Factors keeps the users' second factors. Nil means the Accounts'
+	// Directory, if it is a users.Factors (both of sessiond's are);
+	// without one, the second-factor actions fail.
+	Factors users.Factors
+	// TOTPIssuer names the service in authenticator apps. Default
+	// users.DefaultTOTPIssuer ("sessiond").
+	TOTPIssuer string
 }
 
 // New returns an App over d. It fails if the session policy is unsafe
@@ -76,7 +91,11 @@ func New(d Deps) (*App, error) {
 	if now == nil {
 		now = time.Now
 	}
-	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames)}
+	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames),
+		factors: d.Factors, totpIssuer: d.TOTPIssuer, secondFactor: d.SecondFactor}
+	if a.factors == nil && d.Accounts != nil {
+		a.factors, _ = d.Accounts.Directory().(users.Factors)
+	}
 	sc := d.Session
 	next := sc.Events
 	sc.Events = session.EventFunc(func(ctx context.Context, e session.Event) {

@@ -20,6 +20,7 @@ const (
 	CodeUnauthenticated     Code = "unauthenticated"
 	CodeBadCredentials      Code = "bad_credentials"
 	CodeWrongPassword       Code = "wrong_password"
+	CodeWrongCode           Code = "wrong_code"
 	CodeForbidden           Code = "forbidden"
 	CodeCrossOrigin         Code = "cross_origin"
 	CodeAccountDisabled     Code = "account_disabled"
@@ -35,6 +36,12 @@ const (
 	CodeBusy                Code = "busy"
 	CodeInternal            Code = "internal"
 	CodeUpstreamUnavailable Code = "upstream_unavailable"
+	// CodeSecondFactorRequired: the password was right, or the session is
+	// valid, but a second factor must be proven too.
+	CodeSecondFactorRequired Code = "second_factor_required"
+	// CodeReauthRequired: the session is valid, but the user proved who
+	// they are too long ago for what they ask.
+	CodeReauthRequired Code = "reauth_required"
 )
 
 // Error is a failure a client may see: a stable Code and a short Message
@@ -58,9 +65,12 @@ func Errorf(code Code, format string, args ...any) *Error {
 // The errors of the actions whose code and message never vary.
 var (
 	ErrWrongPassword = Errorf(CodeWrongPassword, "The current password is wrong.")
-	ErrSamePassword  = Errorf(CodeInvalid, "The new password must differ from the current one.")
-	ErrForbidden     = Errorf(CodeForbidden, "This needs the admin role.")
-	errAccountRace   = Errorf(CodeConflict, "The account changed during sign-in; try again.")
+	// ErrWrongCode is a second-factor code (TOTP or recovery code) that
+	// is wrong, malformed or already used; which is not told.
+	ErrWrongCode    = Errorf(CodeWrongCode, "The code is wrong or was already used.")
+	ErrSamePassword = Errorf(CodeInvalid, "The new password must differ from the current one.")
+	ErrForbidden    = Errorf(CodeForbidden, "This needs the admin role.")
+	errAccountRace  = Errorf(CodeConflict, "The account changed during sign-in; try again.")
 )
 
 // ErrorOf returns what a client may see of err: the *Error it is or wraps,

@@ -19,10 +19,12 @@ import (
 	"github.com/sessiond/sessiond/users/sqliteusers"
 )
 
-// Directory is where accounts and the audit log are kept: one storage
-// holds both, and old events can be deleted (--audit-retention).
+// Directory is where accounts, their second factors and the audit log
+// are kept: one storage holds them all, and old events can be deleted
+// (--audit-retention).
 type Directory interface {
 	users.Directory
+	users.Factors
 	audit.Log
 	audit.Pruner
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
@@ -67,11 +68,38 @@ func (a *App) SignIn(ctx context.Context, c Credentials, client session.Client, 
 		return nil, nil, err
 	}
 
-	var sess *session.Session
+	sess, err := a.startSession(ctx, u, []string{session.AMRPassword}, c.Remember, client, start)
+	switch {
+	case errors.Is(err, users.ErrBadCredentials) || errors.Is(err, users.ErrDisabled):
+		a.signInFailed(ctx, at, c.Username, client, err)
+		return nil, nil, err
+	case err != nil:
+		at.succeeded() // the password was right
+		return nil, nil, err
+	}
+	at.succeeded()
+	return u, sess, nil
+}
+
+// startSession starts a session with start for u, who has just proved who
+// they are by the methods amr (RFC 8176), and audits the login. Once the
+// session is stored, the account is read again (through
+// session.Login.Confirm): if it changed since u was read, the session is
+// deleted before anyone holds its token, and the login fails
+// (users.ErrDisabled, users.ErrBadCredentials for a changed password or a
+// deleted account, errAccountRace for other changes to a login that
+// proved more than a password: its factors may be the ones reset) or,
+// for a password alone, starts again with the account as it is now (new
+// roles; *u is then updated to it). An admin change stores the account
+// before it ends the user's sessions, so whichever comes first, no session
+// with the old state survives.
+func (a *App) startSession(ctx context.Context, u *users.User, amr []string, remember bool, client session.Client, start StartFunc) (*session.Session, error) {
+	client = boundClient(client)
+	passwordOnly := len(amr) == 1 && amr[0] == session.AMRPassword
 	for try := 1; ; try++ {
 		var now *users.User
-		sess, err = start(session.Login{
-			UserID: u.ID, Roles: u.Roles, Remember: c.Remember, Client: client,
+		sess, err := start(session.Login{
+			UserID: u.ID, Roles: u.Roles, AMR: amr, Remember: remember, Client: client,
 			Confirm: func(ctx context.Context, _ *session.Session) error {
 				cur, err := a.accounts.Directory().ByID(ctx, u.ID)
 				switch {
@@ -87,32 +115,77 @@ func (a *App) SignIn(ctx context.Context, c Credentials, client session.Client, 
 			},
 		})
 		if !errors.Is(err, errAccountChanged) {
-			break
+			if err != nil {
+				return nil, err
+			}
+			a.record(ctx, audit.Event{Type: audit.LoginSucceeded, UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID,
+				Reason: strings.Join(sess.AMR, ","), IP: client.IP, UserAgent: client.UserAgent})
+			return sess, nil
 		}
 		switch {
 		case now.Disabled:
-			err = users.ErrDisabled
+			return nil, users.ErrDisabled
 		case now.PasswordHash != u.PasswordHash:
-			err = users.ErrBadCredentials
-		case try < maxSignInTries:
-			u = now
-			continue
+			return nil, users.ErrBadCredentials
+		case passwordOnly && try < maxSignInTries:
+			*u = *now
 		default:
-			err = errAccountRace
+			return nil, errAccountRace
 		}
-		break
 	}
+}
+
+// raise gives the actor's own session a new token with rotate, recording
+// that the user has just proved who they are again by the methods amr
+// (merged into the session's AMR, which may raise its AAL) and refreshing
+// its authenticated_at: a step-up or a re-authentication, which is a
+// privilege change (DESIGN §3), and is audited.
+func (a *App) raise(ctx context.Context, actor Actor, amr []string, rotate RotateFunc) (*session.Session, error) {
+	sess, err := rotate(session.Change{Reauthenticated: true, AMR: amr})
 	if err != nil {
-		if errors.Is(err, users.ErrBadCredentials) || errors.Is(err, users.ErrDisabled) {
-			a.signInFailed(ctx, at, c.Username, client, err)
-		} else {
-			at.succeeded() // the password was right
-		}
-		return nil, nil, err
+		return nil, err
+	}
+	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
+	if err != nil {
+		u = &users.User{ID: actor.ID}
+	}
+	a.recordBy(ctx, actor, audit.Reauthenticated, u, strings.Join(amr, ","))
+	return sess, nil
+}
+
+// Reauthenticate checks the actor's password, under the sign-in throttle
+// (a stolen session is no faster way to guess it), and if it is right
+// gives the actor's session a new token with authenticated_at refreshed
+// (see raise): what a route with a max_age policy asks of a user who
+// signed in too long ago. A wrong password is ErrWrongPassword.
+func (a *App) Reauthenticate(ctx context.Context, actor Actor, password string, rotate RotateFunc) (*session.Session, error) {
+	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkPassword(ctx, u, password, actor.Client); err != nil {
+		return nil, err
+	}
+	return a.raise(ctx, actor, []string{session.AMRPassword}, rotate)
+}
+
+// checkPassword checks the password of u, signed in from client, under
+// the sign-in throttle: ErrWrongPassword if it is wrong, an *Error with
+// CodeRateLimited when the client must wait first.
+func (a *App) checkPassword(ctx context.Context, u *users.User, password string, client session.Client) error {
+	at, wait := a.throttle.begin(u.Username, client.IP, a.now())
+	if wait > 0 {
+		return &Error{Code: CodeRateLimited, Message: "Too many attempts; wait and try again.", RetryAfter: wait}
+	}
+	switch ok, err := a.accounts.CheckPassword(ctx, u, password); {
+	case err != nil:
+		at.succeeded() // a technical failure is no guess
+		return err
+	case !ok:
+		return ErrWrongPassword
 	}
 	at.succeeded()
-	a.record(ctx, audit.Event{Type: audit.LoginSucceeded, UserID: u.ID, Username: u.Username, SessionID: sess.ID, Actor: u.ID, IP: client.IP, UserAgent: client.UserAgent})
-	return u, sess, nil
+	return nil
 }
 
 // signInFailed settles a login that failed with err: a wrong password
@@ -161,22 +234,13 @@ func (a *App) ChangePassword(ctx context.Context, actor Actor, current, next str
 	if err != nil {
 		return nil, 0, err
 	}
-	at, wait := a.throttle.begin(u.Username, actor.Client.IP, a.now())
-	if wait > 0 {
-		return nil, 0, &Error{Code: CodeRateLimited, Message: "Too many attempts; wait and try again.", RetryAfter: wait}
-	}
-	switch ok, err := a.accounts.CheckPassword(ctx, u, current); {
-	case err != nil:
-		at.succeeded() // a technical failure is no guess
+	if err := a.checkPassword(ctx, u, current, actor.Client); err != nil {
 		return nil, 0, err
-	case !ok:
-		return nil, 0, ErrWrongPassword
 	}
-	at.succeeded()
 	if err := a.setPassword(ctx, u, next); err != nil {
 		return nil, 0, err
 	}
-	sess, err := rotate(session.Change{Reauthenticated: true})
+	sess, err := rotate(session.Change{Reauthenticated: true, AMR: []string{session.AMRPassword}})
 	if err != nil {
 		return nil, 0, err
 	}

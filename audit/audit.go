@@ -37,8 +37,11 @@ type Event struct {
 // session.EventType values ("session.created", ...). Types of one family
 // share the prefix up to the first ".", which Filter.Type can select.
 const (
-	LoginSucceeded  = "login.succeeded"
-	LoginFailed     = "login.failed"
+	LoginSucceeded = "login.succeeded"
+	LoginFailed    = "login.failed"
+	// Reauthenticated: a signed-in user proved who they are again (a
+	// password, a second factor); Reason lists the methods proven.
+	Reauthenticated = "login.reauthenticated"
 	PasswordChanged = "password.changed" // by the user
 	PasswordReset   = "password.reset"   // by an admin or the command line
 	RolesChanged    = "roles.changed"
@@ -46,11 +49,23 @@ const (
 	UserDisabled    = "user.disabled"
 	UserEnabled     = "user.enabled"
 	UserDeleted     = "user.deleted"
+
+	// Second factors: enrolments by the user, recovery codes generated
+	// (a set, which voids the previous one) and used at sign-in, and an
+	// admin's reset of every factor.
+	TOTPEnabled            = "totp.enabled"
+	TOTPDisabled           = "totp.disabled"
+	RecoveryCodesGenerated = "recovery_codes.generated"
+	RecoveryCodeUsed       = "recovery_codes.used"
+	SecondFactorsReset     = "second_factors.reset"
+	PasskeyAdded           = "passkey.added"
+	PasskeyRemoved         = "passkey.removed"
 )
 
 // AccountTypes lists the account event types, in the order a person would
 // look for them.
-var AccountTypes = []string{LoginSucceeded, LoginFailed, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted}
+var AccountTypes = []string{LoginSucceeded, LoginFailed, Reauthenticated, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted,
+	TOTPEnabled, TOTPDisabled, RecoveryCodesGenerated, RecoveryCodeUsed, PasskeyAdded, PasskeyRemoved, SecondFactorsReset}
 
 // The reasons of LoginFailed events.
 const (

@@ -179,14 +179,21 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 
 // adminListUsers is GET /api/v1/admin/users.
 func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
-	list, err := s.app.Users(r.Context(), s.actor(r))
+	actor := s.actor(r)
+	list, err := s.app.Users(r.Context(), actor)
+	var factors map[string]users.FactorSummary
+	if err == nil {
+		factors, err = s.app.UserFactors(r.Context(), actor, list)
+	}
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	out := make([]userView, 0, len(list))
 	for _, u := range list {
-		out = append(out, viewUser(u))
+		v := viewUser(u)
+		v.SecondFactors = viewFactors(factors[u.ID])
+		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out})
 }

@@ -18,22 +18,28 @@ import (
 // answered by the store's record cache, as under load; memstore copies
 // each session out of its map. The log is at level info, sessiond's
 // default, where a 200 from /resolve writes no access log line; the
-// log=debug case writes one per request (to io.Discard). The full
-// picture over real HTTP is bench/resolve.sh.
+// log=debug case writes one per request (to io.Discard), and the policy
+// case asks /resolve?role=member&max_age=86400 (a role and a recent
+// sign-in). The full picture over real HTTP is bench/resolve.sh.
 func BenchmarkResolve(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		store func(b *testing.B) session.Store
-		level slog.Level
+		name   string
+		store  func(b *testing.B) session.Store
+		level  slog.Level
+		policy string
 	}{
-		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo},
-		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }, slog.LevelInfo},
-		{"store=sqlitestore/log=debug", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelDebug},
+		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, ""},
+		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }, slog.LevelInfo, ""},
+		{"store=sqlitestore/log=debug", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelDebug, ""},
+		{"store=sqlitestore/policy", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, "role=member&max_age=86400"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := newTestServer(b, bc.store(b))
 			ts.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: bc.level}))
 			reqs := ts.resolveRequests(b, 1000)
+			for _, r := range reqs {
+				r.URL.RawQuery = bc.policy
+			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {

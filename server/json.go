@@ -67,6 +67,8 @@ type sessionView struct {
 	UserID          string    `json:"user_id"`
 	CreatedAt       time.Time `json:"created_at"`
 	AuthenticatedAt time.Time `json:"authenticated_at"`
+	AMR             []string  `json:"amr"`
+	AAL             int       `json:"aal"`
 	LastSeenAt      time.Time `json:"last_seen_at"`
 	ExpiresAt       time.Time `json:"expires_at"`
 	IdleExpiresAt   time.Time `json:"idle_expires_at"`
@@ -77,9 +79,14 @@ type sessionView struct {
 
 func viewSession(s *session.Session, currentID string) sessionView {
 	utc := func(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
+	amr := s.AMR
+	if amr == nil {
+		amr = []string{}
+	}
 	return sessionView{
 		ID: s.ID, UserID: s.UserID,
 		CreatedAt: utc(s.CreatedAt), AuthenticatedAt: utc(s.AuthenticatedAt), LastSeenAt: utc(s.LastSeenAt),
+		AMR: amr, AAL: s.AAL(),
 		ExpiresAt: utc(s.AbsoluteDeadline), IdleExpiresAt: utc(s.IdleDeadline),
 		IP: s.LastIP, UserAgent: s.LastUserAgent, Current: s.ID == currentID,
 	}
@@ -93,12 +100,14 @@ func viewSessions(list []*session.Session, currentID string) map[string][]sessio
 	return map[string][]sessionView{"sessions": out}
 }
 
-// userView is a user as the API shows it: never the password hash.
+// userView is a user as the API shows it: never the password hash. The
+// admin's views add what second factors the user has.
 type userView struct {
-	ID       string   `json:"id"`
-	Username string   `json:"username"`
-	Roles    []string `json:"roles"`
-	Disabled bool     `json:"disabled"`
+	ID            string       `json:"id"`
+	Username      string       `json:"username"`
+	Roles         []string     `json:"roles"`
+	Disabled      bool         `json:"disabled"`
+	SecondFactors *factorsView `json:"second_factors,omitempty"`
 }
 
 func viewUser(u *users.User) userView {

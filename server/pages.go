@@ -86,6 +86,9 @@ var notices = map[string]string{
 	"created":    "User created.",
 	"enabled":    "User enabled. They can sign in again.",
 	"revoked":    "Session ended.",
+	// Second factors.
+	"totp-enabled":  "Two-step verification is on. Keep a set of recovery codes somewhere safe, for when your phone is not at hand.",
+	"totp-disabled": "Two-step verification with an authenticator app is off.",
 }
 
 // countedNotice is a notice about an action that ended sessions, worded
@@ -132,6 +135,12 @@ var countedNotices = map[string]countedNotice{
 		one:     "Password reset. The user was signed out of 1 session.",
 		many:    "Password reset. The user was signed out of %d sessions.",
 		unknown: "Password reset. The user was signed out everywhere.",
+	},
+	"second-factors-reset": {
+		none:    "Two-step verification reset. The user was not signed in anywhere.",
+		one:     "Two-step verification reset. The user was signed out of 1 session.",
+		many:    "Two-step verification reset. The user was signed out of %d sessions.",
+		unknown: "Two-step verification reset. The user was signed out everywhere.",
 	},
 	"deleted": {
 		none:    "User deleted. They were not signed in anywhere.",
@@ -190,6 +199,12 @@ var formErrors = map[string]string{
 	"conflict":          "The account changed at the same time; try again.",
 	"rate-limited":      "Too many attempts. Wait a minute and try again.",
 	"invalid":           "That was not accepted. Check what you typed and try again.",
+	// Second factors: the texts of the app's errors, so that
+	// formErrorCode finds them.
+	"code-wrong":   "The code is wrong or was already used.",
+	"totp-on":      "Two-step verification is already on; turn it off first to enrol another authenticator.",
+	"totp-off":     "Two-step verification is not on.",
+	"totp-pending": "No authenticator is being set up; start again.",
 }
 
 // formErrorCodes finds the code of formErrors whose text is an app
@@ -390,7 +405,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 // and the URL says so with why=ended (see endedNotice). It costs no store
 // call: the middleware has already looked the cookie up.
 func (s *Server) loginAgainURL(r *http.Request, returnTo string) string {
-	u := s.loginURL(r, returnTo)
+	u := s.loginURL(returnTo)
 	if _, fromCookie := s.sessions.TokenFromRequest(r); !fromCookie {
 		return u
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/session"
+	"github.com/sessiond/sessiond/users"
 )
 
 // sessionRow is a session as the pages show it.
@@ -55,22 +56,37 @@ type sessionTable struct {
 type accountData struct {
 	Sessions sessionTable
 	Others   int // sessions other than this one
+	// Factors are the user's second factors; TOTPPending says a TOTP
+	// enrolment waits for its first code.
+	Factors     users.FactorSummary
+	TOTPPending bool
 }
 
 // accountPage is GET /account: where the user is signed in, and their
 // password.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 	v, err := s.signedIn(r, "Your account", "account")
-	var list []*session.Session
+	actor := s.actor(r)
+	var (
+		list    []*session.Session
+		factors users.FactorSummary
+		pending bool
+	)
 	if err == nil {
-		list, err = s.app.MySessions(r.Context(), s.actor(r))
+		list, err = s.app.MySessions(r.Context(), actor)
+	}
+	if err == nil {
+		factors, err = s.app.Factors(r.Context(), actor)
+	}
+	if err == nil && !factors.TOTP {
+		pending, err = s.app.TOTPPending(r.Context(), actor)
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
 		return
 	}
 	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
-	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1}
+	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Factors: factors, TOTPPending: pending}
 	s.render(w, http.StatusOK, "account.html", v)
 }
 

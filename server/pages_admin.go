@@ -37,9 +37,15 @@ func (s *Server) adminUsersPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int, errMsg string, d usersData) {
 	v, err := s.signedIn(r, "Users", "users")
-	var list []*users.User
+	var (
+		list    []*users.User
+		factors map[string]users.FactorSummary
+	)
 	if err == nil {
 		list, err = s.app.Users(r.Context(), s.actor(r))
+	}
+	if err == nil {
+		factors, err = s.app.UserFactors(r.Context(), s.actor(r), list)
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
@@ -47,7 +53,9 @@ func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int,
 	}
 	me := session.FromContext(r.Context()).UserID
 	for _, u := range list {
-		d.Users = append(d.Users, userRow{viewUser(u), u.ID == me})
+		uv := viewUser(u)
+		uv.SecondFactors = viewFactors(factors[u.ID])
+		d.Users = append(d.Users, userRow{uv, u.ID == me})
 	}
 	v.Error, v.Data = errMsg, d
 	s.render(w, status, "admin_users.html", v)
@@ -94,17 +102,25 @@ type userData struct {
 // status, and their sessions.
 func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request) {
 	u, list, err := s.app.UserSessions(r.Context(), s.actor(r), r.PathValue("user"))
-	var v view
+	var (
+		v       view
+		factors map[string]users.FactorSummary
+	)
 	if err == nil {
 		v, err = s.signedIn(r, "User "+u.Username, "users")
+	}
+	if err == nil {
+		factors, err = s.app.UserFactors(r.Context(), s.actor(r), []*users.User{u})
 	}
 	if err != nil {
 		s.pageErr(w, r, err)
 		return
 	}
 	me := session.FromContext(r.Context())
+	uv := viewUser(u)
+	uv.SecondFactors = viewFactors(factors[u.ID])
 	v.Data = userData{
-		User: viewUser(u), Self: u.ID == me.UserID, Created: u.CreatedAt.UTC().Format("2 Jan 2006"),
+		User: uv, Self: u.ID == me.UserID, Created: u.CreatedAt.UTC().Format("2 Jan 2006"),
 		Roles:    strings.Join(u.Roles, ", "),
 		Sessions: sessionTable{s.sessionRows(list, me.ID), userPage(u) + "/sessions/", "End session"},
 	}
@@ -299,6 +315,13 @@ var eventLabels = map[string]string{
 	audit.UserDisabled:                  "User disabled",
 	audit.UserEnabled:                   "User enabled",
 	audit.UserDeleted:                   "User deleted",
+	audit.TOTPEnabled:                   "Authenticator app added",
+	audit.TOTPDisabled:                  "Authenticator app removed",
+	audit.RecoveryCodesGenerated:        "Recovery codes generated",
+	audit.RecoveryCodeUsed:              "Recovery code used",
+	audit.PasskeyAdded:                  "Passkey added",
+	audit.PasskeyRemoved:                "Passkey removed",
+	audit.SecondFactorsReset:            "Two-step verification reset",
 }
 
 // sessionTypes are the session events the audit page filters by, in order.
@@ -325,6 +348,8 @@ var eventFilters = func() []eventFilter {
 	add(audit.PasswordChanged, audit.PasswordReset, audit.RolesChanged)
 	f = append(f, eventFilter{"user.", "Accounts (all)"})
 	add(audit.UserCreated, audit.UserDisabled, audit.UserEnabled, audit.UserDeleted)
+	add(audit.TOTPEnabled, audit.TOTPDisabled, audit.RecoveryCodesGenerated, audit.RecoveryCodeUsed,
+		audit.PasskeyAdded, audit.PasskeyRemoved, audit.SecondFactorsReset)
 	return f
 }()
 

@@ -35,6 +35,10 @@ type identity struct {
 //     it). It never moves, so an app can warn before a forced sign-in.
 //   - X-Session-Authenticated-At: when the user last proved who they are.
 //
+// and X-Session-AAL (1 or 2) and X-Session-AMR (how the user proved who
+// they are, RFC 8176 values, comma-separated; empty for a session that
+// records none).
+//
 // The keys are written canonical, and the values share one array and the
 // times one string, to keep the resolve path's allocations down.
 func (id *identity) setHeaders(h http.Header) {
@@ -63,7 +67,16 @@ func (id *identity) setHeaders(h http.Header) {
 	h["X-Session-Expires-At"] = vals[4:5:5]
 	h["X-Session-Absolute-Expires-At"] = vals[5:6:6]
 	h["X-Session-Authenticated-At"] = vals[6:7:7]
+	if s.AAL() == 2 {
+		h["X-Session-Aal"] = aal2
+	} else {
+		h["X-Session-Aal"] = aal1
+	}
+	h["X-Session-Amr"] = []string{strings.Join(s.AMR, ",")}
 }
+
+// The values of X-Session-AAL, shared by all answers.
+var aal1, aal2 = []string{"1"}, []string{"2"}
 
 type identityKey struct{}
 
@@ -148,12 +161,26 @@ func (s *Server) resolveObserved(w http.ResponseWriter, r *http.Request) {
 
 // answerResolve answers a resolve request that started at start, counts
 // it in the resolve metrics and returns the status it answered with and,
-// for a 200, the identity.
+// for a 200, the identity. A valid session passes only if it meets the
+// route's policy (see policy) and the second-factor requirement of its
+// user's roles.
 func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start time.Time) (int, identity) {
 	defer func() { s.metrics.resolveDuration.Observe(time.Since(start).Seconds()) }()
+	var pol policy
+	if r.URL.Path == "/resolve" { // under /resolve/ the query is the original request's (Envoy)
+		var err error
+		if pol, err = parsePolicy(r.URL.RawQuery); err != nil {
+			return s.badPolicy(w, r, err), identity{}
+		}
+	}
 	id, err := s.identify(r)
+	if err == nil {
+		if e := pol.check(id.session, s.app.RequiresSecondFactor(id.session.Roles), s.cfg.Now()); e != nil {
+			err = e
+		}
+	}
 	if err != nil {
-		return s.deny(w, r, err, r.URL.Query().Get("redirect") == "1"), identity{}
+		return s.deny(w, r, err, pol.redirect), identity{}
 	}
 	s.metrics.resolvedOK.Inc()
 	h := w.Header()
@@ -164,37 +191,73 @@ func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start tim
 	return http.StatusOK, id
 }
 
-// deny answers a request identify refused, and returns the status it
-// answered with. Browsers get a way to the login page: a Location header,
-// or with redirect a 302.
+// badPolicy answers a resolve request whose policy query is wrong: 400,
+// which every proxy turns into an error page, so that a mistyped policy
+// protects its route by refusing everyone. It is logged, for the operator
+// who wrote it.
+func (s *Server) badPolicy(w http.ResponseWriter, r *http.Request, err error) int {
+	s.metrics.resolves.WithLabelValues("bad_policy").Inc()
+	s.log.WarnContext(r.Context(), "resolve: the policy in the query string is wrong; every request is refused", "err", err)
+	setBodyHeaders(w.Header())
+	e := app.Errorf(app.CodeBadRequest, "The resolve policy is misconfigured: %s.", strings.TrimPrefix(err.Error(), errPolicy.Error()+": "))
+	writeError(w, e)
+	return status(e.Code)
+}
+
+// deny answers a request identify or the policy refused, and returns the
+// status it answered with. Browsers get a way to the step they lack: a
+// Location header to the login page, the second-factor step or the
+// re-authentication page, or with redirect a 302 there. A missing role
+// leads nowhere: a browser gets a page saying so (with redirect, since
+// only then does the proxy show it).
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirect bool) int {
 	setBodyHeaders(w.Header())
-	var limited *app.Error
+	var e *app.Error
+	errors.As(err, &e)
 	switch {
-	case errors.As(err, &limited) && limited.Code == app.CodeRateLimited:
+	case e != nil && e.Code == app.CodeRateLimited:
 		s.metrics.resolves.WithLabelValues("rate_limited").Inc()
 		s.metrics.rateLimited.WithLabelValues("invalid_token").Inc()
-		writeError(w, limited)
-		return status(limited.Code)
+		writeError(w, e)
+		return status(e.Code)
 	case err == errUnauthenticated:
 		s.metrics.resolves.WithLabelValues("unauthenticated").Inc()
-		if wantsHTML(r) {
-			loc := s.loginAgainURL(r, s.originalURL(r))
-			w.Header().Set("Location", loc)
-			if redirect {
-				w.Header().Set("Cache-Control", "no-store")
-				http.Redirect(w, r, loc, http.StatusFound)
-				return http.StatusFound
-			}
+		return s.sendToStep(w, r, e, s.loginAgainURL(r, s.originalURL(r)), redirect)
+	case e == errNeedsSecondFactor:
+		s.metrics.resolves.WithLabelValues("second_factor_required").Inc()
+		return s.sendToStep(w, r, e, s.stepURL("/login/second-factor", s.originalURL(r)), redirect)
+	case e == errNeedsReauth:
+		s.metrics.resolves.WithLabelValues("reauth_required").Inc()
+		return s.sendToStep(w, r, e, s.stepURL("/login/reauth", s.originalURL(r)), redirect)
+	case e == errLacksRole:
+		s.metrics.resolves.WithLabelValues("forbidden").Inc()
+		if redirect && wantsHTML(r) {
+			s.renderForbidden(w, r)
+			return http.StatusForbidden
 		}
-		writeError(w, errUnauthenticated)
-		return status(errUnauthenticated.Code)
+		writeError(w, e)
+		return status(e.Code)
 	case r.Context().Err() != nil:
 		s.metrics.resolves.WithLabelValues("canceled").Inc()
 	default:
 		s.metrics.resolves.WithLabelValues("store_unavailable").Inc()
 	}
-	e := s.clientError(r, err)
+	e = s.clientError(r, err)
+	writeError(w, e)
+	return status(e.Code)
+}
+
+// sendToStep refuses a request with e (a 401), pointing a browser at loc,
+// the page of the step it lacks: in Location, or with redirect as a 302.
+func (s *Server) sendToStep(w http.ResponseWriter, r *http.Request, e *app.Error, loc string, redirect bool) int {
+	if wantsHTML(r) {
+		w.Header().Set("Location", loc)
+		if redirect {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, loc, http.StatusFound)
+			return http.StatusFound
+		}
+	}
 	writeError(w, e)
 	return status(e.Code)
 }

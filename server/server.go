@@ -171,6 +171,11 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("DELETE /api/v1/sessions/{id}", s.revokeMySession)
 	self("POST /api/v1/sessions/revoke-others", s.revokeMyOthers)
 	self("POST /api/v1/password", s.changePassword)
+	self("GET /api/v1/mfa", s.myFactors)
+	self("POST /api/v1/mfa/totp", s.beginTOTP)
+	self("POST /api/v1/mfa/totp/confirm", s.confirmTOTP)
+	self("DELETE /api/v1/mfa/totp", s.disableTOTP)
+	self("POST /api/v1/mfa/recovery-codes", s.newRecoveryCodes)
 
 	// Admin: role "admin" only.
 	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.adminOnly(h)))) }
@@ -183,6 +188,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	admin("POST /api/v1/admin/users/{user}/enable", s.adminEnable)
 	admin("POST /api/v1/admin/users/{user}/password", s.adminResetPassword)
 	admin("DELETE /api/v1/admin/users/{user}", s.adminDeleteUser)
+	admin("POST /api/v1/admin/users/{user}/second-factors/reset", s.adminResetFactors)
 	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
 	admin("GET /api/v1/admin/audit", s.adminAudit)
 
@@ -196,6 +202,11 @@ func (s *Server) routes() (public, internal http.Handler) {
 	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
 	page("POST /account/sessions/revoke-others", s.accountRevokeOthers)
 	page("POST /account/password", s.accountPassword)
+	page("GET /account/totp", s.accountTOTPPage)
+	page("POST /account/totp", s.accountBeginTOTP)
+	page("POST /account/totp/confirm", s.accountConfirmTOTP)
+	page("POST /account/totp/disable", s.accountDisableTOTP)
+	page("POST /account/recovery-codes", s.accountRecoveryCodes)
 	console("GET /admin", s.adminUsersPage)
 	console("POST /admin/users", s.adminCreateUserForm)
 	console("GET /admin/users/{user}", s.adminUserPage)
@@ -205,6 +216,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/password", s.adminResetPasswordForm)
 	console("POST /admin/users/{user}/delete", s.adminDeleteUserForm)
 	console("POST /admin/users/{user}/revoke", s.adminRevokeUserForm)
+	console("POST /admin/users/{user}/second-factors/reset", s.adminResetFactorsForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
 
@@ -421,10 +433,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginURL is the login page's URL with rd set to return to.
-func (s *Server) loginURL(r *http.Request, returnTo string) string {
-	base := "/login"
+func (s *Server) loginURL(returnTo string) string { return s.stepURL("/login", returnTo) }
+
+// stepURL is the URL of the sign-in page at path (the login page, the
+// second-factor step, re-authentication), under Config.PublicURL if set,
+// with rd set to return to.
+func (s *Server) stepURL(path, returnTo string) string {
+	base := path
 	if s.cfg.PublicURL != nil {
-		base = strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + "/login"
+		base = strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + path
 	}
 	if returnTo == "" {
 		return base

@@ -297,20 +297,24 @@ func TestForwardedHeadersBelievedFromLoopbackAndTrustedProxies(t *testing.T) {
 
 // TestIdentityHeaderTimes: X-Session-Expires-At is the earlier of the
 // idle and the absolute deadline, whichever it is, and
-// X-Session-Absolute-Expires-At the absolute one.
+// X-Session-Absolute-Expires-At the absolute one; X-Session-AAL and
+// X-Session-AMR say how the user signed in.
 func TestIdentityHeaderTimes(t *testing.T) {
 	at := func(h int) time.Time { return time.Date(2026, 5, 1, h, 0, 0, 0, time.FixedZone("CEST", 2*3600)) }
 	for _, tt := range []struct {
 		name                      string
 		idle, absolute            time.Time
+		amr                       []string
 		wantExpires, wantAbsolute string
+		wantAAL, wantAMR          string
 	}{
-		{"idle first", at(13), at(20), "2026-05-01T11:00:00Z", "2026-05-01T18:00:00Z"},
-		{"absolute first", at(21), at(20), "2026-05-01T18:00:00Z", "2026-05-01T18:00:00Z"},
+		{"idle first", at(13), at(20), []string{"pwd"}, "2026-05-01T11:00:00Z", "2026-05-01T18:00:00Z", "1", "pwd"},
+		{"absolute first", at(21), at(20), []string{"pwd", "otp", "mfa"}, "2026-05-01T18:00:00Z", "2026-05-01T18:00:00Z", "2", "pwd,otp,mfa"},
+		{"no methods recorded", at(13), at(20), nil, "2026-05-01T11:00:00Z", "2026-05-01T18:00:00Z", "1", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			id := identity{username: "ivy", session: &session.Session{
-				ID: "s1", UserID: "u1", Roles: []string{"a", "b"},
+				ID: "s1", UserID: "u1", Roles: []string{"a", "b"}, AMR: tt.amr,
 				AuthenticatedAt: at(12), IdleDeadline: tt.idle, AbsoluteDeadline: tt.absolute,
 			}}
 			h := http.Header{}
@@ -319,13 +323,14 @@ func TestIdentityHeaderTimes(t *testing.T) {
 				"Remote-User": "ivy", "Remote-Groups": "a,b", "X-User-Id": "u1", "X-Session-Id": "s1",
 				"X-Session-Expires-At": tt.wantExpires, "X-Session-Absolute-Expires-At": tt.wantAbsolute,
 				"X-Session-Authenticated-At": "2026-05-01T10:00:00Z",
+				"X-Session-AAL":              tt.wantAAL, "X-Session-AMR": tt.wantAMR,
 			} {
-				if got := h[k]; len(got) != 1 || got[0] != want {
+				if got := h.Values(k); len(got) != 1 || got[0] != want {
 					t.Errorf("%s: got %q, want %q", k, got, want)
 				}
 			}
-			if len(h) != 7 {
-				t.Errorf("%d headers, want 7: %v", len(h), h)
+			if len(h) != 9 {
+				t.Errorf("%d headers, want 9: %v", len(h), h)
 			}
 		})
 	}

@@ -41,6 +41,9 @@ type Login struct {
 	UserID string
 	// Roles are the user's roles, kept with the session.
 	Roles []string
+	// AMR lists how the user proved who they are (RFC 8176 values, see
+	// MergeAMR); it is kept with the session and sets its AAL.
+	AMR []string
 	// Remember opts in to a long-lived "remember me" session.
 	Remember bool
 	// Client describes where the login came from.
@@ -89,6 +92,7 @@ func (m *Manager) Create(ctx context.Context, l Login) (*Session, string, error)
 		TokenHash:        hash,
 		UserID:           l.UserID,
 		Roles:            append([]string(nil), l.Roles...),
+		AMR:              MergeAMR(nil, l.AMR...),
 		CreatedAt:        now,
 		AuthenticatedAt:  now,
 		RotatedAt:        now,
@@ -257,6 +261,10 @@ type Change struct {
 	// Reauthenticated records that the user just proved who they are
 	// again (e.g. changed their password): AuthenticatedAt becomes now.
 	Reauthenticated bool
+	// AMR, if not empty, lists methods the user just proved (a second
+	// factor): they are merged into the session's AMR with MergeAMR, and
+	// AuthenticatedAt becomes now.
+	AMR []string
 }
 
 // Rotate gives session id a new token, applies ch, and returns the token.
@@ -272,8 +280,11 @@ func (m *Manager) Rotate(ctx context.Context, id string, ch Change) (*Session, s
 		if ch.Roles != nil {
 			s.Roles = append([]string(nil), ch.Roles...)
 		}
-		if ch.Reauthenticated {
+		if ch.Reauthenticated || len(ch.AMR) > 0 {
 			s.AuthenticatedAt = now
+		}
+		if len(ch.AMR) > 0 {
+			s.AMR = MergeAMR(s.AMR, ch.AMR...)
 		}
 	})
 	if err != nil {

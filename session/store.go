@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -27,8 +28,12 @@ type Session struct {
 	// CreatedAt is when the session was created.
 	CreatedAt time.Time
 	// AuthenticatedAt is when the user last proved who they are (login,
-	// password change).
+	// second factor, re-authentication, password change).
 	AuthenticatedAt time.Time
+	// AMR lists how the user proved who they are, as RFC 8176
+	// authentication method references (AMRPassword, AMROTP, ...), each
+	// once, in the order proven. AAL derives the assurance level from it.
+	AMR []string
 	// RotatedAt is when TokenHash was issued.
 	RotatedAt time.Time
 	// LastSeenAt is when the session was last used, to within the
@@ -69,10 +74,21 @@ func (s *Session) ExpiresAt() time.Time {
 // Expired reports whether the session has ended by time at now.
 func (s *Session) Expired(now time.Time) bool { return !now.Before(s.ExpiresAt()) }
 
+// AAL is the session's authenticator assurance level (NIST SP 800-63B):
+// 2 when the user proved who they are with more than one factor, or with
+// one multi-factor authenticator (AMR holds AMRMultiFactor), 1 otherwise.
+func (s *Session) AAL() int {
+	if slices.Contains(s.AMR, AMRMultiFactor) {
+		return 2
+	}
+	return 1
+}
+
 // Clone returns a deep copy of s.
 func (s *Session) Clone() *Session {
 	c := *s
 	c.Roles = append([]string(nil), s.Roles...)
+	c.AMR = append([]string(nil), s.AMR...)
 	c.Data = append([]byte(nil), s.Data...)
 	return &c
 }

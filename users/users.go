@@ -17,9 +17,11 @@ import (
 )
 
 var (
-	// ErrNotFound means there is no such user.
+	// ErrNotFound means there is no such user, or (from Factors) no such
+	// enrolment, recovery code, passkey or live challenge.
 	ErrNotFound = errors.New("users: no such user")
-	// ErrExists means the username is taken.
+	// ErrExists means the username is taken, or (from Factors) the
+	// passkey credential ID or challenge ID.
 	ErrExists = errors.New("users: username taken")
 	// ErrBadCredentials means the username or the password is wrong; which
 	// one is deliberately not told.

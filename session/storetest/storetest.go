@@ -95,6 +95,7 @@ func NewSession(userID string) *session.Session {
 		TokenHash:        NewHash(),
 		UserID:           userID,
 		Roles:            []string{"admin", "ops"},
+		AMR:              []string{session.AMRPassword, session.AMROTP, session.AMRMultiFactor},
 		CreatedAt:        now,
 		AuthenticatedAt:  now,
 		RotatedAt:        now,
@@ -153,6 +154,7 @@ func sameSession(got, want *session.Session) string {
 	cmp("PrevTokenHash", got.PrevTokenHash == want.PrevTokenHash, got.PrevTokenHash, want.PrevTokenHash)
 	cmp("UserID", got.UserID == want.UserID, got.UserID, want.UserID)
 	cmp("Roles", slices.Equal(got.Roles, want.Roles), got.Roles, want.Roles)
+	cmp("AMR", slices.Equal(got.AMR, want.AMR), got.AMR, want.AMR)
 	for _, f := range []struct {
 		name string
 		g, w time.Time
@@ -198,14 +200,14 @@ func testRoundTrip(t *testing.T, h Harness) {
 	}
 
 	bare := NewSession(NewID())
-	bare.Roles, bare.Data = nil, nil
+	bare.Roles, bare.AMR, bare.Data = nil, nil, nil
 	MustCreate(t, st, bare)
 	got, err := st.ByID(ctx, bare.ID)
 	if err != nil {
 		t.Fatalf("ByID: %v", err)
 	}
-	if len(got.Roles) != 0 || len(got.Data) != 0 {
-		t.Errorf("session without roles or data came back with roles %q, data %q", got.Roles, got.Data)
+	if len(got.Roles) != 0 || len(got.AMR) != 0 || len(got.Data) != 0 {
+		t.Errorf("session without roles, AMR or data came back with roles %q, AMR %q, data %q", got.Roles, got.AMR, got.Data)
 	}
 }
 
@@ -282,6 +284,7 @@ func testCompareAndSwap(t *testing.T, h Harness) {
 	a, _ := st.ByID(ctx, s.ID)
 	b, _ := st.ByID(ctx, s.ID)
 	a.Data = []byte(`{"writer":"a"}`)
+	a.AMR = []string{session.AMRHardwareKey, session.AMRUserPresence, session.AMRMultiFactor}
 	if err := st.Update(ctx, a); err != nil {
 		t.Fatalf("first Update: %v", err)
 	}
@@ -293,8 +296,8 @@ func testCompareAndSwap(t *testing.T, h Harness) {
 		t.Fatalf("Update with a stale version: got %v, want ErrConflict", err)
 	}
 	got, _ := st.ByID(ctx, s.ID)
-	if string(got.Data) != `{"writer":"a"}` || got.Version != 2 {
-		t.Errorf("after the conflict the store holds data %s version %d, want the winner's (writer a, version 2)", got.Data, got.Version)
+	if string(got.Data) != `{"writer":"a"}` || got.Version != 2 || !slices.Equal(got.AMR, a.AMR) {
+		t.Errorf("after the conflict the store holds data %s, AMR %q, version %d; want the winner's (writer a, AMR %q, version 2)", got.Data, got.AMR, got.Version, a.AMR)
 	}
 
 	// Two updates racing from the same version: exactly one wins.

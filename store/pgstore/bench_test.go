@@ -73,7 +73,7 @@ func bulkLoad(b testing.TB, st *Store, n int) []session.Hash {
 			now() + interval '1 day', now() + interval '30 days',
 			false, '192.0.2.1', 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
 			'192.0.2.1', 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
-			'{"cart":[1,2,3]}', 1
+			'{"cart":[1,2,3]}', 1, '{pwd}'
 		FROM generate_series(0, $1 - 1) i`, n); err != nil {
 		b.Fatal(err)
 	}

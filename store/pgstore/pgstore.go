@@ -65,7 +65,7 @@ const (
 	sqlLockUser   = `SELECT pg_advisory_xact_lock($1, $2)`
 
 	sqlInsert = `INSERT INTO sessiond_sessions (` + columns + `) VALUES (
-		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 	// In an UPDATE every expression sees the row as it was, so each CASE
 	// compares the new last_seen_at with the stored one.
 	sqlUpdate = `UPDATE sessiond_sessions SET
@@ -76,7 +76,7 @@ const (
 		last_ua = CASE WHEN last_seen_at > $10 THEN last_ua ELSE $12 END,
 		idle_deadline = GREATEST(idle_deadline, $13), absolute_deadline = $14,
 		remember = $15, created_ip = $16, created_ua = $17,
-		data = $18, version = version + 1
+		data = $18, amr = $19, version = version + 1
 		WHERE id = $1 AND version = $2 AND expires_at > now()`
 	sqlTouch = `UPDATE sessiond_sessions SET
 		last_seen_at = GREATEST(last_seen_at, $2),
@@ -109,9 +109,10 @@ const (
 // number of Stores, take their turns.
 func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Limit) ([]string, error) {
 	args := []any{
-		s.ID, s.TokenHash[:], encodeHash(s.PrevTokenHash), s.UserID, encodeRoles(s.Roles),
+		s.ID, s.TokenHash[:], encodeHash(s.PrevTokenHash), s.UserID, encodeList(s.Roles),
 		s.CreatedAt, s.AuthenticatedAt, s.RotatedAt, s.LastSeenAt, s.IdleDeadline, s.AbsoluteDeadline,
 		s.Remember, s.CreatedIP, s.CreatedUserAgent, s.LastIP, s.LastUserAgent, encodeData(s.Data), s.Version,
+		encodeList(s.AMR),
 	}
 	if lim.Max <= 0 {
 		if _, err := st.pool.Exec(ctx, sqlInsert, args...); err != nil {
@@ -197,11 +198,11 @@ func (st *Store) one(ctx context.Context, op, sql string, key any) (*session.Ses
 func (st *Store) Update(ctx context.Context, s *session.Session) error {
 	tag, err := st.pool.Exec(ctx, sqlUpdate,
 		s.ID, s.Version,
-		s.TokenHash[:], encodeHash(s.PrevTokenHash), s.UserID, encodeRoles(s.Roles),
+		s.TokenHash[:], encodeHash(s.PrevTokenHash), s.UserID, encodeList(s.Roles),
 		s.CreatedAt, s.AuthenticatedAt, s.RotatedAt,
 		s.LastSeenAt, s.LastIP, s.LastUserAgent,
 		s.IdleDeadline, s.AbsoluteDeadline,
-		s.Remember, s.CreatedIP, s.CreatedUserAgent, encodeData(s.Data))
+		s.Remember, s.CreatedIP, s.CreatedUserAgent, encodeData(s.Data), encodeList(s.AMR))
 	if err != nil {
 		return fmt.Errorf("pgstore: update: %w", err)
 	}

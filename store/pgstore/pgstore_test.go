@@ -295,7 +295,7 @@ func TestConcurrentSweepers(t *testing.T) {
 	if _, err := db.Exec(ctx, `INSERT INTO sessiond_sessions (`+columns+`)
 		SELECT 'exp-' || i, sha256(('exp-' || i)::bytea), NULL, 'u-' || (i % 7), '{}',
 			now(), now(), now(), now(), now() - interval '1 second' * i, now() + interval '1 hour',
-			false, '', '', '', '', NULL, 1
+			false, '', '', '', '', NULL, 1, '{}'
 		FROM generate_series(1, $1) i`, expired); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestQueryPlans(t *testing.T) {
 			'u-' || (i % 2000), '{user}',
 			now() - interval '1 second' * i, now(), now(), now(),
 			now() + interval '1 second' * (i - 2000), now() + interval '1 day',
-			false, '192.0.2.1', 'Mozilla/5.0', '192.0.2.1', 'Mozilla/5.0', '{"cart":[1,2,3]}', 1
+			false, '192.0.2.1', 'Mozilla/5.0', '192.0.2.1', 'Mozilla/5.0', '{"cart":[1,2,3]}', 1, '{pwd}'
 		FROM generate_series(1, 20000) i`); err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +61,8 @@ func TestQueryPlans(t *testing.T) {
 		{"ListByUser", sqlListByUser, []any{"u-5"}, []string{"sessiond_sessions_user_id"}},
 		{"Exists", sqlExists, []any{"s-5000"}, []string{byID}},
 		{"Live", sqlLive, []any{"u-5"}, []string{"sessiond_sessions_user_id"}},
-		{"Insert", sqlInsert, []any{"s-x", hash, nil, "u-5", []string{}, now, now, now, now, now, now, false, "", "", "", "", nil, 1}, nil},
-		{"Update", sqlUpdate, []any{"s-5000", 1, hash, nil, "u-5", []string{}, now, now, now, now, "", "", now, now, false, "", "", nil}, []string{byID}},
+		{"Insert", sqlInsert, []any{"s-x", hash, nil, "u-5", []string{}, now, now, now, now, now, now, false, "", "", "", "", nil, 1, []string{}}, nil},
+		{"Update", sqlUpdate, []any{"s-5000", 1, hash, nil, "u-5", []string{}, now, now, now, now, "", "", now, now, false, "", "", nil, []string{}}, []string{byID}},
 		{"Touch", sqlTouch, []any{"s-5000", now, "", "", now}, []string{byID}},
 		{"Delete", sqlDeleteID, []any{"s-5000"}, []string{byID}},
 		{"DeleteIDs", sqlDeleteIDs, []any{[]string{"s-1", "s-2"}}, []string{byID}},

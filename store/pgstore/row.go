@@ -17,7 +17,7 @@ import (
 // them.
 const columns = `id, token_hash, prev_token_hash, user_id, roles,
 	created_at, authenticated_at, rotated_at, last_seen_at, idle_deadline, absolute_deadline,
-	remember, created_ip, created_ua, last_ip, last_ua, data, version`
+	remember, created_ip, created_ua, last_ip, last_ua, data, version, amr`
 
 // userKey returns the second key of the advisory lock that serialises
 // limited Creates for userID: its 32-bit FNV-1a hash. Two users whose keys
@@ -36,13 +36,13 @@ func encodeHash(h session.Hash) []byte {
 	return h[:]
 }
 
-// encodeRoles returns roles as a text[], empty rather than NULL for none
-// (pgx sends a nil slice as NULL).
-func encodeRoles(roles []string) []string {
-	if roles == nil {
+// encodeList returns a list of strings (roles, AMR) as a text[], empty
+// rather than NULL for none (pgx sends a nil slice as NULL).
+func encodeList(list []string) []string {
+	if list == nil {
 		return []string{}
 	}
-	return roles
+	return list
 }
 
 // encodeData returns data as bytea, or NULL (nil) for none.
@@ -62,7 +62,7 @@ type row struct {
 	id                                        string
 	token, prevToken, data                    []byte
 	userID                                    pgtype.Text
-	roles                                     pgtype.Array[pgtype.Text]
+	roles, amr                                pgtype.Array[pgtype.Text]
 	created, authed, rotated, seen, idle, abs pgtype.Timestamptz
 	remember                                  pgtype.Bool
 	createdIP, createdUA, lastIP, lastUA      pgtype.Text
@@ -73,7 +73,7 @@ type row struct {
 func (r *row) scan(sc pgx.Row) error {
 	return sc.Scan(&r.id, &r.token, &r.prevToken, &r.userID, &r.roles,
 		&r.created, &r.authed, &r.rotated, &r.seen, &r.idle, &r.abs,
-		&r.remember, &r.createdIP, &r.createdUA, &r.lastIP, &r.lastUA, &r.data, &r.version)
+		&r.remember, &r.createdIP, &r.createdUA, &r.lastIP, &r.lastUA, &r.data, &r.version, &r.amr)
 }
 
 // session checks r and returns it as a Session, or an error wrapping
@@ -123,19 +123,25 @@ func (r *row) session() (*session.Session, error) {
 	default:
 		bad("previous token hash is %d bytes, want %d", len(r.prevToken), len(s.PrevTokenHash))
 	}
-	switch {
-	case !r.roles.Valid:
-		bad("roles are NULL")
-	case len(r.roles.Dims) > 1:
-		bad("roles are a %d-dimensional array", len(r.roles.Dims))
-	}
-	for _, role := range r.roles.Elements {
-		if !role.Valid {
-			bad("roles hold a NULL")
-			break
+	list := func(name string, v pgtype.Array[pgtype.Text]) []string {
+		switch {
+		case !v.Valid:
+			bad("%s is NULL", name)
+		case len(v.Dims) > 1:
+			bad("%s is a %d-dimensional array", name, len(v.Dims))
 		}
-		s.Roles = append(s.Roles, role.String)
+		var out []string
+		for _, e := range v.Elements {
+			if !e.Valid {
+				bad("%s holds a NULL", name)
+				break
+			}
+			out = append(out, e.String)
+		}
+		return out
 	}
+	s.Roles = list("roles", r.roles)
+	s.AMR = list("amr", r.amr)
 	if !r.remember.Valid {
 		bad("remember is NULL")
 	}

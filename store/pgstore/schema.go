@@ -45,6 +45,11 @@ var migrations = []string{
 	CREATE INDEX sessiond_sessions_prev_token_hash ON sessiond_sessions (prev_token_hash) WHERE prev_token_hash IS NOT NULL;
 	CREATE INDEX sessiond_sessions_user_id ON sessiond_sessions (user_id, created_at, id);
 	CREATE INDEX sessiond_sessions_expires_at ON sessiond_sessions (expires_at);`,
+
+	// Version 2: how the user proved who they are (session.Session.AMR),
+	// a text[] as roles is. Sessions stored before have none.
+	`ALTER TABLE sessiond_sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{}'
+		CHECK (cardinality(amr) = 0 OR (array_ndims(amr) = 1 AND array_position(amr, NULL) IS NULL));`,
 }
 
 // Advisory lock key. PostgreSQL keeps the one-key (bigint) and the

@@ -41,6 +41,8 @@ import (
 //	last UA    uvarint length, bytes, unless flagLastUASame
 //	created UA uvarint length, bytes
 //	data       uvarint length, bytes, if flagData
+//	AMR        uvarint count, then each as uvarint length and bytes, if
+//	           the session has any (a record that ends before it has none)
 //
 // An address is uvarint 1 and 4 bytes for an IPv4 address in its
 // canonical text form, uvarint 3 and 16 bytes for an IPv6 one, or uvarint
@@ -235,6 +237,12 @@ func encodeRecord(s *session.Session) []byte {
 		f |= flagData
 		b = appendStr(b, 1, string(s.Data))
 	}
+	if len(s.AMR) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(s.AMR)))
+		for _, m := range s.AMR {
+			b = appendStr(b, 1, m)
+		}
+	}
 	b[0] = f
 	return b
 }
@@ -372,6 +380,24 @@ func (d *decoder) addr() string {
 	return ""
 }
 
+// strs reads a list of strings: a uvarint count, then each string; nil
+// for none.
+func (d *decoder) strs() []string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("truncated")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	list := make([]string, n)
+	for i := range list {
+		list[i] = d.str()
+	}
+	return list
+}
+
 func (d *decoder) hash() (h session.Hash) {
 	copy(h[:], d.take(uint64(len(h))))
 	return h
@@ -402,14 +428,7 @@ func decodeRecord(b []byte) (*session.Session, error) {
 	if f&flagPrev != 0 {
 		s.PrevTokenHash = d.hash()
 	}
-	if n := d.uvarint(); n > uint64(len(d.b)) {
-		d.fail("truncated")
-	} else if n > 0 {
-		s.Roles = make([]string, n)
-		for i := range s.Roles {
-			s.Roles[i] = d.str()
-		}
-	}
+	s.Roles = d.strs()
 	s.CreatedIP = d.addr()
 	s.LastIP = s.CreatedIP
 	if f&flagLastIPSame == 0 {
@@ -426,6 +445,9 @@ func decodeRecord(b []byte) (*session.Session, error) {
 		if data := d.take(d.uvarint()); len(data) > 0 {
 			s.Data = append([]byte(nil), data...)
 		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		s.AMR = d.strs()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the record", len(d.b))

@@ -17,7 +17,7 @@ import (
 // microsecond).
 func sameSession(a, b *session.Session) bool {
 	return a.ID == b.ID && a.UserID == b.UserID && a.TokenHash == b.TokenHash && a.PrevTokenHash == b.PrevTokenHash &&
-		slices.Equal(a.Roles, b.Roles) && a.CreatedAt.Equal(b.CreatedAt) && a.AuthenticatedAt.Equal(b.AuthenticatedAt) &&
+		slices.Equal(a.Roles, b.Roles) && slices.Equal(a.AMR, b.AMR) && a.CreatedAt.Equal(b.CreatedAt) && a.AuthenticatedAt.Equal(b.AuthenticatedAt) &&
 		a.RotatedAt.Equal(b.RotatedAt) && a.LastSeenAt.Equal(b.LastSeenAt) && a.IdleDeadline.Equal(b.IdleDeadline) &&
 		a.AbsoluteDeadline.Equal(b.AbsoluteDeadline) && a.Remember == b.Remember && a.CreatedIP == b.CreatedIP &&
 		a.CreatedUserAgent == b.CreatedUserAgent && a.LastIP == b.LastIP && a.LastUserAgent == b.LastUserAgent &&
@@ -37,6 +37,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			s.Remember = true
 			s.Roles = []string{"admin", "", strings.Repeat("r", 300)}
 			s.Data = []byte(`{"cart":[1,2,3]}`)
+			s.AMR = []string{session.AMRHardwareKey, session.AMRUserPresence, session.AMRMultiFactor}
 			s.Version = math.MaxInt32 + 7
 		},
 		"zero times": func(s *session.Session) {
@@ -154,6 +155,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(newSession("u_1")))
 	s := newSession("u_2")
 	s.PrevTokenHash, s.LastIP, s.Data = storetest.NewHash(), "198.51.100.1", []byte(`{}`)
+	f.Add(encodeRecord(s))
+	s.AMR = []string{session.AMRPassword, session.AMROTP, session.AMRMultiFactor}
 	f.Add(encodeRecord(s))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeRecord(b)

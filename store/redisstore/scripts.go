@@ -199,6 +199,14 @@ local function parse(s)
     n, p = uvar(s, p)
     p = p + n
   end
+  if p <= #s then
+    n, p = uvar(s, p)
+    for _ = 1, n do
+      local l
+      l, p = uvar(s, p)
+      p = p + l
+    end
+  end
   if p ~= #s + 1 then error('bad record length') end
   return r
 end

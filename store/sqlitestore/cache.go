@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -199,27 +200,33 @@ func (c *cache) touched(id string, t session.TouchInfo) {
 //	64   created, authenticated, rotated, last seen, idle deadline,
 //	     absolute deadline                     6 × int64 (encodeTime)
 //	112  version                               int64
-//	120  remember                              1 byte, then 3 unused
+//	120  remember                              1 byte
+//	121  number of AMR values m                1 byte, then 2 unused
 //	124  number of roles n                     uint32
 //	128  lengths of ID, user ID, created IP, created user agent, last IP,
-//	     last user agent, data, and the n roles  (7 + n) × uint32
+//	     last user agent, data, the n roles and the m AMR values
+//	                                           (7 + n + m) × uint32
 //	     then those fields' bytes, in that order
 const (
 	recTimes   = 64
 	recVersion = 112
 	recFlags   = 120
+	recAMR     = 121
 	recRoles   = 124
 	recLengths = 128
 	recFields  = 7 // strings and data before the roles
 )
 
+// encodeRecord returns s as a record. AMR holds at most 255 values (a
+// session holds a handful: session.MergeAMR keeps each method once).
 func encodeRecord(s *session.Session) string {
 	fields := [recFields]string{s.ID, s.UserID, s.CreatedIP, s.CreatedUserAgent, s.LastIP, s.LastUserAgent, string(s.Data)}
-	n := recLengths + 4*(recFields+len(s.Roles))
+	lists := slices.Concat(s.Roles, s.AMR[:min(len(s.AMR), 255)])
+	n := recLengths + 4*(recFields+len(lists))
 	for _, f := range fields {
 		n += len(f)
 	}
-	for _, r := range s.Roles {
+	for _, r := range lists {
 		n += len(r)
 	}
 	b := make([]byte, recLengths, n)
@@ -232,17 +239,18 @@ func encodeRecord(s *session.Session) string {
 	if s.Remember {
 		b[recFlags] = 1
 	}
+	b[recAMR] = byte(len(lists) - len(s.Roles))
 	binary.LittleEndian.PutUint32(b[recRoles:], uint32(len(s.Roles)))
 	for _, f := range fields {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
 	}
-	for _, r := range s.Roles {
+	for _, r := range lists {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(r)))
 	}
 	for _, f := range fields {
 		b = append(b, f...)
 	}
-	for _, r := range s.Roles {
+	for _, r := range lists {
 		b = append(b, r...)
 	}
 	return string(b)
@@ -250,7 +258,7 @@ func encodeRecord(s *session.Session) string {
 
 // recordID returns the session ID in rec, sharing rec's bytes.
 func recordID(rec string) string {
-	start := recLengths + 4*(recFields+le32(rec, recRoles))
+	start := recLengths + 4*(recFields+le32(rec, recRoles)+int(rec[recAMR]))
 	return rec[start : start+le32(rec, recLengths)]
 }
 
@@ -270,8 +278,8 @@ func decodeRecord(rec string) *session.Session {
 	}
 	copy(s.TokenHash[:], rec[:32])
 	copy(s.PrevTokenHash[:], rec[32:64])
-	roles := le32(rec, recRoles)
-	pos := recLengths + 4*(recFields+roles)
+	roles, amr := le32(rec, recRoles), int(rec[recAMR])
+	pos := recLengths + 4*(recFields+roles+amr)
 	next := func(i int) string {
 		n := le32(rec, recLengths+4*i)
 		f := rec[pos : pos+n]
@@ -288,6 +296,12 @@ func decodeRecord(rec string) *session.Session {
 		s.Roles = make([]string, roles)
 		for i := range s.Roles {
 			s.Roles[i] = next(recFields + i)
+		}
+	}
+	if amr > 0 {
+		s.AMR = make([]string, amr)
+		for i := range s.AMR {
+			s.AMR[i] = next(recFields + roles + i)
 		}
 	}
 	return s

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -14,7 +15,7 @@ import (
 // them.
 const columns = `id, token_hash, prev_token_hash, user_id, roles,
 	created_at, authenticated_at, rotated_at, last_seen_at, idle_deadline, absolute_deadline,
-	remember, created_ip, created_ua, last_ip, last_ua, data, version`
+	remember, created_ip, created_ua, last_ip, last_ua, data, version, amr`
 
 // hashKey returns the table key (the column hash_key) of a session whose
 // token hash is h: its first 63 bits, big-endian, as a non-negative
@@ -66,13 +67,29 @@ func encodeHash(h session.Hash) any {
 	return h[:]
 }
 
-// encodeRoles returns roles as a JSON array, "[]" for none.
-func encodeRoles(roles []string) (string, error) {
-	if len(roles) == 0 {
+// encodeList returns a list of strings (roles, AMR) as a JSON array, "[]"
+// for none.
+func encodeList(list []string) (string, error) {
+	if len(list) == 0 {
 		return "[]", nil
 	}
-	b, err := json.Marshal(roles)
+	b, err := json.Marshal(list)
 	return string(b), err
+}
+
+// decodeList is the inverse of encodeList, with nil for "[]".
+func decodeList(s string) ([]string, error) {
+	if len(s) == 0 || s[0] != '[' {
+		return nil, errors.New("not a JSON array")
+	}
+	var list []string
+	if err := json.Unmarshal([]byte(s), &list); err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return list, nil
 }
 
 // encodeData returns data as a BLOB, or NULL (nil) for none.
@@ -97,7 +114,7 @@ type scanner interface{ Scan(dest ...any) error }
 type row struct {
 	id, userID                                string
 	token, prevToken                          []byte
-	roles                                     string
+	roles, amr                                string
 	created, authed, rotated, seen, idle, abs int64
 	remember                                  int64
 	createdIP, createdUA, lastIP, lastUA      string
@@ -111,7 +128,7 @@ type row struct {
 func (r *row) scan(sc scanner) error {
 	return sc.Scan(&r.id, &r.token, &r.prevToken, &r.userID, &r.roles,
 		&r.created, &r.authed, &r.rotated, &r.seen, &r.idle, &r.abs,
-		&r.remember, &r.createdIP, &r.createdUA, &r.lastIP, &r.lastUA, &r.data, &r.version)
+		&r.remember, &r.createdIP, &r.createdUA, &r.lastIP, &r.lastUA, &r.data, &r.version, &r.amr)
 }
 
 // session checks r and returns it as a Session, or an error wrapping
@@ -143,14 +160,12 @@ func (r *row) session() (*session.Session, error) {
 	default:
 		return nil, invalid(r.id, "previous token hash is %d bytes, want %d", len(r.prevToken), len(s.PrevTokenHash))
 	}
-	if len(r.roles) == 0 || r.roles[0] != '[' {
-		return nil, invalid(r.id, "roles are not a JSON array")
-	}
-	if err := json.Unmarshal([]byte(r.roles), &s.Roles); err != nil {
+	var err error
+	if s.Roles, err = decodeList(r.roles); err != nil {
 		return nil, invalid(r.id, "roles: %v", err)
 	}
-	if len(s.Roles) == 0 {
-		s.Roles = nil
+	if s.AMR, err = decodeList(r.amr); err != nil {
+		return nil, invalid(r.id, "amr: %v", err)
 	}
 	switch r.remember {
 	case 0:

@@ -56,6 +56,10 @@ var migrations = []string{
 	CREATE INDEX sessions_prev_token_hash ON sessions (prev_token_hash) WHERE prev_token_hash IS NOT NULL;
 	CREATE INDEX sessions_user_id ON sessions (user_id, created_at, id);
 	CREATE INDEX sessions_expires_at ON sessions (expires_at);`,
+
+	// Version 2: how the user proved who they are (session.Session.AMR),
+	// a JSON array as roles is. Sessions stored before have none.
+	`ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(amr) AND json_type(amr) = 'array');`,
 }
 
 // migrate brings the schema of db up to date. It runs in one IMMEDIATE

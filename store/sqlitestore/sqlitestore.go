@@ -180,12 +180,12 @@ const (
 	sqlInsert = `INSERT INTO sessions (hash_key, ` + columns + `) VALUES (
 		:hash_key, :id, :token_hash, :prev_token_hash, :user_id, :roles,
 		:created_at, :authenticated_at, :rotated_at, :last_seen_at, :idle_deadline, :absolute_deadline,
-		:remember, :created_ip, :created_ua, :last_ip, :last_ua, :data, :version)`
+		:remember, :created_ip, :created_ua, :last_ip, :last_ua, :data, :version, :amr)`
 	// In an UPDATE every expression sees the row as it was, so each CASE
 	// compares the new last_seen_at with the stored one. A new token hash
 	// moves the row to its new hash_key.
 	sqlUpdate = `UPDATE sessions SET
-		hash_key = :hash_key, token_hash = :token_hash, prev_token_hash = :prev_token_hash, user_id = :user_id, roles = :roles,
+		hash_key = :hash_key, token_hash = :token_hash, prev_token_hash = :prev_token_hash, user_id = :user_id, roles = :roles, amr = :amr,
 		created_at = :created_at, authenticated_at = :authenticated_at, rotated_at = :rotated_at,
 		last_seen_at = max(last_seen_at, :last_seen_at),
 		last_ip = CASE WHEN last_seen_at > :last_seen_at THEN last_ip ELSE :last_ip END,
@@ -230,7 +230,11 @@ func (st *Store) Close() error {
 
 // Create implements session.Store.
 func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Limit) ([]string, error) {
-	roles, err := encodeRoles(s.Roles)
+	roles, err := encodeList(s.Roles)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: create: %w", err)
+	}
+	amr, err := encodeList(s.AMR)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: create: %w", err)
 	}
@@ -241,6 +245,7 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 		sql.Named("prev_token_hash", encodeHash(s.PrevTokenHash)),
 		sql.Named("user_id", s.UserID),
 		sql.Named("roles", roles),
+		sql.Named("amr", amr),
 		sql.Named("created_at", encodeTime(s.CreatedAt)),
 		sql.Named("authenticated_at", encodeTime(s.AuthenticatedAt)),
 		sql.Named("rotated_at", encodeTime(s.RotatedAt)),
@@ -357,7 +362,11 @@ func (st *Store) one(ctx context.Context, op string, stmt *sql.Stmt, args ...any
 
 // Update implements session.Store.
 func (st *Store) Update(ctx context.Context, s *session.Session) error {
-	roles, err := encodeRoles(s.Roles)
+	roles, err := encodeList(s.Roles)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: update: %w", err)
+	}
+	amr, err := encodeList(s.AMR)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: update: %w", err)
 	}
@@ -373,6 +382,7 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 		sql.Named("prev_token_hash", encodeHash(s.PrevTokenHash)),
 		sql.Named("user_id", s.UserID),
 		sql.Named("roles", roles),
+		sql.Named("amr", amr),
 		sql.Named("created_at", encodeTime(s.CreatedAt)),
 		sql.Named("authenticated_at", encodeTime(s.AuthenticatedAt)),
 		sql.Named("rotated_at", encodeTime(s.RotatedAt)),

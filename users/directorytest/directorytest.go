@@ -1,14 +1,16 @@
 // Package directorytest is the conformance suite every backend of
-// users.Directory and audit.Log (with audit.Pruner, its retention) runs (a
-// backend implements all three, as users/sqliteusers and users/pgusers do):
+// users.Directory, users.Factors and audit.Log (with audit.Pruner, its
+// retention) runs (a backend implements all four, as users/sqliteusers and
+// users/pgusers do):
 //
 //	func TestBackend(t *testing.T) {
 //		directorytest.Run(t, directorytest.Harness{New: newBackend, ...})
 //	}
 //
 // It also exports the few helpers the backends' own tests share (NewUser,
-// NewEvent, MustCreate, Query, IDs); RunChanges, the part of Run about
-// changing users (versions, Delete, the last-admin rule), for a backend
+// NewEvent, NewPasskey, MustCreate, Query, IDs); RunChanges, the part of
+// Run about changing users (versions, Delete, the last-admin rule), and
+// RunFactors, the part about second factors and challenges, for a backend
 // to run again under a setting of its own; and RunShared, the suite for a
 // backend that keeps its data beside a session store's in one storage.
 package directorytest
@@ -31,10 +33,12 @@ import (
 	"github.com/sessiond/sessiond/users"
 )
 
-// Backend is what the suite tests: a user directory and an audit log
-// that can delete its old events, kept in one storage.
+// Backend is what the suite tests: a user directory with the users'
+// second factors, and an audit log that can delete its old events, kept
+// in one storage.
 type Backend interface {
 	users.Directory
+	users.Factors
 	audit.Log
 	audit.Pruner
 }
@@ -104,6 +108,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, h) })
 	}
 	RunChanges(t, h)
+	RunFactors(t, h)
 }
 
 var ctx = context.Background()

@@ -27,9 +27,10 @@
 //
 // # Clock
 //
-// Nothing here reads a clock: accounts and events are stored with the
-// times their callers give them (users.Accounts and the server stamp them
-// from their host's clock).
+// Accounts and events are stored with the times their callers give them
+// (users.Accounts and the server stamp them from their host's clock).
+// Only challenges (users.Factors) read a clock: their expiry is checked
+// against the host's, so keep the instances' clocks in sync (NTP).
 //
 // # What is stored
 //
@@ -60,6 +61,18 @@
 // periodic sweep calls it to keep --audit-retention's worth of events (90
 // days by default). Sweeps of several instances at once skip each other's
 // rows (FOR UPDATE SKIP LOCKED) rather than wait for them.
+//
+// Second factors (users.Factors) are in sessiond_user_totp (the TOTP
+// secret, as it is: it must be readable to check codes, so restrict access
+// to the database), sessiond_user_recovery_codes (SHA-256 hashes of the
+// codes, never the codes), sessiond_user_passkeys (public keys only) and
+// sessiond_challenges (short-lived sign-in state, keyed by the SHA-256
+// hash of the challenge ID; each put sweeps a bounded batch of expired
+// ones, skipping rows another instance's sweep holds). A user's factors go
+// with the user (ON DELETE CASCADE). The races are settled by single
+// statements (a TOTP step used once, a recovery code or a challenge taken
+// once) or by locking the user's row (at most users.MaxPasskeys passkeys;
+// ResetFactors from one version, as Update).
 //
 // Times are stored as timestamptz, to the microsecond (finer parts of a
 // time.Time are truncated), and read back in UTC; the zero time is stored

@@ -55,6 +55,48 @@ var migrations = []string{
 	// start at 1, as Create starts them. (A constant default fills the
 	// existing rows without rewriting the table.)
 	`ALTER TABLE sessiond_users ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version > 0);`,
+
+	// Version 4: second factors (users.Factors) and sign-in challenges.
+	// A user's factors go with the user (ON DELETE CASCADE). Challenges
+	// are keyed by the SHA-256 hash of their ID and expire by themselves.
+	// Passkeys are listed in the order seq gives them, oldest first.
+	`CREATE TABLE sessiond_user_totp (
+		user_id    text        NOT NULL PRIMARY KEY REFERENCES sessiond_users (id) ON DELETE CASCADE,
+		secret     bytea       NOT NULL CHECK (octet_length(secret) > 0),
+		confirmed  boolean     NOT NULL,
+		last_step  bigint      NOT NULL CHECK (last_step >= 0),
+		created_at timestamptz
+	);
+	CREATE TABLE sessiond_user_recovery_codes (
+		user_id text  NOT NULL REFERENCES sessiond_users (id) ON DELETE CASCADE,
+		hash    bytea NOT NULL,
+		PRIMARY KEY (user_id, hash)
+	);
+	CREATE TABLE sessiond_user_passkeys (
+		credential_id    bytea       NOT NULL PRIMARY KEY CHECK (octet_length(credential_id) BETWEEN 1 AND 1023),
+		seq              bigint      GENERATED ALWAYS AS IDENTITY,
+		user_id          text        NOT NULL REFERENCES sessiond_users (id) ON DELETE CASCADE,
+		name             text        NOT NULL,
+		public_key       bytea       NOT NULL,
+		attestation_type text        NOT NULL,
+		aaguid           bytea       NOT NULL,
+		sign_count       bigint      NOT NULL CHECK (sign_count BETWEEN 0 AND 4294967295),
+		transports       text[]      NOT NULL,
+		user_verified    boolean     NOT NULL,
+		backup_eligible  boolean     NOT NULL,
+		backup_state     boolean     NOT NULL,
+		created_at       timestamptz,
+		last_used_at     timestamptz
+	);
+	CREATE INDEX sessiond_user_passkeys_user_id ON sessiond_user_passkeys (user_id, seq);
+	CREATE TABLE sessiond_challenges (
+		id_hash    bytea       NOT NULL PRIMARY KEY,
+		kind       text        NOT NULL,
+		user_id    text        NOT NULL,
+		data       bytea       NOT NULL,
+		expires_at timestamptz NOT NULL
+	);
+	CREATE INDEX sessiond_challenges_expires_at ON sessiond_challenges (expires_at);`,
 }
 
 // Advisory lock key. PostgreSQL keeps the one-key (bigint) and the

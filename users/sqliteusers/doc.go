@@ -43,6 +43,18 @@
 // oldest first, a batch per call; sessiond's periodic sweep calls it to
 // keep --audit-retention's worth of events (90 days by default).
 //
+// Second factors (users.Factors) are in user_totp (the TOTP secret, as
+// it is: it must be readable to check codes, so the file's protection is
+// its protection), user_recovery_codes (SHA-256 hashes of the codes,
+// never the codes), user_passkeys (public keys only) and challenges
+// (short-lived sign-in state, keyed by the SHA-256 hash of the challenge
+// ID, with a bounded sweep of expired ones on each put and expiry checked
+// on every read against the host's clock). A trigger deletes a user's
+// factors with the user. The checks that settle races (a TOTP step used
+// once, a recovery code or a challenge taken once, at most
+// users.MaxPasskeys passkeys, ResetFactors from one version) are single
+// statements or write transactions, which hold the file's write lock.
+//
 // Times are stored as INTEGER nanoseconds since the Unix epoch and read
 // back in UTC; the zero time is stored as NULL. A time that int64
 // nanoseconds cannot hold (before 1678 or after 2262) is refused.

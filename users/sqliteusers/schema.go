@@ -66,6 +66,56 @@ var migrations = []string{
 	// and Delete compare and Update raises by one. Users stored before
 	// start at 1, as Create starts them.
 	`ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version > 0);`,
+
+	// Version 4: second factors (users.Factors) and sign-in challenges.
+	//
+	// The REFERENCES clauses say what the rows belong to, but SQLite
+	// enforces them only on connections that turn foreign_keys on, which
+	// sessiond's do not: the trigger deletes a user's factors with the
+	// user, and the writes that add a factor check in the same statement
+	// that the user exists. Challenges are keyed by the SHA-256 hash of
+	// their ID and expire by themselves.
+	`CREATE TABLE user_totp (
+		user_id    TEXT    NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+		secret     BLOB    NOT NULL CHECK (length(secret) > 0),
+		confirmed  INTEGER NOT NULL CHECK (confirmed IN (0, 1)),
+		last_step  INTEGER NOT NULL CHECK (last_step >= 0),
+		created_at INTEGER
+	) STRICT;
+	CREATE TABLE user_recovery_codes (
+		user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		hash    BLOB NOT NULL,
+		PRIMARY KEY (user_id, hash)
+	) STRICT, WITHOUT ROWID;
+	CREATE TABLE user_passkeys (
+		credential_id    BLOB    NOT NULL PRIMARY KEY CHECK (length(credential_id) BETWEEN 1 AND 1023),
+		user_id          TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+		name             TEXT    NOT NULL,
+		public_key       BLOB    NOT NULL,
+		attestation_type TEXT    NOT NULL,
+		aaguid           BLOB    NOT NULL,
+		sign_count       INTEGER NOT NULL CHECK (sign_count BETWEEN 0 AND 4294967295),
+		transports       TEXT    NOT NULL CHECK (json_valid(transports) AND json_type(transports) = 'array'),
+		user_verified    INTEGER NOT NULL CHECK (user_verified IN (0, 1)),
+		backup_eligible  INTEGER NOT NULL CHECK (backup_eligible IN (0, 1)),
+		backup_state     INTEGER NOT NULL CHECK (backup_state IN (0, 1)),
+		created_at       INTEGER,
+		last_used_at     INTEGER
+	) STRICT;
+	CREATE INDEX user_passkeys_user_id ON user_passkeys (user_id);
+	CREATE TABLE challenges (
+		id_hash    BLOB    NOT NULL PRIMARY KEY,
+		kind       TEXT    NOT NULL,
+		user_id    TEXT    NOT NULL,
+		data       BLOB    NOT NULL,
+		expires_at INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX challenges_expires_at ON challenges (expires_at);
+	CREATE TRIGGER users_delete_factors AFTER DELETE ON users BEGIN
+		DELETE FROM user_totp WHERE user_id = OLD.id;
+		DELETE FROM user_recovery_codes WHERE user_id = OLD.id;
+		DELETE FROM user_passkeys WHERE user_id = OLD.id;
+	END;`,
 }
 
 // migrate brings this package's schema in db up to date. It runs in one
