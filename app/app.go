@@ -7,13 +7,17 @@
 //
 // The rules it keeps, whichever transport asks:
 //   - No session outlives an account change: a change of password, roles
-//     or status ends the user's sessions after it is stored, and a login
+//     or status, or a reset of the second factors, ends the user's
+//     sessions after it is stored, and a login
 //     re-reads the account after its session is stored (see SignIn), so a
 //     login that raced the change is undone.
 //   - The last enabled admin keeps the role and stays enabled (the
 //     Directory enforces it atomically).
 //   - Password guessing is throttled per account and client network, per
-//     account, and per network, counting failures only (ThrottleConfig).
+//     account, and per network, counting failures only (ThrottleConfig);
+//     second-factor codes count against the same limits.
+//   - A TOTP code counts once, a recovery code once; no secret or code is
+//     logged or audited.
 //   - Every string a client controls that is stored or logged is bounded.
 //   - Every action is audited with its actor, client and reason.
 package app
@@ -44,6 +48,8 @@ type App struct {
 	usernames *nameCache
 	// secondFactor says who must prove a second factor.
 	secondFactor SecondFactorPolicy
+	// passkeyLimits bounds the passkey ceremonies clients begin.
+	passkeyLimits *passkeyLimits
 	// factors keeps second factors; nil if the directory keeps none.
 	factors    users.Factors
 	totpIssuer string
@@ -96,6 +102,7 @@ func New(d Deps) (*App, error) {
 	if a.factors == nil && d.Accounts != nil {
 		a.factors, _ = d.Accounts.Directory().(users.Factors)
 	}
+	a.passkeyLimits = newPasskeyLimits(a.throttle.client.maxKeys)
 	sc := d.Session
 	next := sc.Events
 	sc.Events = session.EventFunc(func(ctx context.Context, e session.Event) {
@@ -133,6 +140,9 @@ type Actor struct {
 	SessionID string
 	// Admin says the actor may take admin actions.
 	Admin bool
+	// AAL is the assurance level of the actor's session (0 for the
+	// command line, which needs none).
+	AAL int
 	// Client is where the request came from; its fields are bounded.
 	Client session.Client
 }
@@ -146,7 +156,7 @@ var CLI = Actor{ID: ActorCLI, Admin: true}
 
 // SessionActor is the user signed in with s, acting from c.
 func SessionActor(s *session.Session, c session.Client) Actor {
-	return Actor{ID: s.UserID, SessionID: s.ID, Admin: slices.Contains(s.Roles, users.RoleAdmin), Client: boundClient(c)}
+	return Actor{ID: s.UserID, SessionID: s.ID, Admin: slices.Contains(s.Roles, users.RoleAdmin), AAL: s.AAL(), Client: boundClient(c)}
 }
 
 // The bounds on client-controlled strings that are stored or logged.

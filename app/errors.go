@@ -84,6 +84,8 @@ func ErrorOf(err error) *Error {
 		return nil
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, new(*SecondFactorRequired)):
+		return Errorf(CodeSecondFactorRequired, "The password is right; now prove your second factor.")
 	case errors.Is(err, users.ErrBadCredentials):
 		return Errorf(CodeBadCredentials, "Wrong username or password.")
 	case errors.Is(err, users.ErrDisabled):

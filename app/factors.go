@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,20 +18,16 @@ import (
 // check is: a wrong code counts as a failed guess, a right one refunds it.
 // No secret, code or recovery code is logged or audited.
 
-// The RFC 8176 authentication method a second factor proves. A recovery
-// code is a one-time password too (NIST SP 800-63B calls it a look-up
-// secret); RFC 8176 registers no closer value.
-const amrOTP = "otp"
-
 // errNoFactors is the technical failure of a second-factor action on an
 // App whose directory keeps no factors.
 var errNoFactors = errors.New("app: the user directory keeps no second factors")
 
 var (
-	errTOTPEnabled = Errorf(CodeConflict, "Two-step verification is already on; turn it off first to enrol another authenticator.")
-	errNoTOTP      = Errorf(CodeNotFound, "Two-step verification is not on.")
-	errNoPending   = Errorf(CodeNotFound, "No authenticator is being set up; start again.")
-	errBothCodes   = Errorf(CodeBadRequest, "Send a TOTP code or a recovery code, not both.")
+	errTOTPEnabled   = Errorf(CodeConflict, "Two-step verification is already on; turn it off first to enrol another authenticator.")
+	errNoTOTP        = Errorf(CodeNotFound, "Two-step verification is not on.")
+	errNoPending     = Errorf(CodeNotFound, "No authenticator is being set up; start again.")
+	errBothCodes     = Errorf(CodeBadRequest, "Send a TOTP code or a recovery code, not both.")
+	errTOTPRestarted = Errorf(CodeConflict, "The set-up was started again meanwhile; scan the newest QR code and enter its code.")
 )
 
 // TOTPEnrolment is what a user needs to add sessiond to an authenticator
@@ -134,8 +131,21 @@ func (a *App) TOTPPending(ctx context.Context, actor Actor) (bool, error) {
 // ConfirmTOTP completes the actor's pending TOTP enrolment with a code
 // from the authenticator (within one time step of the present), which
 // turns two-step verification on. A wrong code is ErrWrongCode and counts
-// against the sign-in throttle.
-func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string) error {
+// against the sign-in throttle. The code proves the authenticator as a
+// sign-in's second step would, so with rotate the actor's session is
+// raised to AAL2 with a new token (see raise), and returned.
+func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string, rotate RotateFunc) (*session.Session, error) {
+	if err := a.confirmTOTP(ctx, actor, code); err != nil {
+		return nil, err
+	}
+	if rotate == nil || actor.SessionID == "" {
+		return nil, nil
+	}
+	return a.raise(ctx, actor, []string{session.AMROTP}, rotate)
+}
+
+// confirmTOTP is ConfirmTOTP without raising the session.
+func (a *App) confirmTOTP(ctx context.Context, actor Actor, code string) error {
 	f, err := a.factorStore()
 	if err != nil {
 		return err
@@ -164,6 +174,18 @@ func (a *App) ConfirmTOTP(ctx context.Context, actor Actor, code string) error {
 		return err
 	}
 	at.succeeded()
+	// A BeginTOTP between the read above and the confirmation replaced
+	// the secret the code was checked against: the confirmation marked
+	// the new one, which no code has proven. Put it back pending.
+	switch cur, err := f.TOTP(ctx, u.ID); {
+	case err != nil && !errors.Is(err, users.ErrNotFound):
+		return err
+	case err == nil && !bytes.Equal(cur.Secret, t.Secret):
+		if err := f.PutTOTP(ctx, &users.TOTP{UserID: u.ID, Secret: cur.Secret, CreatedAt: cur.CreatedAt}); err != nil {
+			return err
+		}
+		return errTOTPRestarted
+	}
 	a.recordBy(ctx, actor, audit.TOTPEnabled, u, "")
 	return nil
 }
@@ -234,9 +256,31 @@ func (a *App) DisableTOTP(ctx context.Context, actor Actor, code string) error {
 	return nil
 }
 
+// errProveSecondFactor refuses an action on second factors to a session
+// that has not proven one, of a user who has one.
+var errProveSecondFactor = Errorf(CodeSecondFactorRequired, "Confirm it is you with your second factor first.")
+
+// needsSecondFactor returns errProveSecondFactor if u has a second factor
+// and the actor's session has not proven one (AAL1): a stolen session
+// that began with the password alone must not be a way to mint factors.
+func (a *App) needsSecondFactor(ctx context.Context, actor Actor, u *users.User) error {
+	if actor.SessionID == "" || actor.AAL >= 2 {
+		return nil
+	}
+	methods, err := a.methods(ctx, u)
+	if err != nil {
+		return err
+	}
+	if methods != nil {
+		return errProveSecondFactor
+	}
+	return nil
+}
+
 // NewRecoveryCodes gives the actor a new set of recovery codes, which
 // voids the previous set, and returns them: they are shown this once and
-// stored only as hashes.
+// stored only as hashes. A user who has a second factor must have proven
+// it in this session (errProveSecondFactor otherwise).
 func (a *App) NewRecoveryCodes(ctx context.Context, actor Actor) ([]string, error) {
 	f, err := a.factorStore()
 	if err != nil {
@@ -244,6 +288,9 @@ func (a *App) NewRecoveryCodes(ctx context.Context, actor Actor) ([]string, erro
 	}
 	u, err := a.accounts.Directory().ByID(ctx, actor.ID)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.needsSecondFactor(ctx, actor, u); err != nil {
 		return nil, err
 	}
 	codes := users.NewRecoveryCodes()
@@ -345,7 +392,9 @@ func (a *App) verifySecondFactor(ctx context.Context, u *users.User, totp, recov
 		return nil, err
 	}
 	at.succeeded()
-	return []string{amrOTP}, nil
+	// A recovery code is a one-time password too (NIST SP 800-63B calls
+	// it a look-up secret); RFC 8176 registers no closer value.
+	return []string{session.AMROTP}, nil
 }
 
 // checkTOTP checks and uses u's TOTP code.

@@ -53,7 +53,7 @@ func (f *fixture) enrol(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("BeginTOTP: %v", err)
 	}
-	if err := f.app.ConfirmTOTP(t.Context(), actor, f.code(t, e.Secret, 0)); err != nil {
+	if _, err := f.app.ConfirmTOTP(t.Context(), actor, f.code(t, e.Secret, 0), nil); err != nil {
 		t.Fatalf("ConfirmTOTP: %v", err)
 	}
 	f.advance(30 * time.Second)
@@ -88,7 +88,7 @@ func TestTOTPEnrolment(t *testing.T) {
 	if _, err := f.app.PendingTOTP(ctx, actor); !isCode(err, app.CodeNotFound) {
 		t.Errorf("PendingTOTP before any: got %v, want not_found", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, "123456"); !isCode(err, app.CodeNotFound) {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, "123456", nil); !isCode(err, app.CodeNotFound) {
 		t.Errorf("ConfirmTOTP without an enrolment: got %v, want not_found", err)
 	}
 	first, err := f.app.BeginTOTP(ctx, actor)
@@ -116,19 +116,19 @@ func TestTOTPEnrolment(t *testing.T) {
 	if _, err := f.app.VerifySecondFactor(ctx, ivy, f.code(t, e.Secret, 0), "", client); err != app.ErrWrongCode {
 		t.Errorf("a code of a pending enrolment at sign-in: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, first.Secret, 0)); err != app.ErrWrongCode {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, first.Secret, 0), nil); err != app.ErrWrongCode {
 		t.Errorf("ConfirmTOTP with the replaced secret's code: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, "12345x"); err != app.ErrWrongCode {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, "12345x", nil); err != app.ErrWrongCode {
 		t.Errorf("ConfirmTOTP with a malformed code: got %v, want ErrWrongCode", err)
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 1)); err != nil {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 1), nil); err != nil {
 		t.Fatalf("ConfirmTOTP with the next step's code: %v", err)
 	}
 	if s := f.summary(t); !s.TOTP {
 		t.Error("TOTP is not on after ConfirmTOTP")
 	}
-	if err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 0)); !isCode(err, app.CodeConflict) {
+	if _, err := f.app.ConfirmTOTP(ctx, actor, f.code(t, e.Secret, 0), nil); !isCode(err, app.CodeConflict) {
 		t.Errorf("ConfirmTOTP again: got %v, want conflict", err)
 	}
 	if _, err := f.app.BeginTOTP(ctx, actor); !isCode(err, app.CodeConflict) {
@@ -342,9 +342,9 @@ func TestSecondFactorThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		f2.app.ConfirmTOTP(ctx, a2, "000000")
+		f2.app.ConfirmTOTP(ctx, a2, "000000", nil)
 	}
-	if _, ok := rateLimited(f2.app.ConfirmTOTP(ctx, a2, "000000")); !ok {
+	if _, ok := rateLimited(second(f2.app.ConfirmTOTP(ctx, a2, "000000", nil))); !ok {
 		t.Error("ConfirmTOTP is not throttled after 5 wrong codes")
 	}
 }
@@ -405,16 +405,17 @@ func TestDisableTOTP(t *testing.T) {
 func TestResetSecondFactors(t *testing.T) {
 	f := newFixture(t, app.ThrottleConfig{})
 	ctx := t.Context()
-	actor, before := f.ivyActor(t)
-	f.enrol(t)
-	if _, err := f.app.NewRecoveryCodes(ctx, actor); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
+	actor, _ := f.ivyActor(t)
+	for range 2 { // before the enrolment: with a password alone
 		if _, _, err := f.signIn(ctx, "ivy", ivyPassword, client); err != nil {
 			t.Fatal(err)
 		}
 	}
+	f.enrol(t)
+	if _, err := f.app.NewRecoveryCodes(ctx, actor); err != nil {
+		t.Fatal(err)
+	}
+	_, before := f.ivyActor(t)
 	if _, _, err := f.app.ResetSecondFactors(ctx, actor, "ivy"); err != app.ErrForbidden {
 		t.Errorf("a reset by a non-admin: got %v, want ErrForbidden", err)
 	}
@@ -496,8 +497,8 @@ func TestSecondFactorSecretsAreNeverLogged(t *testing.T) {
 	secrets := []string{e.Secret}
 	c := code(e.Secret)
 	secrets = append(secrets, c)
-	a.ConfirmTOTP(ctx, actor, "999999")
-	if err := a.ConfirmTOTP(ctx, actor, c); err != nil {
+	a.ConfirmTOTP(ctx, actor, "999999", nil)
+	if _, err := a.ConfirmTOTP(ctx, actor, c, nil); err != nil {
 		t.Fatal(err)
 	}
 	clock.advance(30 * time.Second)
@@ -547,3 +548,71 @@ func TestSecondFactorSecretsAreNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// raceFactors runs once before the next UseTOTPStep, to act at the exact
+// point between a code's check and its record.
+type raceFactors struct {
+	users.Factors
+	once func()
+}
+
+func (r *raceFactors) UseTOTPStep(ctx context.Context, userID string, step int64, confirm bool) error {
+	if h := r.once; h != nil {
+		r.once = nil
+		h()
+	}
+	return r.Factors.UseTOTPStep(ctx, userID, step, confirm)
+}
+
+// TestConfirmRacingANewStart: a BeginTOTP that replaces the secret while
+// a code of the old one is being confirmed leaves the new secret pending:
+// no code of it was ever checked.
+func TestConfirmRacingANewStart(t *testing.T) {
+	db, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rf := &raceFactors{Factors: db}
+	a, err := app.New(app.Deps{Store: memstore.New(), Accounts: users.NewAccounts(db, users.Params{Memory: 64, Time: 1, Threads: 1}), Audit: db, Factors: rf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	u, err := a.CreateUser(ctx, app.CLI, "ivy", ivyPassword, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := app.Actor{ID: u.ID, Client: client}
+	old, err := a.BeginTOTP(ctx, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started *app.TOTPEnrolment
+	rf.once = func() {
+		if started, err = a.BeginTOTP(ctx, actor); err != nil {
+			t.Errorf("the racing BeginTOTP: %v", err)
+		}
+	}
+	code, err := totp.GenerateCode(old.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ConfirmTOTP(ctx, actor, code, nil); !isCode(err, app.CodeConflict) {
+		t.Fatalf("a confirmation raced by a new start: got %v, want conflict", err)
+	}
+	if s, _ := a.Factors(ctx, actor); s.TOTP {
+		t.Fatal("TOTP is on with a secret no code was checked against")
+	}
+	pending, err := a.PendingTOTP(ctx, actor)
+	if err != nil || pending.Secret != started.Secret {
+		t.Fatalf("pending after the race: got %+v, %v, want the new start's secret", pending, err)
+	}
+	fresh, _ := totp.GenerateCode(started.Secret, time.Now())
+	if _, err := a.ConfirmTOTP(ctx, actor, fresh, nil); err != nil {
+		t.Errorf("confirming the new secret: %v", err)
+	}
+}
+
+// second returns the error of a call that returns a value and an error.
+func second[T any](_ T, err error) error { return err }

@@ -15,6 +15,13 @@ type Credentials struct {
 	Username, Password string
 	// Remember asks for a "remember me" session.
 	Remember bool
+	// TOTP or RecoveryCode, if set, is the second factor of a user who
+	// has one, checked in the same step (API clients). Without either,
+	// such a user's sign-in fails with *SecondFactorRequired, which with
+	// Pending names a pending sign-in for CompleteSecondFactor (the web
+	// sign-in's next step).
+	TOTP, RecoveryCode string
+	Pending            bool
 }
 
 // StartFunc stores the session for l and hands it to the client: a
@@ -39,6 +46,9 @@ const maxSignInTries = 3
 //     (alike in time and answer), users.ErrDisabled for a disabled
 //     account with the right password, users.ErrBusy when too many
 //     passwords are being checked;
+//   - *SecondFactorRequired when the password is right, the user has a
+//     second factor and c carries no code: the sign-in is pending (see
+//     CompleteSecondFactor); ErrWrongCode for a wrong code in c;
 //   - another error for a technical failure.
 //
 // Once the session is stored, the account is read again (through
@@ -68,7 +78,7 @@ func (a *App) SignIn(ctx context.Context, c Credentials, client session.Client, 
 		return nil, nil, err
 	}
 
-	sess, err := a.startSession(ctx, u, []string{session.AMRPassword}, c.Remember, client, start)
+	sess, err := a.afterPassword(ctx, u, c, client, start)
 	switch {
 	case errors.Is(err, users.ErrBadCredentials) || errors.Is(err, users.ErrDisabled):
 		a.signInFailed(ctx, at, c.Username, client, err)

@@ -73,6 +73,11 @@ const (
 	ReasonDisabled       = "disabled"
 	ReasonRateLimited    = "rate_limited"
 	ReasonBusy           = "busy"
+	// ReasonBadPasskey is a passkey answer that does not verify;
+	// ReasonClonedAuthenticator a passkey bound to one authenticator
+	// whose signature count went backwards: a copy of its key.
+	ReasonBadPasskey          = "bad_passkey"
+	ReasonClonedAuthenticator = "cloned_authenticator"
 )
 
 // Filter selects events for Query. Zero fields select everything.

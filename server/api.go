@@ -145,17 +145,9 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 // handing r's session its new token as a cookie on w, or, for a bearer
 // client, as token.
 func (s *Server) setOwnPassword(w http.ResponseWriter, r *http.Request, current, next string) (sess *session.Session, token string, revoked int, err error) {
-	actor := s.actor(r)
-	rotate := func(ch session.Change) (*session.Session, error) {
-		if !session.PresentedAsBearer(r.Context()) {
-			return s.sessions.Renew(w, r, ch)
-		}
-		sess, tok, err := s.sessions.Rotate(r.Context(), actor.SessionID, ch)
-		token = tok
-		return sess, err
-	}
-	sess, revoked, err = s.app.ChangePassword(r.Context(), actor, current, next, rotate)
-	return sess, token, revoked, err
+	rotate, tok := s.rotateOwn(w, r)
+	sess, revoked, err = s.app.ChangePassword(r.Context(), s.actor(r), current, next, rotate)
+	return sess, *tok, revoked, err
 }
 
 // adminCreateUser is POST /api/v1/admin/users.

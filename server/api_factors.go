@@ -48,7 +48,9 @@ type codeRequest struct {
 }
 
 // confirmTOTP is POST /api/v1/mfa/totp/confirm {"code"}: the first code
-// from the authenticator turns TOTP on. It answers the user's factors.
+// from the authenticator turns TOTP on, and raises this session to AAL2
+// with a new token (a cookie, or for a bearer client "token" in the
+// answer). It answers the user's factors, with "session".
 func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request) {
 	var req codeRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -56,11 +58,22 @@ func (s *Server) confirmTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	actor := s.actor(r)
-	if err := s.app.ConfirmTOTP(r.Context(), actor, req.Code); err != nil {
+	rotate, token := s.rotateOwn(w, r)
+	sess, err := s.app.ConfirmTOTP(r.Context(), actor, req.Code, rotate)
+	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
-	s.myFactors(w, r)
+	sum, err := s.app.Factors(r.Context(), actor)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	body := map[string]any{"totp": sum.TOTP, "passkeys": sum.Passkeys, "recovery_codes": sum.RecoveryCodes, "session": viewSession(sess, sess.ID)}
+	if *token != "" {
+		body["token"] = *token
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // disableTOTP is DELETE /api/v1/mfa/totp {"code"}: a current TOTP code or

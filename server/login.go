@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
@@ -18,6 +19,10 @@ type credentials struct {
 	Password string `json:"password"`
 	Remember bool   `json:"remember"`
 	RD       string `json:"rd"`
+	// TOTP or RecoveryCode is the second factor, for a user who has one,
+	// sent with the password (API clients).
+	TOTP         string `json:"totp"`
+	RecoveryCode string `json:"recovery_code"`
 }
 
 var errCredentialsRequired = app.Errorf(app.CodeInvalid, "Username and password are required.")
@@ -47,12 +52,17 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, error
 
 // signIn checks c (app.SignIn) after the cross-origin check, counting
 // successes and failures in the metrics, and starts the session with
-// start, whose user and ID go to the access log line.
-func (s *Server) signIn(r *http.Request, c credentials, start app.StartFunc) (*users.User, *session.Session, error) {
+// start, whose user and ID go to the access log line. With pending, a user
+// with a second factor who sent no code gets a pending sign-in
+// (*app.SecondFactorRequired with a Ticket).
+func (s *Server) signIn(r *http.Request, c credentials, pending bool, start app.StartFunc) (*users.User, *session.Session, error) {
 	if err := s.sessions.Config().CrossOrigin.Check(r); err != nil {
 		return nil, nil, session.ErrCrossOrigin
 	}
-	u, sess, err := s.app.SignIn(r.Context(), app.Credentials{Username: c.Username, Password: c.Password, Remember: c.Remember}, s.sessions.ClientOf(r), start)
+	u, sess, err := s.app.SignIn(r.Context(), app.Credentials{
+		Username: c.Username, Password: c.Password, Remember: c.Remember,
+		TOTP: c.TOTP, RecoveryCode: c.RecoveryCode, Pending: pending,
+	}, s.sessions.ClientOf(r), start)
 	if err == nil {
 		s.metrics.logins.Inc()
 		noteSession(r.Context(), u.ID, sess.ID)
@@ -87,7 +97,10 @@ func loginFailure(err error) string {
 
 // login is POST /login: JSON answers {"session","user"}, a form post is
 // redirected to rd (same origin only) or /account. The token travels only
-// in the Set-Cookie header.
+// in the Set-Cookie header. For a user with a second factor who sent no
+// code, the password begins a pending sign-in instead: its ticket goes in
+// a cookie of its own (pendingCookie), and a form post goes on to the
+// second-factor step, JSON gets {"second_factor_required":true,"methods"}.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	form := isForm(r)
 	fail := func(err error) {
@@ -102,13 +115,27 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	u, sess, err := s.signIn(r, c, func(l session.Login) (*session.Session, error) { return s.sessions.Login(w, r, l) })
+	u, sess, err := s.signIn(r, c, true, func(l session.Login) (*session.Session, error) { return s.sessions.Login(w, r, l) })
+	var pending *app.SecondFactorRequired
+	if errors.As(err, &pending) {
+		http.SetCookie(w, s.pendingCookie(pending.Ticket, int(app.PendingSignInTTL/time.Second)))
+		if form {
+			http.Redirect(w, r, s.stepURL("/login/second-factor", s.safeRedirect(r, c.RD)), http.StatusSeeOther)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"second_factor_required": true, "methods": pending.Methods})
+		return
+	}
 	if err != nil {
 		fail(err)
 		return
 	}
 	if form {
-		http.Redirect(w, r, s.safeRedirect(r, c.RD), http.StatusSeeOther)
+		next := s.safeRedirect(r, c.RD)
+		if sess.AAL() < 2 && s.app.RequiresSecondFactor(sess.Roles) {
+			next = s.stepURL("/login/second-factor", next) // which leads to setting one up
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"session": viewSession(sess, sess.ID), "user": viewUser(u)})
@@ -127,11 +154,20 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var token string
-	_, sess, err := s.signIn(r, c, func(l session.Login) (*session.Session, error) {
+	_, sess, err := s.signIn(r, c, false, func(l session.Login) (*session.Session, error) {
 		sess, tok, err := s.sessions.Create(r.Context(), l)
 		token = tok
 		return sess, err
 	})
+	var pending *app.SecondFactorRequired
+	if errors.As(err, &pending) {
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusUnauthorized, map[string]any{
+			"error":                  map[string]any{"code": app.CodeSecondFactorRequired, "message": "This account has two-step verification: send \"totp\" or \"recovery_code\" with the password."},
+			"second_factor_required": true, "methods": pending.Methods,
+		})
+		return
+	}
 	if err != nil {
 		s.writeErr(w, r, err)
 		return

@@ -39,6 +39,12 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 // framing.
 const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// contentSecurityPolicyScript is contentSecurityPolicy for the pages that
+// run a passkey ceremony (view.Script): they also load this origin's one
+// script, /static/passkey.js, which posts JSON to this origin. Still no
+// inline script.
+const contentSecurityPolicyScript = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // view is what every page template gets.
 type view struct {
 	Title string
@@ -52,12 +58,17 @@ type view struct {
 	Notice, Error string
 	// Data is the page's own data.
 	Data any
+	// Script loads the passkey script (see contentSecurityPolicyScript).
+	Script bool
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name string, v view) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	if v.Script {
+		h.Set("Content-Security-Policy", contentSecurityPolicyScript)
+	}
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if err := pages.ExecuteTemplate(w, name, v); err != nil {
@@ -89,6 +100,10 @@ var notices = map[string]string{
 	// Second factors.
 	"totp-enabled":  "Two-step verification is on. Keep a set of recovery codes somewhere safe, for when your phone is not at hand.",
 	"totp-disabled": "Two-step verification with an authenticator app is off.",
+
+	"passkey-added":   "Passkey added. You can sign in with it without your password.",
+	"passkey-renamed": "Passkey renamed.",
+	"passkey-removed": "Passkey removed.",
 }
 
 // countedNotice is a notice about an action that ended sessions, worded
@@ -201,10 +216,12 @@ var formErrors = map[string]string{
 	"invalid":           "That was not accepted. Check what you typed and try again.",
 	// Second factors: the texts of the app's errors, so that
 	// formErrorCode finds them.
-	"code-wrong":   "The code is wrong or was already used.",
-	"totp-on":      "Two-step verification is already on; turn it off first to enrol another authenticator.",
-	"totp-off":     "Two-step verification is not on.",
-	"totp-pending": "No authenticator is being set up; start again.",
+	"code-wrong":     "The code is wrong or was already used.",
+	"totp-on":        "Two-step verification is already on; turn it off first to enrol another authenticator.",
+	"totp-off":       "Two-step verification is not on.",
+	"totp-pending":   "No authenticator is being set up; start again.",
+	"totp-restarted": "The set-up was started again meanwhile; scan the newest QR code and enter its code.",
+	"passkey-name":   fmt.Sprintf("A passkey's name is at most %d characters.", users.MaxPasskeyNameLen),
 }
 
 // formErrorCodes finds the code of formErrors whose text is an app
@@ -370,6 +387,9 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, r
 type loginData struct {
 	RD, Username string
 	Remember     bool
+	// Passkey is the "Sign in with a passkey" button, nil where passkeys
+	// cannot be used.
+	Passkey *passkeyButton
 }
 
 // The login page's messages for why the browser is there: fixed texts,
@@ -389,7 +409,8 @@ const (
 // loginPage is GET /login.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	v := view{Title: "Sign in", Data: loginData{RD: q.Get("rd")}}
+	pk := s.loginPasskey(r)
+	v := view{Title: "Sign in", Data: loginData{RD: q.Get("rd"), Passkey: pk}, Script: pk != nil}
 	switch {
 	case q.Get("done") == "signed-out":
 		v.Notice = signedOutNotice
@@ -433,8 +454,8 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, err error) 
 	default:
 		code, msg = status(e.Code), e.Message
 	}
-	d := loginData{RD: r.Form.Get("rd"), Username: r.PostForm.Get("username"), Remember: r.PostForm.Get("remember") != ""}
-	s.render(w, code, "login.html", view{Title: "Sign in", Error: msg, Data: d})
+	d := loginData{RD: r.Form.Get("rd"), Username: r.PostForm.Get("username"), Remember: r.PostForm.Get("remember") != "", Passkey: s.loginPasskey(r)}
+	s.render(w, code, "login.html", view{Title: "Sign in", Error: msg, Data: d, Script: d.Passkey != nil})
 }
 
 // stylesheet serves the embedded stylesheet.

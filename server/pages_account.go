@@ -19,6 +19,29 @@ type sessionRow struct {
 	LastActive            string // "5 minutes ago"
 	Current               bool   // the session of the request
 	Remember              bool
+	// SignedInWith says how the user proved who they are ("Password and
+	// code"), "" if the session records nothing; AAL2 marks two-step
+	// sessions.
+	SignedInWith string
+	AAL2         bool
+}
+
+// signedInWith names, for people, how a session's user proved who they
+// are, from its AMR (RFC 8176): "" if it records nothing.
+func signedInWith(amr []string) string {
+	has := func(m string) bool { return slices.Contains(amr, m) }
+	key := has(session.AMRHardwareKey) || has(session.AMRSoftwareKey)
+	switch {
+	case has(session.AMRPassword) && has(session.AMROTP):
+		return "Password and code"
+	case has(session.AMRPassword) && key:
+		return "Password and passkey"
+	case key:
+		return "Passkey"
+	case has(session.AMRPassword):
+		return "Password"
+	}
+	return ""
 }
 
 // sessionRows returns list as the pages show it: the session currentID
@@ -31,6 +54,7 @@ func (s *Server) sessionRows(list []*session.Session, currentID string) []sessio
 			ID: x.ID, Device: parseDevice(x.LastUserAgent).String(), IP: x.LastIP,
 			CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt, LastActive: ago(x.LastSeenAt, now),
 			Current: x.ID == currentID, Remember: x.Remember,
+			SignedInWith: signedInWith(x.AMR), AAL2: x.AAL() >= 2,
 		})
 	}
 	slices.SortStableFunc(rows, func(a, b sessionRow) int {
@@ -56,6 +80,9 @@ type sessionTable struct {
 type accountData struct {
 	Sessions sessionTable
 	Others   int // sessions other than this one
+	// Passkeys is the passkeys section, nil where the directory keeps
+	// none.
+	Passkeys *passkeySection
 	// Factors are the user's second factors; TOTPPending says a TOTP
 	// enrolment waits for its first code.
 	Factors     users.FactorSummary
@@ -86,7 +113,13 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := s.sessionRows(list, session.FromContext(r.Context()).ID)
-	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Factors: factors, TOTPPending: pending}
+	pk, script, err := s.passkeySection(r)
+	if err != nil {
+		s.pageErr(w, r, err)
+		return
+	}
+	v.Data = accountData{Sessions: sessionTable{rows, "/account/sessions/", "Sign out"}, Others: len(rows) - 1, Factors: factors, TOTPPending: pending, Passkeys: pk}
+	v.Script = script
 	s.render(w, http.StatusOK, "account.html", v)
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/sessiond/sessiond/app"
 )
 
 // The account page's "Two-step verification" section and its pages: TOTP
@@ -57,7 +59,8 @@ func (s *Server) accountConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 		s.formRefused(w, r, "/account/totp", err)
 		return
 	}
-	if err := s.app.ConfirmTOTP(r.Context(), s.actor(r), r.PostForm.Get("code")); err != nil {
+	rotate, _ := s.rotateOwn(w, r)
+	if _, err := s.app.ConfirmTOTP(r.Context(), s.actor(r), r.PostForm.Get("code"), rotate); err != nil {
 		s.formRefused(w, r, "/account/totp", err)
 		return
 	}
@@ -89,6 +92,10 @@ type recoveryData struct {
 // again, since only their hashes are kept).
 func (s *Server) accountRecoveryCodes(w http.ResponseWriter, r *http.Request) {
 	codes, err := s.app.NewRecoveryCodes(r.Context(), s.actor(r))
+	if isCode(err, app.CodeSecondFactorRequired) {
+		http.Redirect(w, r, s.stepURL("/login/second-factor", "/account#recovery"), http.StatusSeeOther)
+		return
+	}
 	if err != nil {
 		s.formRefused(w, r, "/account", err)
 		return

@@ -36,7 +36,7 @@ type pageServer struct {
 	audit audit.Log
 }
 
-func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig) *pageServer {
+func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig, opts ...func(*Deps)) *pageServer {
 	t.Helper()
 	dir, err := sqliteusers.Open(filepath.Join(t.TempDir(), "users.db"))
 	if err != nil {
@@ -44,7 +44,11 @@ func newPageServer(t *testing.T, cfg Config, throttle app.ThrottleConfig) *pageS
 	}
 	t.Cleanup(func() { dir.Close() })
 	acc := users.NewAccounts(dir, users.Params{Memory: 64, Time: 1, Threads: 1})
-	srv, err := New(cfg, Deps{Store: memstore.New(), Accounts: acc, Audit: dir, Throttle: throttle})
+	d := Deps{Store: memstore.New(), Accounts: acc, Audit: dir, Throttle: throttle}
+	for _, o := range opts {
+		o(&d)
+	}
+	srv, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -719,5 +723,23 @@ func TestAuditTimesHaveSeconds(t *testing.T) {
 	_, body := ps.do("GET", "/admin/audit?type=user.enabled", admin, nil, nil)
 	if want := `<time datetime="2026-05-01T12:00:07Z">1 May 2026, 12:00:07 UTC</time>`; !strings.Contains(body, want) {
 		t.Errorf("the audit page lacks %s", want)
+	}
+}
+
+func TestSignedInWith(t *testing.T) {
+	for _, tt := range []struct {
+		amr  []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"pwd"}, "Password"},
+		{[]string{"pwd", "otp", "mfa"}, "Password and code"},
+		{[]string{"hwk", "user", "mfa"}, "Passkey"},
+		{[]string{"swk", "user", "mfa"}, "Passkey"},
+		{[]string{"pwd", "hwk", "mfa"}, "Password and passkey"},
+	} {
+		if got := signedInWith(tt.amr); got != tt.want {
+			t.Errorf("signedInWith(%q) = %q, want %q", tt.amr, got, tt.want)
+		}
 	}
 }

@@ -23,13 +23,18 @@ import (
 //	redirect=1      refusals of browsers are 302s to the step to take, for
 //	                proxies that hand the answer to the browser (Traefik,
 //	                Caddy) instead of reading its Location (nginx)
+//	app_cookie=1    a 200 carries a Cookie header with the request's
+//	                cookies but sessiond's, for proxies that copy headers
+//	                from the answer but cannot edit the Cookie header
+//	                themselves (Traefik: Cookie in authResponseHeaders)
 //
 // The zero policy asks nothing more.
 type policy struct {
-	aal      int
-	maxAge   time.Duration
-	roles    []string
-	redirect bool
+	aal       int
+	maxAge    time.Duration
+	roles     []string
+	redirect  bool
+	appCookie bool
 }
 
 // Bounds of a policy. A policy is the proxy's configuration, not a
@@ -83,13 +88,17 @@ func parsePolicy(rawQuery string) (policy, error) {
 				return p, fmt.Errorf("%w: role must be 1 to %d role names, comma-separated", errPolicy, maxPolicyRoles)
 			}
 			p.roles = roles
-		case "redirect":
+		case "redirect", "app_cookie":
 			if v != "1" {
-				return p, fmt.Errorf("%w: redirect must be 1", errPolicy)
+				return p, fmt.Errorf("%w: %s must be 1", errPolicy, name)
 			}
-			p.redirect = true
+			if name == "redirect" {
+				p.redirect = true
+			} else {
+				p.appCookie = true
+			}
 		default:
-			return p, fmt.Errorf("%w: unknown parameter %q (known: aal, max_age, role, redirect)", errPolicy, name)
+			return p, fmt.Errorf("%w: unknown parameter %q (known: aal, max_age, role, redirect, app_cookie)", errPolicy, name)
 		}
 	}
 	return p, nil

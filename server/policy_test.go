@@ -30,9 +30,10 @@ func TestParsePolicy(t *testing.T) {
 		{"max_age=300", policy{maxAge: 5 * time.Minute}},
 		{"role=admin,ops&aal=2&redirect=1", policy{aal: 2, roles: []string{"admin", "ops"}, redirect: true}},
 		{"role=a%2Cb", policy{roles: []string{"a", "b"}}},
+		{"redirect=1&app_cookie=1", policy{redirect: true, appCookie: true}},
 	} {
 		got, err := parsePolicy(tt.query)
-		if err != nil || got.aal != tt.want.aal || got.maxAge != tt.want.maxAge || !slices.Equal(got.roles, tt.want.roles) || got.redirect != tt.want.redirect {
+		if err != nil || got.aal != tt.want.aal || got.maxAge != tt.want.maxAge || !slices.Equal(got.roles, tt.want.roles) || got.redirect != tt.want.redirect || got.appCookie != tt.want.appCookie {
 			t.Errorf("parsePolicy(%q) = %+v, %v; want %+v", tt.query, got, err, tt.want)
 		}
 	}
@@ -40,7 +41,7 @@ func TestParsePolicy(t *testing.T) {
 		"aal=3", "aal=", "aal=02", "aal=2&aal=1", "aal=1&aal=2", // a repeat could undo the proxy's own value
 		"role=admin&role=user", "role=", "role=a,,b", "role=" + strings.Repeat("r,", 40) + "r",
 		"max_age=0", "max_age=-5", "max_age=1e3", "max_age=99999999999", "max_age=" + strings.Repeat("9", 30),
-		"redirect=0", "redirect=true",
+		"redirect=0", "redirect=true", "app_cookie=yes", "app_cookie=1&app_cookie=1",
 		"maxage=60", "AAL=2", "aal%20=2", "role =admin", "x=1", // mistyped: refuse, never ignore
 		"aal=2;role=admin", "%zz", strings.Repeat("a", maxPolicyQuery+1),
 	} {
@@ -223,5 +224,38 @@ func TestResolveRequiresSecondFactorByRole(t *testing.T) {
 	everyone := newPolicyServer(t, app.SecondFactorPolicy{Everyone: true})
 	if w := everyone.resolve(everyone.session(t, "eve", nil, session.AMRPassword), "/resolve", false); w.Code != 401 {
 		t.Errorf("second factor required of everyone, AAL1 session without roles: status %d, want 401", w.Code)
+	}
+}
+
+// TestResolveAppCookie: with app_cookie=1, a 200 carries the request's
+// cookies without sessiond's, byte for byte; none if nothing is left; and
+// never without the parameter.
+func TestResolveAppCookie(t *testing.T) {
+	ps := newPolicyServer(t, app.SecondFactorPolicy{})
+	tok := ps.session(t, "cora", nil, session.AMRPassword)
+	for _, tt := range []struct{ cookie, want string }{
+		{"theme=dark; __Host-sid=" + tok + "; lang=en", "theme=dark; lang=en"},
+		{"__Host-sid=" + tok, ""},
+		{"__Host-sid=" + tok + "; odd=\"a b\"", "odd=\"a b\""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/resolve?app_cookie=1", nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header.Set("Cookie", tt.cookie)
+		w := httptest.NewRecorder()
+		ps.Internal().ServeHTTP(w, r)
+		if w.Code != 200 || strings.Join(w.Header().Values("Cookie"), "; ") != tt.want || (tt.want == "" && w.Header()["Cookie"] != nil) {
+			t.Errorf("Cookie %q: status %d, answer's Cookie %q, want %q", strings.ReplaceAll(tt.cookie, tok, "TOKEN"), w.Code, w.Header().Values("Cookie"), tt.want)
+		}
+		if strings.Contains(strings.Join(w.Header().Values("Cookie"), ""), tok) {
+			t.Error("the answer carries the session token")
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/resolve", nil)
+	r.RemoteAddr = "127.0.0.1:40000"
+	r.Header.Set("Cookie", "theme=dark; __Host-sid="+tok)
+	w := httptest.NewRecorder()
+	ps.Internal().ServeHTTP(w, r)
+	if w.Code != 200 || w.Header()["Cookie"] != nil {
+		t.Errorf("without app_cookie: status %d, Cookie %q, want none", w.Code, w.Header()["Cookie"])
 	}
 }

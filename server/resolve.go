@@ -186,9 +186,24 @@ func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start tim
 	h := w.Header()
 	id.setHeaders(h)
 	h["Cache-Control"] = noStore
+	if pol.appCookie {
+		s.setAppCookies(h, r)
+	}
 	// 200 by returning: net/http writes the status and this map when the
 	// handler returns (copying the map either way).
 	return http.StatusOK, id
+}
+
+// setAppCookies sets in h the Cookie header of r without sessiond's
+// session cookie (see removeCookie), if any cookie is left: what the app
+// may see, for a proxy that copies it into the request in place of the
+// client's (policy app_cookie=1).
+func (s *Server) setAppCookies(h http.Header, r *http.Request) {
+	c := http.Header{"Cookie": r.Header["Cookie"]}
+	removeCookie(c, s.sessions.Config().Cookie.Name)
+	if v := c["Cookie"]; len(v) > 0 {
+		h["Cookie"] = v
+	}
 }
 
 // badPolicy answers a resolve request whose policy query is wrong: 400,

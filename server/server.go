@@ -162,6 +162,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	mux.HandleFunc("GET /static/style.css", stylesheet)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
+	// The steps after the password: each reads the session itself, if any.
+	mux.Handle("GET /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactorPage)))
+	mux.Handle("POST /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactor)))
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
 
 	// Self-service: any signed-in user, by cookie or bearer token.
@@ -178,7 +181,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	self("POST /api/v1/mfa/recovery-codes", s.newRecoveryCodes)
 
 	// Admin: role "admin" only.
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(s.adminOnly(h)))) }
+	admin := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.authed(identified(s.assured(s.adminOnly(h), false))))
+	}
 	admin("POST /api/v1/admin/users", s.adminCreateUser)
 	admin("GET /api/v1/admin/users", s.adminListUsers)
 	admin("GET /api/v1/admin/users/{user}/sessions", s.adminUserSessions)
@@ -197,7 +202,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	// the login page; every form post passes the session middleware's
 	// cross-origin check.
 	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.pageAuthed(identified(h))) }
-	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.adminPage(h)) }
+	console := func(pattern string, h http.HandlerFunc) { page(pattern, s.assured(s.adminPage(h), true)) }
+	page("GET /login/reauth", s.reauthPage)
+	mux.Handle("POST /login/reauth", s.authed(identified(s.reauth)))
 	page("GET /account", s.accountPage)
 	page("POST /account/sessions/{id}/revoke", s.accountRevoke)
 	page("POST /account/sessions/revoke-others", s.accountRevokeOthers)
@@ -219,6 +226,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/second-factors/reset", s.adminResetFactorsForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
+	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)

@@ -13,6 +13,15 @@
 // store/pgstore and store/redisstore (many instances), and every one
 // passes the conformance suite in package storetest.
 //
+// A session records how its user proved who they are: Session.AMR lists
+// RFC 8176 method references (AMRPassword, AMROTP, AMRHardwareKey, ...),
+// given at login (Login.AMR) and added to when the user proves more
+// (Change.AMR, a step-up, which rotates the token), and Session.AAL is the
+// NIST SP 800-63B assurance level they amount to: 2 once AMR holds
+// AMRMultiFactor (MergeAMR adds it for a password and a possession
+// factor), 1 otherwise. An app (or sessiond's /resolve policies) asks for
+// the level a route needs, and for a recent Session.AuthenticatedAt.
+//
 // # Threat model
 //
 // The attacker can send any request, read any response sent to them, plant

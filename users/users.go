@@ -1,6 +1,9 @@
 // Package users keeps sessiond's accounts: usernames, stable IDs, argon2id
 // password hashes, roles and a disabled flag, in a Directory, and checks
-// credentials without telling which usernames exist.
+// credentials without telling which usernames exist. Beside a Directory, a
+// Factors store keeps each user's second factors (TOTP enrolments,
+// recovery code hashes, passkeys) and short-lived sign-in challenges; this
+// package makes and checks TOTP codes (RFC 6238) and recovery codes.
 package users
 
 import (

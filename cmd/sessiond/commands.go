@@ -53,7 +53,7 @@ type group struct {
 
 var groups = []group{
 	{"Run the service", []string{"serve"}},
-	{"Users", []string{"users add", "users passwd", "users roles", "users disable", "users enable", "users delete", "users list"}},
+	{"Users", []string{"users add", "users passwd", "users roles", "users disable", "users enable", "users delete", "users reset-second-factors", "users list"}},
 	{"Sessions", []string{"sessions list", "sessions revoke"}},
 	{"Other", []string{"version", "help"}},
 }
@@ -123,6 +123,15 @@ random one once.`,
 			return c.changed(c.app.DeleteUser(c.ctx, app.CLI, pos[0]))
 		},
 	},
+	"users reset-second-factors": {
+		name: "users reset-second-factors", args: "NAME", summary: "remove a user's second factors; ends their sessions",
+		about:   "Remove the user's authenticator app (TOTP), recovery codes and passkeys, and end every session of theirs: for a user who lost them, the last admin included. They then sign in with their password alone and can set up new ones.",
+		example: "sessiond users reset-second-factors alice",
+		nargs:   1, argsHelp: "a username",
+		run: func(c *cli, pos []string, _ *cmdFlags) error {
+			return c.changed(c.app.ResetSecondFactors(c.ctx, app.CLI, pos[0]))
+		},
+	},
 	"users list": {
 		name: "users list", summary: "list the users",
 		about:   "List every user: username, ID, roles and status.",
@@ -165,6 +174,7 @@ var flagGroups = []struct {
 	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen"}},
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
+	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }

@@ -42,8 +42,12 @@ type options struct {
 	storeTimeout       time.Duration
 	shutdownTimeout    time.Duration
 	auditRetention     time.Duration
-	logFormat          string
-	logLevel           string
+	// requireSecondFactor and requireSecondFactorFor (comma-separated
+	// roles) say who must prove a second factor (app.SecondFactorPolicy).
+	requireSecondFactor    bool
+	requireSecondFactorFor string
+	logFormat              string
+	logLevel               string
 	// set holds the names of the flags given a value on the command
 	// line, in the environment or in the config file.
 	set map[string]bool
@@ -94,6 +98,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, wait this long for in-flight requests, then cut them off (a second signal stops at once)")
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
+	fs.BoolVar(&o.requireSecondFactor, "require-second-factor", false, "every user must sign in with a second factor (TOTP or a passkey); users without one are led to set one up after the password")
+	fs.StringVar(&o.requireSecondFactorFor, "require-second-factor-for", "", "users holding any of these comma-separated `roles` must sign in with a second factor, e.g. admin")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

@@ -561,6 +561,14 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	}
 	run("erin-password-2\n", "users", "passwd", "erin")
 	tok = in.login("erin", "erin-password-2")
+	enrolTOTP(t, in.do, tok)
+	if r := in.do(req{method: "POST", path: "/login", json: map[string]any{"username": "erin", "password": "erin-password-2"}}); r.sessionCookie() != "" {
+		t.Fatal("with TOTP on, the password alone gave a session")
+	}
+	if out := run("", "users", "reset-second-factors", "erin"); !strings.Contains(out, "ended 1 session") {
+		t.Errorf("users reset-second-factors: %q", out)
+	}
+	tok = in.login("erin", "erin-password-2") // the password alone is enough again
 	run("", "users", "disable", "erin")
 	if in.resolves(tok) {
 		t.Error("disable left the session alive")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
 	"github.com/sessiond/sessiond/internal/testenv"
 )
 
@@ -246,4 +247,35 @@ func (in *instance) dataFiles() []byte {
 		in.t.Fatalf("reading the data files: %v", err)
 	}
 	return out
+}
+
+// enrolTOTP turns on TOTP for the user signed in with cookie, over the API
+// through do, and returns the code of the user's authenticator app at a
+// time, and the session's new cookie (the first code raises it to AAL2).
+// The confirmation uses the code of the previous time step (one step of
+// skew is accepted), so that the code of the present step is unused.
+func enrolTOTP(t *testing.T, do func(req) resp, cookie string) (func(time.Time) string, string) {
+	t.Helper()
+	r := do(req{method: "POST", path: "/api/v1/mfa/totp", cookie: cookie})
+	secret, _ := r.json(t)["secret"].(string)
+	if r.StatusCode != 201 || secret == "" {
+		t.Fatalf("begin TOTP: %d %s", r.StatusCode, r.body)
+	}
+	codeAt := totpCodes(t, secret)
+	r = do(req{method: "POST", path: "/api/v1/mfa/totp/confirm", cookie: cookie, json: map[string]any{"code": codeAt(time.Now().Add(-30 * time.Second))}})
+	if r.StatusCode/100 != 2 || r.sessionCookie() == "" {
+		t.Fatalf("confirm TOTP: %d %s", r.StatusCode, r.body)
+	}
+	return codeAt, r.sessionCookie()
+}
+
+// totpCodes returns the codes of secret's authenticator app, by time.
+func totpCodes(t *testing.T, secret string) func(time.Time) string {
+	return func(at time.Time) string {
+		c, err := totp.GenerateCode(secret, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 }

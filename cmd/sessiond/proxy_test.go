@@ -31,13 +31,14 @@ import (
 	"github.com/sessiond/sessiond/internal/testenv"
 )
 
-// The tests in this file put a real nginx and a real Caddy, configured
-// with docs/proxies/nginx.conf and docs/proxies/Caddyfile, between a
-// client and an app, with sessiond answering their forward-auth requests.
-// sessiond runs as those files say, without --trusted-proxies: it believes
-// the forwarded headers of a proxy on loopback. They need the nginx and
-// caddy binaries: on a machine without them they skip, in CI (CI=true)
-// they fail.
+// The tests in this file put a real nginx, Caddy and Traefik, configured
+// with docs/proxies/nginx.conf, docs/proxies/Caddyfile and
+// docs/proxies/traefik.yml, between a client and an app, with sessiond
+// answering their forward-auth requests. sessiond runs as those files
+// say, without --trusted-proxies: it believes the forwarded headers of a
+// proxy on loopback. They need the nginx, caddy and traefik binaries (see
+// proxyBinary and traefikBinary): on a machine without them they skip, in
+// CI (CI=true) they fail.
 
 // appHost is the app's host name in the docs' configs and in the tests.
 const appHost = "app.example.com"
@@ -47,26 +48,37 @@ const appHost = "app.example.com"
 // auth_request_set, browsers sent to the login page from error_page 401.
 func TestProxyNginx(t *testing.T) {
 	bin := proxyBinary(t, "nginx")
-	testBehindProxy(t, func(e *edge) {
-		site := e.fromDocs("nginx.conf", map[string]string{
-			"server sessiond:8080;":                  "server " + e.sessiond + ";",
-			"server app:3000;":                       "server " + e.app.Listener.Addr().String() + ";",
-			"listen 443 ssl;":                        "listen 127.0.0.1:" + e.port + " ssl;",
-			"/etc/ssl/app.example.com/fullchain.pem": e.certFile,
-			"/etc/ssl/app.example.com/privkey.pem":   e.keyFile,
-		})
-		// The main configuration the docs' file is included in, as in
-		// /etc/nginx/nginx.conf, with everything nginx writes kept in the
-		// test's directory.
-		var main strings.Builder
-		if os.Geteuid() == 0 { // as root, workers would run as nobody, who cannot enter t.TempDir
-			g, err := user.LookupGroupId("0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&main, "user root %s;\n", g.Name)
+	testBehindProxy(t, func(e *edge) { startNginx(e, bin, nil) })
+}
+
+// startNginx runs docs/proxies/nginx.conf in nginx as e's proxy, with the
+// addresses and certificate paths changed to the test's, and the other
+// changes of replace.
+func startNginx(e *edge, bin string, replace map[string]string) {
+	t := e.t
+	changes := map[string]string{
+		"server sessiond:8080;":                  "server " + e.sessiond + ";",
+		"server app:3000;":                       "server " + e.app.Listener.Addr().String() + ";",
+		"listen 443 ssl;":                        "listen 127.0.0.1:" + e.port + " ssl;",
+		"/etc/ssl/app.example.com/fullchain.pem": e.certFile,
+		"/etc/ssl/app.example.com/privkey.pem":   e.keyFile,
+	}
+	for old, new := range replace {
+		changes[old] = new
+	}
+	site := e.fromDocs("nginx.conf", changes)
+	// The main configuration the docs' file is included in, as in
+	// /etc/nginx/nginx.conf, with everything nginx writes kept in the
+	// test's directory.
+	var main strings.Builder
+	if os.Geteuid() == 0 { // as root, workers would run as nobody, who cannot enter t.TempDir
+		g, err := user.LookupGroupId("0")
+		if err != nil {
+			t.Fatal(err)
 		}
-		fmt.Fprintf(&main, `worker_processes 1;
+		fmt.Fprintf(&main, "user root %s;\n", g.Name)
+	}
+	fmt.Fprintf(&main, `worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log stderr notice;
 events { worker_connections 64; }
@@ -80,9 +92,8 @@ http {
     include %[2]s;
 }
 `, e.dir, site)
-		conf := e.write("nginx-main.conf", main.String())
-		e.run(exec.Command(bin, "-e", "stderr", "-p", e.dir, "-c", conf, "-g", "daemon off;"))
-	})
+	conf := e.write("nginx-main.conf", main.String())
+	e.run(exec.Command(bin, "-e", "stderr", "-p", e.dir, "-c", conf, "-g", "daemon off;"))
 }
 
 // TestProxyCaddy runs docs/proxies/Caddyfile in a real Caddy: forward_auth
@@ -105,6 +116,121 @@ func TestProxyCaddy(t *testing.T) {
 		cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
 		e.run(cmd)
 	})
+}
+
+// TestProxyTraefik runs docs/proxies/traefik.yml in a real Traefik, as the
+// dynamic configuration of its file provider: a forwardAuth middleware to
+// /resolve?redirect=1&app_cookie=1, identity headers and the Cookie header
+// without the session cookie copied with authResponseHeaders. The static
+// configuration is the one traefik.yml's comment shows, with the test's
+// port, and the certificate is in a second file of the file provider.
+func TestProxyTraefik(t *testing.T) {
+	bin := traefikBinary(t)
+	testBehindProxy(t, func(e *edge) { startTraefik(e, bin) })
+
+	// sessiond without --public-url answers a relative Location, which
+	// Traefik would resolve against the forwardAuth address (sessiond's
+	// own) without preserveLocationHeader.
+	t.Run("without --public-url the login redirect stays on the app's host", func(t *testing.T) {
+		e := newEdge(t)
+		e.sessiond = strings.TrimPrefix(start(t).URL, "http://")
+		startTraefik(e, bin)
+		r := e.do(req{method: "GET", path: "/app/page?x=1", header: map[string]string{"Accept": "text/html"}})
+		want := "/login?rd=" + url.QueryEscape(e.origin+"/app/page?x=1")
+		if r.StatusCode != http.StatusFound || r.Header.Get("Location") != want {
+			t.Errorf("browser without a session: %d Location %q, want 302 %q", r.StatusCode, r.Header.Get("Location"), want)
+		}
+	})
+}
+
+// startTraefik runs docs/proxies/traefik.yml in Traefik as e's proxy, as
+// the dynamic configuration of its file provider, with the static
+// configuration traefik.yml's comment shows and the certificate in a
+// second file of the file provider, and waits until it routes requests.
+func startTraefik(e *edge, bin string) {
+	t := e.t
+	dynamic := filepath.Join(e.dir, "dynamic")
+	if err := os.Mkdir(dynamic, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	site := e.fromDocs("traefik.yml", map[string]string{
+		"http://sessiond:8080": "http://" + e.sessiond,
+		"http://app:3000":      e.app.URL,
+	})
+	if err := os.Rename(site, filepath.Join(dynamic, "traefik.yml")); err != nil {
+		t.Fatal(err)
+	}
+	e.write(filepath.Join("dynamic", "tls.yml"), fmt.Sprintf("tls:\n  certificates:\n    - certFile: %q\n      keyFile: %q\n", e.certFile, e.keyFile))
+	conf := e.write("traefik-static.yml", fmt.Sprintf(`global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  websecure:
+    address: "127.0.0.1:%s"
+providers:
+  file:
+    directory: %q
+    watch: false
+log:
+  level: DEBUG
+  noColor: true
+accessLog: {}
+`, e.port, dynamic))
+	cmd := exec.Command(bin, "--configFile="+conf)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "HOME="+e.dir)
+	e.run(cmd)
+	// Traefik listens before its file provider's routers and certificate
+	// are in place, and until then ends TLS handshakes or answers 404.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := e.client.Get(e.origin + "/login")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Traefik did not route /login to sessiond within 15s: %v %v", res, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// traefikVersion is the Traefik release .ci/traefik builds and
+// traefikBinary looks for.
+const traefikVersion = "v3.6.12"
+
+// traefikBinary returns the path of the traefik binary: the one
+// SESSIOND_TEST_TRAEFIK names, else the one .ci/traefik builds in the
+// user's cache directory (${XDG_CACHE_HOME:-~/.cache}/sessiond-test/
+// traefik-v3.6.12/traefik), else traefik in PATH. Without one the test
+// skips, or fails in CI, which must test sessiond behind Traefik.
+func traefikBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SESSIOND_TEST_TRAEFIK"); p != "" {
+		if !isExecutable(p) {
+			t.Fatalf("SESSIOND_TEST_TRAEFIK=%s is not an executable file", p)
+		}
+		return p
+	}
+	cached := ""
+	if dir, err := os.UserCacheDir(); err == nil {
+		cached = filepath.Join(dir, "sessiond-test", "traefik-"+traefikVersion, "traefik")
+		if isExecutable(cached) {
+			return cached
+		}
+	}
+	if p, err := exec.LookPath("traefik"); err == nil {
+		return p
+	}
+	how := "build it with `bash .ci/traefik` (Traefik " + traefikVersion + " from the Go module proxy, about 10 minutes; it lands in " + cached + "), or point SESSIOND_TEST_TRAEFIK at a traefik binary"
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("traefik is not there, and CI must test sessiond behind it: %s", how)
+	}
+	t.Skipf("traefik is not there: skipping the end-to-end test behind a real Traefik; %s", how)
+	return ""
 }
 
 // proxyBinary returns the path of the named proxy's binary. Without one
@@ -530,6 +656,45 @@ func testPageFormsBehindProxy(t *testing.T, e *edge) {
 		t.Errorf("login with the old password: %d, want 401", r.StatusCode)
 	}
 	e.login("frank", "frank-password-2")
+
+	// Two-step verification: set up TOTP (confirmed with the previous
+	// step's code, so the present one is unused; the code raises this
+	// session), get recovery codes, raise a session signed in before with
+	// a code at the second-factor step, re-authenticate, and turn TOTP off
+	// with a recovery code.
+	forms("/account", me, "post", "/account/totp")
+	post(me, "/account/totp", nil)
+	forms("/account/totp", me, "post", "/account/totp/confirm")
+	page := e.do(req{method: "GET", path: "/account/totp", cookie: me, header: map[string]string{"Accept": "text/html"}})
+	m := regexp.MustCompile(`id="totp-secret">([A-Z2-7 ]+)<`).FindSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("no TOTP key on /account/totp: %.2000s", page.body)
+	}
+	code := totpCodes(t, strings.ReplaceAll(string(m[1]), " ", ""))
+	low, _ := e.login("frank", "frank-password-2") // signed in before TOTP is on: AAL1
+	if me = post(me, "/account/totp/confirm", url.Values{"code": {code(time.Now().Add(-30 * time.Second))}}).sessionCookie(); me == "" {
+		t.Fatal("the first TOTP code gave no new cookie")
+	}
+	forms("/account", me, "post", "/account/recovery-codes")
+	submitted[pageForm{"post", "/account/recovery-codes"}.pattern()] = true
+	codes := e.do(req{method: "POST", path: "/account/recovery-codes", cookie: me, header: map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Origin": e.origin, "Sec-Fetch-Site": "same-origin", "Accept": "text/html",
+	}})
+	rc := regexp.MustCompile(`<li><code>([0-9a-z-]+)</code>`).FindSubmatch(codes.body)
+	if codes.StatusCode != 200 || codes.Header.Get("X-Test-App") != "" || rc == nil {
+		t.Fatalf("recovery codes through the proxy: %d %.2000s", codes.StatusCode, codes.body)
+	}
+	forms("/login/second-factor?rd=/account", low, "post", "/login/second-factor")
+	if post(low, "/login/second-factor", url.Values{"code": {code(time.Now())}, "rd": {"/account"}}).sessionCookie() == "" {
+		t.Fatal("the second-factor step gave no new cookie")
+	}
+	forms("/login/reauth?rd=/account", me, "post", "/login/reauth")
+	if me = post(me, "/login/reauth", url.Values{"password": {"frank-password-2"}, "rd": {"/account"}}).sessionCookie(); me == "" {
+		t.Fatal("re-authentication gave no new cookie")
+	}
+	forms("/account", me, "post", "/account/totp/disable")
+	post(me, "/account/totp/disable", url.Values{"code": {string(rc[1])}})
+
 	forms("/account", me, "post", "/logout")
 	if out := post(me, "/logout", nil); !strings.HasPrefix(out.Header.Get("Location"), "/login") || e.alive(t, me) {
 		t.Errorf("sign out: Location %q, session alive %t; want the login page and the session ended", out.Header.Get("Location"), e.alive(t, me))

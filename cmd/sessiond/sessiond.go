@@ -151,7 +151,7 @@ func open(o *options, stderr io.Writer) (*stack, error) {
 	} else {
 		fmt.Fprintf(stderr, "sessiond: sessions in %s, users in %s\n", app.RedactURL(o.store), app.RedactURL(u))
 	}
-	a, err := app.New(appDeps(stores, scfg, log))
+	a, err := app.New(o.appDeps(stores, scfg, log))
 	if err != nil {
 		stores.Close()
 		return nil, err
@@ -162,8 +162,11 @@ func open(o *options, stderr io.Writer) (*stack, error) {
 // appDeps are the parts of an application layer over stores with the
 // session policy scfg, as serve (under its server) and the other commands
 // build it.
-func appDeps(stores *app.Stores, scfg session.Config, log *slog.Logger) app.Deps {
-	return app.Deps{Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log}
+func (o *options) appDeps(stores *app.Stores, scfg session.Config, log *slog.Logger) app.Deps {
+	return app.Deps{
+		Store: stores.Sessions, Session: scfg, Accounts: users.NewAccounts(stores.Directory, users.Params{}), Audit: stores.Directory, Logger: log,
+		SecondFactor: app.SecondFactorPolicy{Everyone: o.requireSecondFactor, Roles: splitList(o.requireSecondFactorFor)},
+	}
 }
 
 // usersURL is where the accounts are (app.OpenStores): --users, or ""
@@ -324,7 +327,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
-	srv, err := server.New(cfg, appDeps(stores, scfg, log))
+	srv, err := server.New(cfg, o.appDeps(stores, scfg, log))
 	if err != nil {
 		return err
 	}
