@@ -53,6 +53,8 @@ type App struct {
 	// factors keeps second factors; nil if the directory keeps none.
 	factors    users.Factors
 	totpIssuer string
+	// webhooks delivers the audit log's events; nil if none is set up.
+	webhooks Webhooks
 }
 
 // Deps are the parts an App is built from.
@@ -84,6 +86,10 @@ type Deps struct {
 	// TOTPIssuer names the service in authenticator apps. Default
 	// users.DefaultTOTPIssuer ("sessiond").
 	TOTPIssuer string
+	// Webhooks delivers the audit log's events to webhooks (the database
+	// queues them as they are appended); the App wakes it after each
+	// event and reports on it to admins. Nil: no webhooks.
+	Webhooks Webhooks
 }
 
 // New returns an App over d. It fails if the session policy is unsafe
@@ -98,7 +104,7 @@ func New(d Deps) (*App, error) {
 		now = time.Now
 	}
 	a := &App{accounts: d.Accounts, audit: d.Audit, log: log, throttle: newThrottle(d.Throttle), now: now, usernames: newNameCache(maxUsernames),
-		factors: d.Factors, totpIssuer: d.TOTPIssuer, secondFactor: d.SecondFactor}
+		factors: d.Factors, totpIssuer: d.TOTPIssuer, secondFactor: d.SecondFactor, webhooks: d.Webhooks}
 	if a.factors == nil && d.Accounts != nil {
 		a.factors, _ = d.Accounts.Directory().(users.Factors)
 	}
@@ -202,6 +208,10 @@ func (a *App) record(ctx context.Context, e audit.Event) {
 	a.log.InfoContext(ctx, "audit", attrs...)
 	if err := a.audit.Append(ctx, &e); err != nil {
 		a.log.ErrorContext(ctx, "audit log append failed", "type", e.Type, "err", err)
+		return
+	}
+	if a.webhooks != nil {
+		a.webhooks.Notify()
 	}
 }
 

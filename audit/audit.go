@@ -60,12 +60,16 @@ const (
 	SecondFactorsReset     = "second_factors.reset"
 	PasskeyAdded           = "passkey.added"
 	PasskeyRemoved         = "passkey.removed"
+
+	// WebhookRetried: an admin made a webhook's dead letters due again;
+	// Reason names the hook and how many.
+	WebhookRetried = "webhooks.retried"
 )
 
 // AccountTypes lists the account event types, in the order a person would
 // look for them.
 var AccountTypes = []string{LoginSucceeded, LoginFailed, Reauthenticated, PasswordChanged, PasswordReset, RolesChanged, UserCreated, UserDisabled, UserEnabled, UserDeleted,
-	TOTPEnabled, TOTPDisabled, RecoveryCodesGenerated, RecoveryCodeUsed, PasskeyAdded, PasskeyRemoved, SecondFactorsReset}
+	TOTPEnabled, TOTPDisabled, RecoveryCodesGenerated, RecoveryCodeUsed, PasskeyAdded, PasskeyRemoved, SecondFactorsReset, WebhookRetried}
 
 // The reasons of LoginFailed events.
 const (

@@ -123,7 +123,7 @@ func (s *Server) logAccess(r *http.Request, route string, status int, d time.Dur
 // internalRoute reports whether route is one of the internal endpoints'.
 func internalRoute(route string) bool {
 	switch route {
-	case "/resolve", "/resolve/", "GET /healthz", "GET /readyz", "GET /metrics":
+	case "/resolve", "/resolve/", "GET /healthz", "GET /readyz", "GET /metrics", routeExtAuthz:
 		return true
 	}
 	return false

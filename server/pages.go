@@ -157,6 +157,12 @@ var countedNotices = map[string]countedNotice{
 		many:    "Two-step verification reset. The user was signed out of %d sessions.",
 		unknown: "Two-step verification reset. The user was signed out everywhere.",
 	},
+	"webhooks-retried": {
+		none:    "There was nothing to retry.",
+		one:     "1 delivery will be retried.",
+		many:    "%d deliveries will be retried.",
+		unknown: "The deliveries will be retried.",
+	},
 	"deleted": {
 		none:    "User deleted. They were not signed in anywhere.",
 		one:     "User deleted and signed out of 1 session.",

@@ -322,6 +322,7 @@ var eventLabels = map[string]string{
 	audit.PasskeyAdded:                  "Passkey added",
 	audit.PasskeyRemoved:                "Passkey removed",
 	audit.SecondFactorsReset:            "Two-step verification reset",
+	audit.WebhookRetried:                "Webhook deliveries retried",
 }
 
 // sessionTypes are the session events the audit page filters by, in order.
@@ -349,7 +350,7 @@ var eventFilters = func() []eventFilter {
 	f = append(f, eventFilter{"user.", "Accounts (all)"})
 	add(audit.UserCreated, audit.UserDisabled, audit.UserEnabled, audit.UserDeleted)
 	add(audit.TOTPEnabled, audit.TOTPDisabled, audit.RecoveryCodesGenerated, audit.RecoveryCodeUsed,
-		audit.PasskeyAdded, audit.PasskeyRemoved, audit.SecondFactorsReset)
+		audit.PasskeyAdded, audit.PasskeyRemoved, audit.SecondFactorsReset, audit.WebhookRetried)
 	return f
 }()
 

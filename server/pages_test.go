@@ -217,7 +217,7 @@ func TestAdminPagesNeedTheRole(t *testing.T) {
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/admin"}, {"GET", "/admin/audit"}, {"GET", "/admin/users/root"},
 		{"POST", "/admin/users"}, {"POST", "/admin/users/ivy/roles"}, {"POST", "/admin/users/root/disable"},
-		{"POST", "/admin/users/root/revoke"},
+		{"POST", "/admin/users/root/revoke"}, {"GET", "/admin/webhooks"}, {"POST", "/admin/webhooks/0123456789abcdef/retry"},
 	} {
 		var form url.Values
 		if r.method == "POST" {
@@ -247,7 +247,7 @@ func TestPagesHeaders(t *testing.T) {
 	admin := ps.login("root")
 	for _, page := range []struct{ path, token string }{
 		{"/login", ""}, {"/account", admin}, {"/admin", admin}, {"/admin/users/ivy", admin},
-		{"/admin/audit", admin}, {"/admin/users/nobody", admin}, {"/admin/audit?user=nobody", admin},
+		{"/admin/audit", admin}, {"/admin/users/nobody", admin}, {"/admin/audit?user=nobody", admin}, {"/admin/webhooks", admin},
 	} {
 		res, body := ps.do("GET", page.path, page.token, nil, nil)
 		h := res.Header

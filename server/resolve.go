@@ -212,7 +212,7 @@ func (s *Server) setAppCookies(h http.Header, r *http.Request) {
 // who wrote it.
 func (s *Server) badPolicy(w http.ResponseWriter, r *http.Request, err error) int {
 	s.metrics.resolves.WithLabelValues("bad_policy").Inc()
-	s.log.WarnContext(r.Context(), "resolve: the policy in the query string is wrong; every request is refused", "err", err)
+	s.log.WarnContext(r.Context(), "resolve: the route's policy (query string, or ext_authz context_extensions) is wrong; every request is refused", "err", err)
 	setBodyHeaders(w.Header())
 	e := app.Errorf(app.CodeBadRequest, "The resolve policy is misconfigured: %s.", strings.TrimPrefix(err.Error(), errPolicy.Error()+": "))
 	writeError(w, e)

@@ -1,7 +1,9 @@
 // Package server is sessiond's HTTP service: login and logout, the resolve
 // endpoint for forward-auth proxies, bearer tokens for native clients,
-// self-service and admin APIs, web pages, health and metrics. It stands on
-// package session for sessions and package users for accounts.
+// self-service and admin APIs, web pages, health and metrics; and Envoy's
+// ext_authz over gRPC (Server.GRPC), answered by the resolve endpoint's
+// code. It stands on package session for sessions and package users for
+// accounts.
 package server
 
 import (
@@ -128,6 +130,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c, ok := d.Webhooks.(metricSource); ok {
+		s.metrics.reg.MustRegister(c.Collectors()...)
+	}
 	s.app, s.sessions = a, a.Sessions()
 	s.handler, s.internal = s.routes()
 	return s, nil
@@ -196,6 +201,8 @@ func (s *Server) routes() (public, internal http.Handler) {
 	admin("POST /api/v1/admin/users/{user}/second-factors/reset", s.adminResetFactors)
 	admin("DELETE /api/v1/admin/sessions/{id}", s.adminRevokeSession)
 	admin("GET /api/v1/admin/audit", s.adminAudit)
+	admin("GET /api/v1/admin/webhooks", s.adminWebhooks)
+	admin("POST /api/v1/admin/webhooks/{hook}/retry", s.adminRetryWebhook)
 
 	// Web pages: any signed-in user, and the admin console for role
 	// "admin" (403 page for others). Without a session a browser goes to
@@ -226,10 +233,13 @@ func (s *Server) routes() (public, internal http.Handler) {
 	console("POST /admin/users/{user}/second-factors/reset", s.adminResetFactorsForm)
 	console("POST /admin/users/{user}/sessions/{id}/revoke", s.adminRevokeSessionForm)
 	console("GET /admin/audit", s.adminAuditPage)
+	console("GET /admin/webhooks", s.adminWebhooksPage)
+	console("POST /admin/webhooks/{hook}/retry", s.adminRetryWebhookForm)
 	s.passkeyRoutes(mux, self, page)
 
 	internalMux := routeMux{http.NewServeMux(), &patterns}
 	s.internalRoutes(internalMux)
+	patterns = append(patterns, routeExtAuthz) // Server.GRPC's checks
 	internal = s.secure(s.resolveFirst(s.observe(s.jsonFallback(internalMux.ServeMux), "")))
 
 	own := s.observe(s.jsonFallback(mux.ServeMux), "")

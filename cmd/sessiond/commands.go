@@ -55,7 +55,7 @@ var groups = []group{
 	{"Run the service", []string{"serve"}},
 	{"Users", []string{"users add", "users passwd", "users roles", "users disable", "users enable", "users delete", "users reset-second-factors", "users list"}},
 	{"Sessions", []string{"sessions list", "sessions revoke"}},
-	{"Other", []string{"version", "help"}},
+	{"Other", []string{"webhook-secret", "version", "help"}},
 }
 
 const passwordAbout = `At a terminal the password is asked for twice and not shown; Enter alone
@@ -159,7 +159,9 @@ random one once.`,
 		run: func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
 	},
 	"version": {name: "version", summary: "print the version"},
-	"help":    {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
+	"webhook-secret": {name: "webhook-secret", summary: "print a new webhook secret (whsec_...) for --webhook-secret",
+		about: "Print a new random secret, in Standard Webhooks' format, for --webhook-secret\nor a \"webhook = URL whsec_...\" line of the config file."},
+	"help": {name: "help", args: "[COMMAND]", summary: "show the help of sessiond or of a command"},
 }
 
 // commonFlags are the flags every command's help shows besides its own:
@@ -171,11 +173,12 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen"}},
+	{"Listening", []string{"listen", "public-url", "tls-cert", "tls-key", "trusted-proxies", "upstream", "internal-listen", "grpc-listen"}},
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
+	{"Webhooks", []string{"webhook", "webhook-secret", "webhook-max-attempts", "webhook-max-age", "webhook-timeout"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }
 
@@ -218,7 +221,7 @@ func writeHelp(w io.Writer, c *command) {
 	if c.about != "" {
 		fmt.Fprintf(w, "\n%s\n", c.about)
 	}
-	if c.name == "version" || c.name == "help" {
+	if c.name == "version" || c.name == "help" || c.name == "webhook-secret" {
 		return
 	}
 	fs := commandFlags(c, &options{}, &cmdFlags{})

@@ -39,6 +39,7 @@ type options struct {
 	tlsCert, tlsKey    string
 	upstream           string
 	internalListen     string
+	grpcListen         string
 	storeTimeout       time.Duration
 	shutdownTimeout    time.Duration
 	auditRetention     time.Duration
@@ -48,6 +49,13 @@ type options struct {
 	requireSecondFactorFor string
 	logFormat              string
 	logLevel               string
+	// webhooks are the --webhook values ("URL" or "URL whsec_…"), and
+	// webhookSecret the secret of those without one (see webhookHooks).
+	webhooks           stringList
+	webhookSecret      string
+	webhookMaxAttempts int
+	webhookMaxAge      time.Duration
+	webhookTimeout     time.Duration
 	// set holds the names of the flags given a value on the command
 	// line, in the environment or in the config file.
 	set map[string]bool
@@ -95,11 +103,17 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` for --tls-cert (PEM)")
 	fs.StringVar(&o.upstream, "upstream", "", "act as the authenticating reverse proxy for this app `URL`")
 	fs.StringVar(&o.internalListen, "internal-listen", "", "serve /resolve, /healthz, /readyz and /metrics on this `address`, and not on --listen (default with --upstream: "+defaultInternalListen+"; else none: they are on --listen)")
+	fs.StringVar(&o.grpcListen, "grpc-listen", "", "answer Envoy's ext_authz checks over gRPC (envoy.service.auth.v3.Authorization, plain, with grpc.health.v1) on this `address`, e.g. 127.0.0.1:9001 (default: none)")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "longest wait for the stores when authenticating a request; then 503")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, wait this long for in-flight requests, then cut them off (a second signal stops at once)")
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
 	fs.BoolVar(&o.requireSecondFactor, "require-second-factor", false, "every user must sign in with a second factor (TOTP or a passkey); users without one are led to set one up after the password")
 	fs.StringVar(&o.requireSecondFactorFor, "require-second-factor-for", "", "users holding any of these comma-separated `roles` must sign in with a second factor, e.g. admin")
+	fs.Var(&o.webhooks, "webhook", "POST every audit event to this `URL`, signed (Standard Webhooks); repeatable; in the config file \"webhook = URL whsec_...\" gives a hook a secret of its own")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "`secret` (whsec_...) that signs the --webhook messages without one of their own; prefer SESSIOND_WEBHOOK_SECRET or the config file to the command line (make one with `sessiond webhook-secret`)")
+	fs.IntVar(&o.webhookMaxAttempts, "webhook-max-attempts", 15, "attempts to deliver an event to a webhook before giving up on it (a dead letter, retried from the admin console)")
+	fs.DurationVar(&o.webhookMaxAge, "webhook-max-age", 72*time.Hour, "give up on delivering an event to a webhook this long after it happened")
+	fs.DurationVar(&o.webhookTimeout, "webhook-timeout", 10*time.Second, "longest wait for a webhook to answer one delivery; a delivery in flight when an instance dies is retried by another after 3 times this")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

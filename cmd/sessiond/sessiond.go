@@ -18,11 +18,14 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -86,6 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sessiond", version)
+		return nil
+	case "webhook-secret":
+		fmt.Fprintln(stdout, webhook.NewSecret())
 		return nil
 	}
 	return admin(ctx, c, rest, getenv, stdin, stdout, stderr)
@@ -316,6 +322,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	cfg.Version = version
+	hooks, err := o.webhookHooks()
+	if err != nil {
+		return err
+	}
 	started := false
 	defer func() {
 		if started {
@@ -327,7 +337,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
-	srv, err := server.New(cfg, o.appDeps(stores, scfg, log))
+	wh, err := openWebhooks(ctx, o, hooks, log)
+	if err != nil {
+		return err
+	}
+	defer wh.close()
+	deps := o.appDeps(stores, scfg, log)
+	deps.Webhooks = wh.dispatcher
+	srv, err := server.New(cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -347,6 +364,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		defer iln.Close()
 	}
+	// Envoy's ext_authz over gRPC, apart: plain gRPC, for the proxy.
+	var gln net.Listener
+	if o.grpcListen != "" {
+		if gln, err = net.Listen("tcp", o.grpcListen); err != nil {
+			return fmt.Errorf("--grpc-listen: %w", err)
+		}
+		defer gln.Close()
+	}
 	if err := st.firstAdmin(ctx, getenv, stdout); err != nil {
 		return err
 	}
@@ -362,7 +387,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	hs := newServer(srv)
 	servers := []*http.Server{hs}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	var gs *grpc.Server
+	if gln != nil {
+		gs = srv.GRPC()
+		log.Info("ext_authz gRPC listening", "addr", gln.Addr().String(), "service", "envoy.service.auth.v3.Authorization")
+		if tcp, ok := gln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+			log.Warn("serving plain gRPC on an address beyond loopback: the checks carry session cookies and bearer tokens in clear; keep --grpc-listen on loopback or a private network only Envoy reaches")
+		}
+		go func() { errc <- gs.Serve(gln) }()
+	}
 	if iln != nil {
 		ihs := newServer(srv.Internal())
 		servers = append(servers, ihs)
@@ -381,6 +415,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	go st.sweep(ctx)
+	// The dispatcher stops, its deliveries in flight done (each within
+	// --webhook-timeout), before the outbox and the stores close.
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		if err := wh.dispatcher.Run(dctx); err != nil {
+			log.Error("webhook delivery stopped", "err", err)
+		}
+	}()
+	defer func() { stopDispatch(); <-dispatched }()
+	if len(hooks) > 0 {
+		log.Info("webhooks on", "hooks", len(hooks))
+	}
 	go func() {
 		if o.tlsCert != "" {
 			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
@@ -394,7 +442,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 		log.Info("shutting down: draining in-flight requests", "timeout", o.shutdownTimeout)
 	}
-	err = shutdown(servers, o.shutdownTimeout)
+	err = shutdown(servers, gs, o.shutdownTimeout)
 	if serveErr != nil {
 		return serveErr
 	}
@@ -412,16 +460,20 @@ func plainHTTPBeyondLoopback(addr net.Addr, tls, trustedProxies bool) bool {
 	return !ok || !tcp.IP.IsLoopback()
 }
 
-// shutdown stops servers accepting connections and waits up to timeout
-// for the requests in flight to finish; then it closes the connections
-// of those still running and returns an error that says so.
-func shutdown(servers []*http.Server, timeout time.Duration) error {
+// shutdown stops servers (and gs, if not nil) accepting connections and
+// waits up to timeout for the requests in flight to finish; then it
+// closes the connections of those still running and returns an error
+// that says so.
+func shutdown(servers []*http.Server, gs *grpc.Server, timeout time.Duration) error {
 	drain, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers)+1)
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		wg.Go(func() { errs[i] = s.Shutdown(drain) })
+	}
+	if gs != nil {
+		wg.Go(func() { errs[len(servers)] = stopGRPC(drain, gs) })
 	}
 	wg.Wait()
 	err := errors.Join(errs...)
@@ -432,6 +484,21 @@ func shutdown(servers []*http.Server, timeout time.Duration) error {
 		return fmt.Errorf("requests still in flight after --shutdown-timeout %v were cut off", timeout)
 	}
 	return err
+}
+
+// stopGRPC stops gs gracefully, waiting for its calls in flight until
+// ctx is done; then it closes its connections and returns ctx's error.
+func stopGRPC(ctx context.Context, gs *grpc.Server) error {
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		gs.Stop()
+		<-done
+		return ctx.Err()
+	}
 }
 
 // sweep runs sweepOnce once a minute until ctx is done.

@@ -33,6 +33,12 @@ func Open(ctx context.Context, url, component string, migrations []string) (*pgx
 	if err != nil {
 		return nil, err
 	}
+	return OpenConfig(ctx, cfg, component, migrations)
+}
+
+// OpenConfig is Open for a configuration parsed by pgxpool.ParseConfig,
+// for a caller that takes parameters of its own out of the URL first.
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config, component string, migrations []string) (*pgxpool.Pool, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}

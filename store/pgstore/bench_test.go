@@ -37,22 +37,40 @@ func BenchmarkByHash(b *testing.B) {
 }
 
 // BenchmarkByHashParallel is BenchmarkByHash with requests from many
-// goroutines at once, over the pool's connections.
+// goroutines at once, over the pool's connections, with the cache on
+// (where lookups share fences) and off.
 func BenchmarkByHashParallel(b *testing.B) {
 	const n = 1000
-	st := openAt(b, testenv.PostgresSchema(b))
-	hashes := bulkLoad(b, st, n)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i = (i + 7919) % n
-			if _, err := st.ByHash(ctx, hashes[i]); err != nil {
-				b.Errorf("ByHash: %v", err)
-				return
+	for _, cache := range []string{"on", "off"} {
+		b.Run("cache="+cache, func(b *testing.B) {
+			st := openAt(b, withParam(b, testenv.PostgresSchema(b), "cache", cache))
+			hashes := bulkLoad(b, st, n)
+			for _, h := range hashes {
+				if _, err := st.ByHash(ctx, h); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			var fences int64
+			if st.listener != nil {
+				fences = st.listener.sent.Load()
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i = (i + 7919) % n
+					if _, err := st.ByHash(ctx, hashes[i]); err != nil {
+						b.Errorf("ByHash: %v", err)
+						return
+					}
+				}
+			})
+			if st.listener != nil {
+				b.ReportMetric(float64(st.listener.sent.Load()-fences)/float64(b.N), "fences/op")
+			}
+		})
+	}
 }
 
 // benchHash is the token hash of the i-th bulk-loaded session: SHA-256 of

@@ -11,8 +11,9 @@
 //	m, err := session.New(st, session.Config{})
 //
 // Open takes a postgres:// URL or key=value pairs as libpq and pgx read
-// them; pool_max_conns sizes the pool. Store implements session.Sweeper
-// too (see Sweeper below).
+// them; pool_max_conns sizes the pool, and cache, cache_entries and
+// cache_bytes set the Store's cache (see Cache below). Store implements
+// session.Sweeper too (see Sweeper below).
 //
 // # Durability
 //
@@ -32,10 +33,10 @@
 // # Several instances
 //
 // Any number of Stores, in one process or on many hosts, may share one
-// database: all state is in it, and every read goes to it, so a revocation
-// by one instance holds for every instance at once. Point every instance at
-// the primary: a read from an asynchronous replica could still find a
-// session the primary has revoked.
+// database: all state is in it, and a revocation by one instance holds for
+// every instance at once, cache or no cache (see Cache below). Point every
+// instance at the primary: a read from an asynchronous replica could still
+// find a session the primary has revoked.
 //
 // Concurrent writes are safe without any lock in sessiond: Update is a
 // compare-and-swap on the version column, and Touch and Update only move
@@ -63,6 +64,54 @@
 // database with an application; to keep them apart entirely, give sessiond
 // a schema of its own with search_path in the URL
 // (postgres://host/db?search_path=sessiond).
+//
+// # Cache
+//
+// By default each Store keeps the sessions its lookups by token hash
+// (ByHash, the lookup of every request) have read, and answers later
+// lookups of the same tokens from memory after one round trip on a
+// connection of its own, which concurrent lookups share. The guarantee of
+// a database read holds: once a change to a session (Delete,
+// DeleteByUser, Update, Touch, an eviction by Create, a sweep, or any
+// UPDATE or DELETE of the row, even from psql) has been acknowledged, no
+// lookup through any Store that begins afterwards returns what the change
+// ended or replaced; and a cached session expires at its deadline by the
+// database's clock, as a stored one does.
+//
+// How: a trigger on the table sends a notification (NOTIFY) in the
+// transaction of every change; each Store LISTENs on a connection of its
+// own and drops the copy a notification names. Before a lookup answers
+// from the cache, it waits for a fence: a round trip on that connection
+// sent after the lookup began. A change acknowledged before the lookup
+// began has signalled the listening backend before the fence was sent,
+// and the backend sends pending notifications before it answers the
+// fence, on the same connection, which the Store reads in order, so the
+// copy is gone by the time the lookup checks the cache again.
+// docs/stores/postgres.md, in the source tree, has the argument in full.
+//
+// The cache fails closed. While the listening connection is down, or a
+// fence goes unanswered for a second, lookups read the database and the
+// cache is neither used nor filled; the Store reconnects by itself, and
+// empties the cache when it does, since notifications sent meanwhile are
+// lost. A failing database fails lookups, as without the cache.
+//
+// The URL's parameters for it:
+//
+//	cache=off          no cache: every lookup reads the database (default on)
+//	cache_entries=N    at most N sessions cached (default 100000)
+//	cache_bytes=SIZE   at most SIZE of cached sessions, in bytes or with
+//	                   KiB, MiB or GiB (default 64MiB)
+//
+// Past either bound the cache evicts sessions not used lately (CLOCK). A
+// cached session takes about its encoded size (300 bytes for a session as
+// sessiond makes it) and 150 bytes of index; each is one object for the
+// garbage collector. The cache costs each instance one more connection,
+// idle but for fences. The listening connection must be a server session
+// of its own from LISTEN on: behind a pooler in transaction or statement
+// mode, set cache=off. (A fence answered by another backend than the one
+// that ran LISTEN fails, which keeps the cache unused in most such setups,
+// but a pooler that hands the same backend back after dropping its
+// notifications would go unnoticed.)
 //
 // # Expiry and clocks
 //
@@ -108,8 +157,9 @@
 // session.ErrInvalidRecord, which the Manager treats as an invalid session.
 //
 // Statements are prepared once per connection and cached (pgx's default),
-// so validating a token (ByHash) costs one round trip to the server and one
-// descent of the token_hash index. Behind a connection pooler in
-// transaction mode (PgBouncer before 1.21), prepared statements do not
-// work: add default_query_exec_mode=exec or simple_protocol to the URL.
+// so validating a token that is not in the cache (ByHash) costs one round
+// trip to the server and one descent of the token_hash index. Behind a
+// connection pooler in transaction mode (PgBouncer before 1.21), prepared
+// statements do not work: add default_query_exec_mode=exec or
+// simple_protocol to the URL, and cache=off.
 package pgstore

@@ -21,8 +21,9 @@ import (
 // and can cut them all, as a network partition or a database crash would.
 type proxy struct {
 	t      testing.TB
-	target string // network address of the database
-	addr   string // where the proxy listens
+	target string        // network address of the database
+	addr   string        // where the proxy listens
+	delay  time.Duration // how late what the database sends is passed on
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -33,6 +34,13 @@ type proxy struct {
 // port, and stops it when the test ends.
 func startProxy(t testing.TB, url string) *proxy {
 	t.Helper()
+	return startDelayProxy(t, url, 0)
+}
+
+// startDelayProxy is startProxy with a proxy that passes on what the
+// database sends delay late, as a distant client would see it.
+func startDelayProxy(t testing.TB, url string, delay time.Duration) *proxy {
+	t.Helper()
 	cfg, err := pgconn.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +49,7 @@ func startProxy(t testing.TB, url string) *proxy {
 	if len(cfg.Host) > 0 && cfg.Host[0] == '/' {
 		network, target = "unix", cfg.Host+"/.s.PGSQL."+strconv.Itoa(int(cfg.Port))
 	}
-	p := &proxy{t: t, target: network + ":" + target}
+	p := &proxy{t: t, target: network + ":" + target, delay: delay}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,9 +106,46 @@ func (p *proxy) serve(ln net.Listener) {
 			p.conns = append(p.conns, c, d)
 			p.mu.Unlock()
 			go func() { io.Copy(d, c); d.Close() }()
+			if p.delay > 0 {
+				go delayCopy(c, d, p.delay)
+				continue
+			}
 			go func() { io.Copy(c, d); c.Close() }()
 		}
 	}()
+}
+
+// delayCopy copies what src sends to dst, each chunk delay after it
+// arrived, in order, until src or dst fails; then it closes both.
+func delayCopy(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	chunks := make(chan chunk, 1<<14)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{buf[:n], time.Now().Add(delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for ch := range chunks {
+		time.Sleep(time.Until(ch.due))
+		if _, err := dst.Write(ch.b); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	for range chunks {
+	}
 }
 
 // stop closes the listener and every forwarded connection.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,12 @@ var (
 // hosts, may share one database. The zero value is not usable; call Open.
 type Store struct {
 	pool *pgxpool.Pool
+	// cache and listener are nil with cache=off.
+	cache    *cache
+	listener *listener
+	// beforePut, if set, is called between a lookup's read from the
+	// database and its put into the cache: tests delay puts with it.
+	beforePut atomic.Pointer[func()]
 }
 
 // Open connects to the PostgreSQL database at url and creates or upgrades
@@ -32,17 +39,44 @@ type Store struct {
 // parameter PostgreSQL knows, search_path for instance, is set on every
 // connection. Unless url sets synchronous_commit, connections of a server
 // configured with synchronous_commit=off turn it on (see Durability in the
-// package doc). Close the Store when done.
+// package doc). The parameters cache, cache_entries and cache_bytes set
+// the Store's cache of sessions (see Cache in the package doc); with the
+// cache on, Open fails if it cannot make the cache's listening connection.
+// Close the Store when done.
 func Open(ctx context.Context, url string) (*Store, error) {
-	pool, err := pgpool.Open(ctx, url, component, migrations)
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	opts, err := takeOptions(cfg.ConnConfig.RuntimeParams)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	pool, err := pgpool.OpenConfig(ctx, cfg, component, migrations)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	st := &Store{pool: pool}
+	if opts.cache {
+		st.cache = newCache(opts.maxEntries, opts.maxBytes)
+		st.listener = newListener(pool.Config().ConnConfig.Config.Copy(), st.cache)
+		st.listener.start()
+		if err := st.listener.connect(ctx); err != nil {
+			st.listener.close()
+			pool.Close()
+			return nil, fmt.Errorf("pgstore: cache: listening connection: %w (cache=off in the URL runs without the cache)", err)
+		}
+	}
+	return st, nil
 }
 
 // Close closes the connections. Sessions stay in the database.
-func (st *Store) Close() { st.pool.Close() }
+func (st *Store) Close() {
+	if st.listener != nil {
+		st.listener.close()
+	}
+	st.pool.Close()
+}
 
 // The statements a Store runs. pgx prepares each on first use on a
 // connection and keeps it prepared, so the hot path (ByHash, Touch) costs
@@ -169,9 +203,35 @@ func queryIDs(ctx context.Context, q querier, sql string, args ...any) ([]string
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// ByHash implements session.Store.
+// ByHash implements session.Store. With the cache on, a session in the
+// cache is returned once a fence has made sure no change to it committed
+// before the call is still on its way (see Cache in the package doc);
+// anything else is read from the database, and a session read is cached.
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
-	return st.one(ctx, "by hash", sqlByHash, h[:])
+	c := st.cache
+	if c == nil {
+		return st.one(ctx, "by hash", sqlByHash, h[:])
+	}
+	if c.contains(h) {
+		now, err := st.listener.fence(ctx)
+		if err == nil {
+			if s := c.get(h, now); s != nil {
+				return s, nil
+			}
+		} else if ctx.Err() != nil {
+			return nil, fmt.Errorf("pgstore: by hash: %w", err)
+		}
+		// The listener is down or the entry went: read the database.
+	}
+	seq, ok := c.begin()
+	s, err := st.one(ctx, "by hash", sqlByHash, h[:])
+	if err == nil && ok {
+		if f := st.beforePut.Load(); f != nil {
+			(*f)()
+		}
+		c.put(h, s, seq)
+	}
+	return s, err
 }
 
 // ByID implements session.Store.

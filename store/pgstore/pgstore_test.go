@@ -51,15 +51,23 @@ func rawPool(t testing.TB, url string) *pgxpool.Pool {
 	return p
 }
 
+// TestStore runs the conformance suite with the cache on (the default)
+// and off.
 func TestStore(t *testing.T) {
 	testenv.Postgres(t) // skip (or fail under CI) once, not in every subtest
-	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) session.Store { return openTemp(t) },
-		Raw: func(t *testing.T, st session.Store) []byte { return dump(t, st.(*Store).pool) },
-		Shared: func(t *testing.T, st session.Store) session.Store {
-			return openAt(t, st.(*Store).pool.Config().ConnString())
-		},
-	})
+	for _, cache := range []string{"on", "off"} {
+		t.Run("cache="+cache, func(t *testing.T) {
+			storetest.Run(t, storetest.Harness{
+				New: func(t *testing.T) session.Store {
+					return openAt(t, withParam(t, testenv.PostgresSchema(t), "cache", cache))
+				},
+				Raw: func(t *testing.T, st session.Store) []byte { return dump(t, st.(*Store).pool) },
+				Shared: func(t *testing.T, st session.Store) session.Store {
+					return openAt(t, st.(*Store).pool.Config().ConnString())
+				},
+			})
+		})
+	}
 }
 
 // dump returns everything the tables of the connection's schema hold:

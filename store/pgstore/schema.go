@@ -50,6 +50,30 @@ var migrations = []string{
 	// a text[] as roles is. Sessions stored before have none.
 	`ALTER TABLE sessiond_sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{}'
 		CHECK (cardinality(amr) = 0 OR (array_ndims(amr) = 1 AND array_position(amr, NULL) IS NULL));`,
+
+	// Version 3: every change or removal of a session notifies the
+	// channel sessiond_sessions_OID (OID: the table's, so that the tables
+	// of several schemas of one database keep apart), in the transaction
+	// that makes it, so that the notification is delivered exactly when
+	// the change commits (see Cache in the package doc). The payload is
+	// the session's ID; an empty one (TRUNCATE, or an ID too long for a
+	// payload, which no Store makes) ends every cached session. Inserts
+	// notify nothing: the cache holds only sessions it has read.
+	`CREATE FUNCTION sessiond_sessions_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF TG_LEVEL = 'ROW' THEN
+			IF octet_length(OLD.id) <= 256 THEN
+				PERFORM pg_notify('sessiond_sessions_' || TG_RELID::text, OLD.id);
+				RETURN NULL;
+			END IF;
+		END IF;
+		PERFORM pg_notify('sessiond_sessions_' || TG_RELID::text, '');
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER sessiond_sessions_notify AFTER UPDATE OR DELETE ON sessiond_sessions
+		FOR EACH ROW EXECUTE FUNCTION sessiond_sessions_notify();
+	CREATE TRIGGER sessiond_sessions_notify_truncate AFTER TRUNCATE ON sessiond_sessions
+		FOR EACH STATEMENT EXECUTE FUNCTION sessiond_sessions_notify();`,
 }
 
 // Advisory lock key. PostgreSQL keeps the one-key (bigint) and the

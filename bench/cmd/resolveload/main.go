@@ -72,6 +72,7 @@ var knownCases = []caseSpec{
 	{"redis-100k", "redis", 100_000, false},
 	{"redis-1k-unfenced", "redis-unfenced", 1000, false},
 	{"redis-100k-nocache", "redis-nocache", 100_000, false},
+	{"postgres-1k", "postgres", 1000, false},
 	{"postgres-100k", "postgres", 100_000, false},
 }
 
