@@ -51,8 +51,10 @@
 //	                   '}', and 13 bytes at most to keep keys small
 //	cache=MODE         fenced (the default), off or unsafe-unfenced: see
 //	                   CacheMode
-//	cache_ttl=D        the longest a cached record is kept (default 1m);
-//	                   Redis's invalidations, not this, keep the cache right
+//	cache_ttl=D        the longest a cached record is kept (default 1m; a
+//	                   token pointer, which only leads to a record, is kept
+//	                   up to 1h); Redis's invalidations, not this, keep the
+//	                   cache right
 //	timeout=D          the longest one operation may take, reconnecting and
 //	                   retrying included, before it fails (default 2s);
 //	                   also the dial timeout
@@ -75,7 +77,7 @@
 // With cache=fenced a lookup uses a cached record only after a round trip
 // on the connection that caches it, sent after the lookup began, which
 // brings in every invalidation Redis sent before (concurrent lookups share
-// these round trips). cache=off reads every record from Redis;
+// these round trips); a record it reads from Redis needs none. cache=off reads every record from Redis;
 // cache=unsafe-unfenced gives up the guarantee to save the round trip.
 //
 // A user's sessions share one Redis Cluster hash slot, so every change to
@@ -110,14 +112,15 @@
 //   - Memory: a session as sessiond makes it (a 111-byte user agent, IPv4,
 //     one role) takes about 440 bytes by MEMORY USAGE and 670 by INFO
 //     used_memory; more data takes more. Each process's client-side cache
-//     takes up to 128 MiB per connection.
+//     takes up to 128 MiB per connection, in large byte slabs that the
+//     garbage collector does not scan entry by entry.
 //   - Clocks: Redis expires keys by its own clock; a Redis clock ahead of
 //     the hosts' ends sessions early by the difference. Use NTP.
 //   - ACL: the Store never runs KEYS, SCAN or CONFIG. It needs the keys
 //     ~PREFIX* (~sessiond:* by default) and the commands GET, SET, DEL,
-//     PTTL, PEXPIREAT, EVAL, EVALSHA, WAIT, INFO, PING, MULTI, EXEC,
-//     HELLO, SELECT and CLIENT, and, inside its scripts, PEXPIRETIME,
-//     SETBIT and BITCOUNT; on Cluster, CLUSTER SHARDS or CLUSTER SLOTS.
+//     PTTL, PEXPIREAT, EVAL, EVALSHA, WAIT, INFO, PING, HELLO, SELECT and
+//     CLIENT, and, inside its scripts, PEXPIRETIME, SETBIT and BITCOUNT;
+//     on Cluster, CLUSTER SHARDS and CLUSTER SLOTS.
 //
 // docs/scaling.md covers many instances on one Redis: sizing, failovers,
 // partitions, and what the tests check.

@@ -17,10 +17,12 @@ import (
 //
 // Fences are grouped by route: the connection they travel on. On one
 // server (or the master Sentinel names) every command goes on the one
-// connection, and there is one route; on Cluster the route is the hash
-// slot of the record key, which rueidis sends to the node that holds
-// the slot, on that node's one connection, both the fence and the cached
-// read that follows it. A route has at most one fence in flight (it is in
+// connection, and there is one route. On Cluster the route is the node
+// that holds the record, whose client (nodeMap) sends both the fence and
+// the cached read that follows it on that node's one connection; or, for
+// a slot the Store's map does not know, the hash slot of the record key,
+// which rueidis sends to the node that holds the slot, both the fence and
+// the cached read. A route has at most one fence in flight (it is in
 // routes while it has) and one pending group, which the lookups that
 // arrive meanwhile join. When the fence in flight returns, the pending
 // group's fence is sent: every lookup in the group began before it was
@@ -28,7 +30,7 @@ import (
 // before the lookup began.
 type fences struct {
 	mu     sync.Mutex
-	routes map[uint16]*fenceRoute
+	routes map[uint32]*fenceRoute
 	// sent counts the fences sent, for tests and benchmarks.
 	sent atomic.Int64
 }
@@ -42,7 +44,8 @@ type fenceRoute struct {
 
 // fenceGroup is one fence and the lookups waiting on it.
 type fenceGroup struct {
-	cmd rueidis.Completed // the fence: PTTL of a record key of the route
+	c   rueidis.Client    // the client the fence goes through
+	cmd rueidis.Completed // the fence: PTTL of a record key of the route, or PING
 	// deadline is the earliest of the waiters' deadlines, the fence's
 	// own: a waiter waits for the fence alone, not for its context too,
 	// which would cost it a timer (most contexts on the resolve path
@@ -61,11 +64,26 @@ type fenceGroup struct {
 // shared fence has the earliest of its waiters' deadlines, and a waiter
 // with a later one whose fence ran out of time sends its own.
 func (st *Store) fence(ctx context.Context, rk string) error {
-	cmd := st.c.B().Pttl().Key(rk).Build()
-	var route uint16
+	mk := func() rueidis.Completed { return st.c.B().Pttl().Key(rk).Build() }
+	cmd := mk()
+	var route uint32
 	if st.cluster {
-		route = cmd.Slot()
+		route = uint32(cmd.Slot())
 	}
+	return st.fenceOn(ctx, route, st.c, cmd, mk)
+}
+
+// fenceNode is fence for the Cluster node whose client is c and whose
+// index in the Store's nodeMap is idx: a round trip through c, shared with
+// the lookups of any record on that node.
+func (st *Store) fenceNode(ctx context.Context, c rueidis.Client, idx uint16) error {
+	mk := func() rueidis.Completed { return c.B().Ping().Build() }
+	return st.fenceOn(ctx, clusterSlots+uint32(idx), c, mk(), mk)
+}
+
+// fenceOn shares fences on route: cmd, sent through c, is this lookup's
+// fence if it sends one; mk makes another.
+func (st *Store) fenceOn(ctx context.Context, route uint32, c rueidis.Client, cmd rueidis.Completed, mk func() rueidis.Completed) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(st.timeout)
@@ -73,20 +91,20 @@ func (st *Store) fence(ctx context.Context, rk string) error {
 	f := &st.fences
 	f.mu.Lock()
 	if f.routes == nil {
-		f.routes = make(map[uint16]*fenceRoute)
+		f.routes = make(map[uint32]*fenceRoute)
 	}
 	r, busy := f.routes[route]
 	if !busy {
 		// Nothing in flight: send this lookup's fence at once, alone.
 		f.routes[route] = &fenceRoute{}
 		f.mu.Unlock()
-		err := st.sendFence(ctx, cmd)
+		err := st.sendFence(ctx, c, cmd)
 		st.nextFence(route, false)
 		return err
 	}
 	g := r.pending
 	if g == nil {
-		g = &fenceGroup{cmd: cmd, deadline: deadline, done: make(chan struct{})}
+		g = &fenceGroup{c: c, cmd: cmd, deadline: deadline, done: make(chan struct{})}
 		r.pending = g
 	} else if deadline.Before(g.deadline) {
 		g.deadline = deadline
@@ -96,7 +114,7 @@ func (st *Store) fence(ctx context.Context, rk string) error {
 	if g.err != nil && g.deadline.Before(deadline) && errors.Is(g.err, context.DeadlineExceeded) && time.Now().Before(deadline) {
 		// The fence ran out of another waiter's shorter time, not of
 		// this lookup's: send one of its own.
-		return st.sendFence(ctx, st.c.B().Pttl().Key(rk).Build())
+		return st.sendFence(ctx, c, mk())
 	}
 	return g.err
 }
@@ -106,7 +124,7 @@ func (st *Store) fence(ctx context.Context, rk string) error {
 // pending; then the route is free. Pending groups are sent from a
 // goroutine of their own (drain is true there), so that the lookup whose
 // fence returned need not wait for the others'.
-func (st *Store) nextFence(route uint16, drain bool) {
+func (st *Store) nextFence(route uint32, drain bool) {
 	f := &st.fences
 	for {
 		f.mu.Lock()
@@ -125,14 +143,14 @@ func (st *Store) nextFence(route uint16, drain bool) {
 		r.pending = nil
 		f.mu.Unlock()
 		ctx, cancel := context.WithDeadline(context.Background(), g.deadline)
-		g.err = st.sendFence(ctx, g.cmd)
+		g.err = st.sendFence(ctx, g.c, g.cmd)
 		cancel()
 		close(g.done)
 	}
 }
 
 // sendFence makes the round trip of a fence.
-func (st *Store) sendFence(ctx context.Context, cmd rueidis.Completed) error {
+func (st *Store) sendFence(ctx context.Context, c rueidis.Client, cmd rueidis.Completed) error {
 	st.fences.sent.Add(1)
-	return st.c.Do(ctx, cmd).Error()
+	return c.Do(ctx, cmd).Error()
 }

@@ -43,6 +43,10 @@ type Store struct {
 	// hash slot of the record key.
 	cluster bool
 	fences  fences
+	// caches are the client-side caches of the connections, for tests.
+	caches *cacheSet
+	// nodes maps Cluster slots to nodes, for fences shared by node.
+	nodes nodeMap
 }
 
 // Open connects to the Redis that url names (see the package doc for the
@@ -61,6 +65,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// The fence (see CacheFenced) and read-your-writes rest on that.
 	opt.PipelineMultiplex = -1
 	opt.DisableCache = o.cache == CacheOff
+	// Each connection's cache is a slabCache, which the garbage collector
+	// need not scan entry by entry.
+	caches := &cacheSet{}
+	opt.NewCacheStoreFn = func(o rueidis.CacheStoreOption) rueidis.CacheStore {
+		return caches.add(newSlabCache(o.CacheSizeEachConn))
+	}
 	if opt.ClientName == "" {
 		opt.ClientName = "sessiond"
 	}
@@ -86,7 +96,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: connect: %w", err)
 	}
 	st := &Store{c: c, prefix: o.prefix, cache: o.cache, cacheTTL: o.cacheTTL, timeout: o.timeout,
-		waitReplicas: o.waitReplicas, waitTimeout: o.waitTimeout}
+		waitReplicas: o.waitReplicas, waitTimeout: o.waitTimeout, caches: caches}
 	st.cluster = c.Mode() == rueidis.ClientModeCluster
 	if o.cluster && !st.cluster {
 		c.Close()
@@ -95,6 +105,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err := st.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if st.cluster {
+		st.nodes.slots, st.nodes.nodes = st.readNodes(ctx)
+		st.nodes.next.Store(time.Now().Add(nodeRefreshInterval).UnixNano())
 	}
 	if st.waitReplicas == WaitReplicasAuto {
 		if st.waitReplicas, err = st.autoReplicas(ctx); err != nil {
@@ -394,7 +408,7 @@ func (st *Store) del(ctx context.Context, keys ...string) { st.dropPointers(ctx,
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
 	ctx, cancel := st.opContext(ctx)
 	defer cancel()
-	p, err := st.get(ctx, st.hashKey(h), st.cache != CacheOff)
+	p, _, err := st.getTTL(ctx, st.hashKey(h), st.cache != CacheOff, pointerCacheTTL)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
 	}
@@ -406,21 +420,22 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 		return nil, session.ErrNotFound
 	}
 	rk := st.slotKey(ns, slot)
-	if st.cache == CacheFenced {
-		// The fence: a round trip on the connection that holds the
-		// cached record (one connection per server, see Open), sent
-		// after this lookup began and shared with the lookups that
-		// began meanwhile (see fences). Redis sends every invalidation
-		// of the record for this connection before its reply, and
-		// rueidis applies them in order, so the cached copy read next
-		// is no older than the moment the fence ran. A record deleted
-		// before that has had its invalidation applied, so the read
-		// below goes to Redis and finds nothing.
-		if err := st.fence(ctx, rk); err != nil {
-			return nil, fmt.Errorf("redisstore: by hash: %w", err)
-		}
+	v, hit, err := st.get(ctx, rk, st.cache != CacheOff)
+	if err == nil && hit && v != nil && st.cache == CacheFenced {
+		// A reply that Redis sent for this read ran after the lookup
+		// began, and is as fresh as a fence; a cached absence serves
+		// nothing. A cached record needs the
+		// fence: a round trip on the connection that holds the copy
+		// (one connection per server, see Open), sent after this
+		// lookup began and shared with the lookups that began meanwhile
+		// (see fences). Redis sends every invalidation of the record for
+		// this connection before its reply, and rueidis applies them in
+		// order, so the copy read again next is no older than the
+		// moment the fence ran. A record deleted before that has had its
+		// invalidation applied, so the read below goes to Redis and
+		// finds nothing.
+		v, err = st.fencedGet(ctx, rk)
 	}
-	v, err := st.get(ctx, rk, st.cache != CacheOff)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
 	}
@@ -437,28 +452,80 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	return s, nil
 }
 
-// get returns the value of key, nil if there is none, through the
-// client-side cache if cached.
-func (st *Store) get(ctx context.Context, key string, cached bool) ([]byte, error) {
-	var res rueidis.RedisResult
-	if cached {
-		res = st.c.DoCache(ctx, st.c.B().Get().Key(key).Cache(), st.cacheTTL)
-	} else {
-		res = st.c.Do(ctx, st.c.B().Get().Key(key).Build())
+// fencedGet reads rk from the client-side cache after a fence on the
+// connection that caches it.
+func (st *Store) fencedGet(ctx context.Context, rk string) ([]byte, error) {
+	if st.cluster {
+		// Fences shared by every record of the node that holds rk's
+		// slot: the fence and the read go through that node's client,
+		// on its one connection.
+		if n, idx, ok := st.node(keySlot(rk)); ok {
+			if err := st.fenceNode(ctx, n, idx); err != nil {
+				return nil, err
+			}
+			v, _, err := getFrom(ctx, n, rk, true, st.cacheTTL)
+			if _, redisErr := rueidis.IsRedisErr(err); redisErr {
+				// The node no longer holds the slot (MOVED), or is
+				// busy with it (ASK, TRYAGAIN): read Redis itself.
+				st.refreshNodes()
+				v, _, err = st.get(ctx, rk, false)
+			}
+			return v, err
+		}
 	}
-	v, err := res.AsBytes()
-	if rueidis.IsRedisNil(err) {
-		return nil, nil
+	if err := st.fence(ctx, rk); err != nil {
+		return nil, err
 	}
+	v, _, err := st.get(ctx, rk, true)
 	return v, err
 }
+
+// get returns the value of key, nil if there is none, through the
+// client-side cache if cached, where it is kept for up to the Store's
+// cache TTL. hit is true if the value came from the cache rather than
+// from a read that this call sent to Redis.
+func (st *Store) get(ctx context.Context, key string, cached bool) (v []byte, hit bool, err error) {
+	return st.getTTL(ctx, key, cached, st.cacheTTL)
+}
+
+// getTTL is get with the client-side TTL ttl.
+func (st *Store) getTTL(ctx context.Context, key string, cached bool, ttl time.Duration) (v []byte, hit bool, err error) {
+	return getFrom(ctx, st.c, key, cached, ttl)
+}
+
+// getFrom is getTTL through the client c.
+func getFrom(ctx context.Context, c rueidis.Client, key string, cached bool, ttl time.Duration) (v []byte, hit bool, err error) {
+	var res rueidis.RedisResult
+	if cached {
+		// ToStaticTTL: the read is CLIENT CACHING and GET, without the
+		// MULTI, PTTL and EXEC that would bound the cached copy by the
+		// key's TTL: Redis's invalidations drop copies of keys that
+		// change or expire, and every lookup checks the deadlines.
+		res = c.DoCache(ctx, c.B().Get().Key(key).Cache().ToStaticTTL(), ttl)
+	} else {
+		res = c.Do(ctx, c.B().Get().Key(key).Build())
+	}
+	v, err = res.AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, res.IsCacheHit(), nil
+	}
+	return v, res.IsCacheHit(), err
+}
+
+// pointerCacheTTL is how long a token pointer may stay in the client-side
+// cache: longer than a record, since a pointer is only a hint (the record
+// it leads to decides) and changes only when its session ends, and a
+// lookup whose pointer is cached costs one round trip at most. Redis's
+// invalidations drop it sooner when it changes, and the key's own expiry
+// bounds it.
+const pointerCacheTTL = time.Hour
 
 // locate returns the namespace and slot of session id from its ID
 // pointer; ok is false if there is none. A pointer only ever goes from a
 // reservation to a slot, and then away, so a cached copy is as good as a
 // fresh one: the record it leads to is checked anyway.
 func (st *Store) locate(ctx context.Context, id string, cached bool) (ns uint64, slot int64, ok bool, err error) {
-	v, err := st.get(ctx, st.idKey(id), cached && st.cache != CacheOff)
+	v, _, err := st.get(ctx, st.idKey(id), cached && st.cache != CacheOff)
 	if err != nil || v == nil {
 		return 0, 0, false, err
 	}
@@ -488,7 +555,7 @@ func (st *Store) ByID(ctx context.Context, id string) (*session.Session, error) 
 
 // bySlot reads session id from slot slot of namespace ns, uncached.
 func (st *Store) bySlot(ctx context.Context, ns uint64, slot int64, id string) (*session.Session, error) {
-	v, err := st.get(ctx, st.slotKey(ns, slot), false)
+	v, _, err := st.get(ctx, st.slotKey(ns, slot), false)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by id: %w", err)
 	}

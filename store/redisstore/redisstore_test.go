@@ -285,7 +285,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("GETBIT index 1: %d, %v; want 1", n, err)
 	}
 	// Every key of a user is in one Cluster slot.
-	if a, b, c := rueidisSlot(keys["record"]), rueidisSlot(keys["second record"]), rueidisSlot(keys["index"]); a != b || a != c {
+	if a, b, c := keySlot(keys["record"]), keySlot(keys["second record"]), keySlot(keys["index"]); a != b || a != c {
 		t.Errorf("record, record and index keys are in slots %d, %d and %d", a, b, c)
 	}
 
@@ -322,26 +322,22 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// rueidisSlot is the Redis Cluster slot of key: CRC16 (XMODEM) of its
-// hash tag, or of the whole key if it has none, modulo 16384.
-func rueidisSlot(key string) uint16 {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
+// TestKeySlot checks keySlot against the slots rueidis routes commands by.
+func TestKeySlot(t *testing.T) {
+	var b rueidis.Builder
+	if c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{testenv.Redis(t)}, ForceSingleClient: true, DisableCache: true}); err == nil {
+		b = c.B()
+		defer c.Close()
+	} else {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"", "a", "foo", "{user1000}.following", "{}x", "x{}{y}", "sessiond:{0123456789ab}1z", "sessiond:hAAAAAAAAAAAAAAAA", "{a", "a}b{"} {
+		cmd := b.Get().Key(key).Build()
+		// A client of one server marks its slots with a bit above them.
+		if got, want := keySlot(key), cmd.Slot()%clusterSlots; got != want {
+			t.Errorf("keySlot(%q) = %d, rueidis routes it to %d", key, got, want)
 		}
 	}
-	var crc uint16
-	for _, c := range []byte(key) {
-		crc ^= uint16(c) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc % 16384
 }
 
 // TestUpdateKeepsUser checks that Update refuses to move a session to

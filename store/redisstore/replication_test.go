@@ -395,7 +395,7 @@ func TestWaitReplicasClusterFailover(t *testing.T) {
 	onNode := func() string {
 		for {
 			uid := "u_" + randID()
-			if slot := int(rueidisSlot(st.indexKey(st.namespace(uid)))); slot >= first && slot <= last {
+			if slot := int(keySlot(st.indexKey(st.namespace(uid)))); slot >= first && slot <= last {
 				return uid
 			}
 		}

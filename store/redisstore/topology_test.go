@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,8 +59,52 @@ func TestCluster(t *testing.T) {
 			t.Errorf("in %d rounds on the cluster, a served stale sessions %d/%d/%d times (deleted/rotated/changed); want 0", rounds, deleted, rotated, changed)
 		}
 	})
+	t.Run("FencesSharedByNode", func(t *testing.T) {
+		// Lookups of records in different slots of one master share
+		// fences: 60 users' sessions, in 60 slots on 3 masters, looked
+		// up at once, send far fewer fences than 60.
+		const users, rounds = 60, 5
+		var hashes []session.Hash
+		nodes := map[uint16]bool{}
+		for range users {
+			s := newSession("u_" + randID())
+			storetest.MustCreate(t, st, s)
+			hashes = append(hashes, s.TokenHash)
+			_, idx, ok := st.node(keySlot(st.recordKey(s.UserID, s.ID)))
+			if !ok {
+				t.Fatalf("the Store does not know the node of a record's slot")
+			}
+			nodes[idx] = true
+			if _, err := st.ByHash(ctx, s.TokenHash); err != nil { // caches it
+				t.Fatal(err)
+			}
+		}
+		if len(nodes) != 3 {
+			t.Errorf("records on %d nodes, want 3", len(nodes))
+		}
+		sent := st.fences.sent.Load()
+		for range rounds {
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, h := range hashes {
+				wg.Go(func() {
+					<-start
+					if _, err := st.ByHash(ctx, h); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+		}
+		n := st.fences.sent.Load() - sent
+		t.Logf("%d rounds of %d concurrent lookups on 3 masters sent %d fences", rounds, users, n)
+		if n > rounds*users/2 {
+			t.Errorf("%d lookups in %d slots sent %d fences: want them shared by node", rounds*users, users, n)
+		}
+	})
 	t.Run("CacheNeverServesRevokedConcurrently", func(t *testing.T) {
-		// Fences are shared per hash slot of the record key.
+		// Fences are shared per node.
 		prefix := testPrefix()
 		a, b := open(t, prefix), open(t, prefix)
 		const rounds = 10
