@@ -500,3 +500,7 @@ func (c *cache) put(s *session.Session, username string, it cacheItem) {
 	}
 	c.entries[s.ID] = e
 }
+
+// Audience returns Config.Audience: the audience of every assertion, or
+// "" if each call names its own.
+func (i *Issuer) Audience() string { return i.cfg.Audience }

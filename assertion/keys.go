@@ -161,3 +161,31 @@ func (sc schedule) plan(keys []StoredKey, now time.Time, force bool) (add []Stor
 // ErrKeyWaiting is returned by Rotate when a key is already waiting to
 // start signing: a rotation would only push it further off.
 var ErrKeyWaiting = errors.New("assertion: a new key is already published and waiting to sign")
+
+// KeyInfo describes a stored key, without its private key.
+type KeyInfo struct {
+	ID                  string
+	CreatedAt, SignFrom time.Time
+	// State is "waiting" (published, not yet signing), "signing", or
+	// "retired" (published until what it signed has expired).
+	State string
+}
+
+// Describe lists keys at now, oldest first.
+func Describe(keys []StoredKey, now time.Time) []KeyInfo {
+	keys = slices.Clone(keys)
+	sortKeys(keys)
+	cur := signerAt(keys, now)
+	out := make([]KeyInfo, len(keys))
+	for i, k := range keys {
+		state := "retired"
+		switch {
+		case i == cur:
+			state = "signing"
+		case i > cur:
+			state = "waiting"
+		}
+		out[i] = KeyInfo{ID: k.ID, CreatedAt: k.CreatedAt, SignFrom: k.SignFrom, State: state}
+	}
+	return out
+}

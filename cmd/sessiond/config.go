@@ -46,6 +46,10 @@ type options struct {
 	// roles) say who must prove a second factor (app.SecondFactorPolicy).
 	requireSecondFactor    bool
 	requireSecondFactorFor string
+	// assertion turns X-Session-Assertion on (server.Config.Assertions).
+	assertion            bool
+	assertionAudience    string
+	assertionKeyLifetime time.Duration
 	logFormat              string
 	logLevel               string
 	// set holds the names of the flags given a value on the command
@@ -100,6 +104,9 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.auditRetention, "audit-retention", defaultAuditRetention, "delete audit events older than this (0: keep them forever)")
 	fs.BoolVar(&o.requireSecondFactor, "require-second-factor", false, "every user must sign in with a second factor (TOTP or a passkey); users without one are led to set one up after the password")
 	fs.StringVar(&o.requireSecondFactorFor, "require-second-factor-for", "", "users holding any of these comma-separated `roles` must sign in with a second factor, e.g. admin")
+	fs.BoolVar(&o.assertion, "assertion", false, "sign an X-Session-Assertion JWT (ES256) into /resolve answers and upstream requests, with keys at /.well-known/jwks.json (needs --public-url, the issuer)")
+	fs.StringVar(&o.assertionAudience, "assertion-audience", "", "the aud claim of every assertion (default: the host of each original request)")
+	fs.DurationVar(&o.assertionKeyLifetime, "assertion-key-lifetime", 30*24*time.Hour, "rotate the assertion signing key this often")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

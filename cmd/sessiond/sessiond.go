@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/assertion"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return flag.ErrHelp
 	case args[0] == "help":
 		return help(args[1:], stdout)
-	case (args[0] == "users" || args[0] == "sessions") && (len(args) == 1 || isHelp(args[1])):
+	case isGroup(args[0]) && (len(args) == 1 || isHelp(args[1])):
 		if len(args) == 1 {
 			return &usageError{cmd: args[0], msg: args[0] + ": which command?"}
 		}
@@ -98,7 +99,7 @@ func help(args []string, stdout io.Writer) error {
 	case len(args) == 0:
 		writeUsage(stdout)
 		return flag.ErrHelp
-	case len(args) == 1 && (args[0] == "users" || args[0] == "sessions"):
+	case len(args) == 1 && isGroup(args[0]):
 		writeGroupUsage(stdout, args[0])
 		return flag.ErrHelp
 	}
@@ -259,6 +260,13 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.auditRetention < 0 {
 		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
+	if o.assertion {
+		if public == nil {
+			errs = append(errs, errors.New("--assertion needs --public-url: it is the issuer (iss) of the assertions"))
+		} else if err := o.assertionConfig(public).Validate(); err != nil {
+			errs = append(errs, errors.New(assertionFlags.Replace(err.Error())))
+		}
+	}
 	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, SeparateInternal: o.internalAddr() != "", StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
@@ -327,6 +335,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
+	if o.assertion {
+		keys, err := openKeys(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer keys.Close()
+		acfg := o.assertionConfig(cfg.PublicURL)
+		acfg.Logger = log
+		iss, err := assertion.New(ctx, keys, acfg)
+		if err != nil {
+			return err
+		}
+		defer iss.Close()
+		cfg.Assertions = iss
+	}
 	srv, err := server.New(cfg, o.appDeps(stores, scfg, log))
 	if err != nil {
 		return err
