@@ -151,7 +151,7 @@ func (sc schedule) plan(keys []StoredKey, now time.Time, force bool) (add []Stor
 		return []StoredKey{k}, del, err
 	case cur == -1 || cur < len(keys)-1:
 		return nil, del, nil // a key is waiting to sign
-	case force || !keys[cur].SignFrom.Add(sc.keyLifetime - sc.lead).After(now):
+	case force || !keys[cur].SignFrom.Add(sc.keyLifetime-sc.lead).After(now):
 		k, err := newStoredKey(now, now.Add(sc.lead))
 		return []StoredKey{k}, del, err
 	}

@@ -50,8 +50,8 @@ type options struct {
 	assertion            bool
 	assertionAudience    string
 	assertionKeyLifetime time.Duration
-	logFormat              string
-	logLevel               string
+	logFormat            string
+	logLevel             string
 	// set holds the names of the flags given a value on the command
 	// line, in the environment or in the config file.
 	set map[string]bool
