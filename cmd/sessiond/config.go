@@ -105,7 +105,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.requireSecondFactor, "require-second-factor", false, "every user must sign in with a second factor (TOTP or a passkey); users without one are led to set one up after the password")
 	fs.StringVar(&o.requireSecondFactorFor, "require-second-factor-for", "", "users holding any of these comma-separated `roles` must sign in with a second factor, e.g. admin")
 	fs.BoolVar(&o.assertion, "assertion", false, "sign an X-Session-Assertion JWT (ES256) into /resolve answers and upstream requests, with keys at /.well-known/jwks.json (needs --public-url, the issuer)")
-	fs.StringVar(&o.assertionAudience, "assertion-audience", "", "the aud claim of every assertion (default: the host of each original request)")
+	fs.StringVar(&o.assertionAudience, "assertion-audience", "", "the aud claim (`host`) of every assertion, e.g. app.example.com (default: the host of each original request)")
 	fs.DurationVar(&o.assertionKeyLifetime, "assertion-key-lifetime", 30*24*time.Hour, "rotate the assertion signing key this often")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
