@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,8 +51,7 @@ func (s *Server) assert(r *http.Request, id *identity) error {
 		return errAudience
 	}
 	if err != nil {
-		s.log.WarnContext(r.Context(), "cannot sign the identity assertion", "err", err)
-		return err
+		return fmt.Errorf("identity assertion: %w", err)
 	}
 	id.assertion = h
 	return nil

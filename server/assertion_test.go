@@ -115,6 +115,9 @@ func TestResolveAssertion(t *testing.T) {
 	if w := resolve("127.0.0.1:1", map[string]string{"X-Forwarded-Host": "bad host"}); w.Code != 400 || w.Header().Get("X-Session-Assertion") != "" || w.Header().Get("Remote-User") != "" {
 		t.Errorf("a bad original host: %d %v, want 400 without identity", w.Code, w.Header())
 	}
+	if n := ts.metric(t, "sessiond_resolve_total", "bad_host"); n != 1 {
+		t.Errorf("sessiond_resolve_total{outcome=bad_host} = %v, want 1", n)
+	}
 
 	// Revoked: no assertion, old or new.
 	sess, err := ts.sessions.LoadContext(context.Background(), r)

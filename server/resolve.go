@@ -238,6 +238,10 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	case e == errNeedsReauth:
 		s.metrics.resolves.WithLabelValues("reauth_required").Inc()
 		return s.sendToStep(w, r, e, s.stepURL("/login/reauth", s.originalURL(r)), redirect)
+	case e == errAudience:
+		s.metrics.resolves.WithLabelValues("bad_host").Inc()
+		writeError(w, e)
+		return status(e.Code)
 	case e == errLacksRole:
 		s.metrics.resolves.WithLabelValues("forbidden").Inc()
 		if redirect && wantsHTML(r) {
