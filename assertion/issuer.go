@@ -43,7 +43,8 @@ type Config struct {
 	// of PublishLead.
 	RefreshInterval time.Duration
 	// CacheSize is the most sessions whose assertions an Issuer keeps
-	// for reuse; full, the cache starts afresh. Default 10000.
+	// for reuse, each up to 4 audiences' (about 600 bytes an assertion);
+	// full, the cache starts afresh. Default 10000.
 	CacheSize int
 	// Logger receives refresh failures; nil discards them.
 	Logger *slog.Logger
@@ -119,6 +120,9 @@ var (
 	ErrNoKey = errors.New("assertion: no signing key is known to be current")
 	// ErrAudience means the audience is not a host name.
 	ErrAudience = errors.New("assertion: the audience is not a valid host name")
+	// ErrExpired means the session ends within the current second: no
+	// assertion can expire before it does.
+	ErrExpired = errors.New("assertion: the session has expired")
 )
 
 // Issuer signs assertions with the keys of a KeyStore, which it refreshes
@@ -320,7 +324,7 @@ func (i *Issuer) Header(s *session.Session, username, audience string) ([]string
 		exp = sessExp
 	}
 	if exp <= iat {
-		return nil, fmt.Errorf("assertion: the session has expired")
+		return nil, ErrExpired
 	}
 	groups := s.Roles
 	if groups == nil {

@@ -47,8 +47,11 @@ func (s *Server) assert(r *http.Request, id *identity) error {
 		aud = s.originalHost(r)
 	}
 	h, err := a.Header(id.session, id.username, aud)
-	if errors.Is(err, assertion.ErrAudience) {
+	switch {
+	case errors.Is(err, assertion.ErrAudience):
 		return errAudience
+	case errors.Is(err, assertion.ErrExpired):
+		return errUnauthenticated // it expired since identify checked it
 	}
 	if err != nil {
 		return fmt.Errorf("identity assertion: %w", err)
