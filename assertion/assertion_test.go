@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -539,4 +540,32 @@ func FuzzAudience(f *testing.F) {
 			t.Fatalf("audience %q: claims %v, err %v", aud, claims, err)
 		}
 	})
+}
+
+func TestAssertionCacheIsBounded(t *testing.T) {
+	clk := newClock()
+	cfg := testConfig(clk, "")
+	cfg.CacheSize = 10
+	iss, err := assertion.New(context.Background(), backends[0].open(t)(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(iss.Close)
+	first := make([]string, 100)
+	for i := range first {
+		if first[i], err = iss.Assertion(newSession(clk, fmt.Sprint("s", i)), "alice", "app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Newest first: the last one is surely still there, and at most the
+	// 10 the cache holds are reused.
+	reused := 0
+	for i := len(first) - 1; i >= 0; i-- {
+		if tok, _ := iss.Assertion(newSession(clk, fmt.Sprint("s", i)), "alice", "app"); tok == first[i] {
+			reused++
+		}
+	}
+	if reused > 10 || reused == 0 {
+		t.Errorf("%d of 100 sessions' assertions were reused from a cache of 10, want 1 to 10", reused)
+	}
 }

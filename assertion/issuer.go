@@ -43,8 +43,10 @@ type Config struct {
 	// of PublishLead.
 	RefreshInterval time.Duration
 	// CacheSize is the most sessions whose assertions an Issuer keeps
-	// for reuse, each up to 4 audiences' (about 600 bytes an assertion);
-	// full, the cache starts afresh. Default 10000.
+	// for reuse, each up to 4 audiences' (about 1 KB an assertion with
+	// its bookkeeping); full, a new session's takes the place of one
+	// chosen at random. Default 50000 (about 50 MB at most with one
+	// audience a session).
 	CacheSize int
 	// Logger receives refresh failures; nil discards them.
 	Logger *slog.Logger
@@ -70,7 +72,7 @@ func (c Config) withDefaults() Config {
 		c.RefreshInterval = min(time.Minute, c.PublishLead/4)
 	}
 	if c.CacheSize == 0 {
-		c.CacheSize = 10000
+		c.CacheSize = 50000
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -500,7 +502,10 @@ func (c *cache) put(s *session.Session, username string, it cacheItem) {
 		}
 	}
 	if old == nil && len(c.entries) >= c.max {
-		clear(c.entries)
+		for k := range c.entries { // map iteration starts at random
+			delete(c.entries, k)
+			break
+		}
 	}
 	c.entries[s.ID] = e
 }
