@@ -49,7 +49,7 @@ func main() {
 // A caseSpec is one server under test.
 type caseSpec struct {
 	name     string
-	kind     string // bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres
+	kind     string // bare, bare-headers, sqlite, sqlite-assertion (with X-Session-Assertion), memstore, redis, redis-unfenced, redis-nocache, postgres
 	sessions int
 	// touch sets the server's clock past TouchInterval for every session
 	// before each run, so that a request's first sight of a session writes
@@ -66,6 +66,7 @@ var knownCases = []caseSpec{
 	{"sqlite-100k", "sqlite", 100_000, false},
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
+	{"sqlite-1k-assertion", "sqlite-assertion", 1000, false},
 	{"sqlite-1k-touch", "sqlite", 1000, true},
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
 	{"redis-1k", "redis", 1000, false},
