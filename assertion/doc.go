@@ -4,7 +4,7 @@
 // header because nothing else can reach it.
 //
 // An Issuer signs with ES256 (ECDSA P-256 and SHA-256, RFC 7518 §3.4),
-// the one asymmetric JWS algorithm every JOSE library implements. The
+// which every JOSE library and JWT-checking gateway verifies. The
 // claims are iss (Config.Issuer), aud, sub (the user ID), sid (the public
 // session ID), preferred_username, groups (the roles), auth_time, amr
 // (RFC 8176), acr ("aal1" or "aal2": the NIST SP 800-63B assurance level
