@@ -48,7 +48,8 @@ type Config struct {
 	// chosen at random. Default 50000 (about 50 MB at most with one
 	// audience a session).
 	CacheSize int
-	// Logger receives refresh failures; nil discards them.
+	// Logger receives refresh failures and the keys an Issuer adds or
+	// deletes; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -207,10 +208,17 @@ func (i *Issuer) Refresh(ctx context.Context) error {
 		return err
 	} else if len(add)+len(del) > 0 {
 		err := i.store.Update(ctx, func(keys []StoredKey) ([]StoredKey, []string, error) {
-			return i.sched.plan(keys, i.cfg.Now(), false)
+			add, del, err = i.sched.plan(keys, i.cfg.Now(), false)
+			return add, del, err
 		})
 		if err != nil {
 			return err
+		}
+		for _, k := range add {
+			i.cfg.Logger.Info("assertion keys: published a new key", "kid", k.ID, "signs_from", k.SignFrom)
+		}
+		for _, id := range del {
+			i.cfg.Logger.Info("assertion keys: deleted a key whose assertions have all expired", "kid", id)
 		}
 		if keys, err = i.store.Keys(ctx); err != nil {
 			return err

@@ -133,7 +133,7 @@ func (sc schedule) expired(keys []StoredKey, i int, now time.Time) bool {
 // there is none (signing at once: no verifier can hold an older set); a
 // new key published now and signing after the lead, if the signing key is
 // due for rotation (force: at once) and no key is waiting already; and
-// the deletion of expired keys. It returns the key it adds, if any.
+// the deletion of expired keys: the keys to add and the IDs to delete.
 func (sc schedule) plan(keys []StoredKey, now time.Time, force bool) (add []StoredKey, del []string, err error) {
 	keys = slices.Clone(keys)
 	sortKeys(keys)

@@ -349,6 +349,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		defer iss.Close()
 		cfg.Assertions = iss
+		log.Info("identity assertions on", "issuer", acfg.Issuer, "jwks", acfg.Issuer+"/.well-known/jwks.json")
 	}
 	srv, err := server.New(cfg, o.appDeps(stores, scfg, log))
 	if err != nil {
