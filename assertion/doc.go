@@ -30,8 +30,11 @@
 //     session, token, identity and audience until half its life is gone,
 //     from a bounded cache, so most requests cost no signature.
 //
-// Private keys are stored as PKCS#8, unencrypted, with the same protection
-// as the password hashes beside them (a file of mode 0600; the database
-// role's privileges): whoever can read the table can sign assertions. They
-// are never logged and never served; the JWKS holds public keys only.
+// Private keys are stored as PKCS#8. With Config.KeySecrets, key-encryption
+// keys kept outside the database, each is sealed (AES-256-GCM, bound to its
+// key ID), so that a copy of the database (a backup, a read-only breach)
+// signs nothing. Without them, a private key has the protection of the
+// password hashes beside it (a file of mode 0600; the database role's
+// privileges): whoever can read the table can sign assertions. They are
+// never logged and never served; the JWKS holds public keys only.
 package assertion

@@ -48,6 +48,14 @@ type Config struct {
 	// chosen at random. Default 50000 (about 50 MB at most with one
 	// audience a session).
 	CacheSize int
+	// KeySecrets, if any, are key-encryption keys of 32 bytes each,
+	// kept outside the database: the first seals the private key of
+	// every key this Config makes (AES-256-GCM, the key ID as associated
+	// data), and any of them opens a sealed one, so that a new secret
+	// can go first while keys sealed with the old one are still in use.
+	// Unsealed keys are read as they are. Default: none (private keys
+	// are stored unsealed).
+	KeySecrets [][]byte
 	// Logger receives refresh failures and the keys an Issuer adds or
 	// deletes; nil discards them.
 	Logger *slog.Logger
@@ -106,6 +114,11 @@ func (c Config) Validate() error {
 	if c.KeyLifetime < 2*c.PublishLead {
 		errs = append(errs, fmt.Errorf("assertion: key lifetime %v: use at least twice the publish lead (%v)", c.KeyLifetime, 2*c.PublishLead))
 	}
+	for n, s := range c.KeySecrets {
+		if len(s) != 32 {
+			errs = append(errs, fmt.Errorf("assertion: key secret %d is %d bytes: use 32 random bytes", n+1, len(s)))
+		}
+	}
 	if c.CacheSize < 0 {
 		errs = append(errs, errors.New("assertion: the cache size must not be negative"))
 	}
@@ -113,7 +126,7 @@ func (c Config) Validate() error {
 }
 
 func (c Config) schedule() schedule {
-	return schedule{lead: c.PublishLead, keyLifetime: c.KeyLifetime, retention: MaxLifetime + clockSkew}
+	return schedule{lead: c.PublishLead, keyLifetime: c.KeyLifetime, retention: MaxLifetime + clockSkew, ring: keyring{c.KeySecrets}}
 }
 
 // Errors of Issuer.Assertion.
@@ -238,7 +251,7 @@ func (i *Issuer) newKeySet(keys []StoredKey, now time.Time) (*keySet, error) {
 	set := &keySet{loaded: now, keys: keys}
 	pub := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for n, k := range keys {
-		priv, err := parseKey(k)
+		priv, err := parseKey(k, i.sched.ring)
 		if err != nil {
 			return nil, err
 		}

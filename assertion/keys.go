@@ -19,7 +19,8 @@ type StoredKey struct {
 	// ID is the key ID (the JWS kid): the RFC 7638 thumbprint of the
 	// public key, base64url.
 	ID string
-	// PrivateKey is the ECDSA P-256 private key, PKCS#8 DER.
+	// PrivateKey is the ECDSA P-256 private key, PKCS#8 DER, or that
+	// sealed with a key-encryption key (Config.KeySecrets).
 	PrivateKey []byte
 	// CreatedAt is when the key was made, and published.
 	CreatedAt time.Time
@@ -35,8 +36,8 @@ type KeyStore interface {
 	// Keys returns every stored key.
 	Keys(ctx context.Context) ([]StoredKey, error)
 	// Update calls f with every stored key, holding a lock that every
-	// other Update of the same database waits for, and then inserts the
-	// keys f adds and deletes the ones whose IDs it names, all in one
+	// other Update of the same database waits for, and then deletes the
+	// keys whose IDs f names and inserts the ones it adds, all in one
 	// transaction. An error from f is returned and changes nothing.
 	Update(ctx context.Context, f func(keys []StoredKey) (add []StoredKey, del []string, err error)) error
 	// Close releases the store's connections.
@@ -48,8 +49,8 @@ type KeyStore interface {
 const clockSkew = time.Minute
 
 // newStoredKey makes a new P-256 key, published at now and signing from
-// signFrom.
-func newStoredKey(now, signFrom time.Time) (StoredKey, error) {
+// signFrom, its private key sealed with ring's first secret if any.
+func newStoredKey(now, signFrom time.Time, ring keyring) (StoredKey, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return StoredKey{}, err
@@ -58,7 +59,11 @@ func newStoredKey(now, signFrom time.Time) (StoredKey, error) {
 	if err != nil {
 		return StoredKey{}, err
 	}
-	return StoredKey{ID: thumbprint(&priv.PublicKey), PrivateKey: der, CreatedAt: now.UTC(), SignFrom: signFrom.UTC()}, nil
+	kid := thumbprint(&priv.PublicKey)
+	if der, err = ring.seal(kid, der); err != nil {
+		return StoredKey{}, err
+	}
+	return StoredKey{ID: kid, PrivateKey: der, CreatedAt: now.UTC(), SignFrom: signFrom.UTC()}, nil
 }
 
 // thumbprint is the RFC 7638 JWK thumbprint of a P-256 public key,
@@ -71,9 +76,13 @@ func thumbprint(pub *ecdsa.PublicKey) string {
 	return enc.EncodeToString(sum[:])
 }
 
-// parseKey decodes a stored key's private key.
-func parseKey(k StoredKey) (*ecdsa.PrivateKey, error) {
-	p, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
+// parseKey decodes a stored key's private key, unsealing it with ring.
+func parseKey(k StoredKey, ring keyring) (*ecdsa.PrivateKey, error) {
+	der, err := ring.open(k.ID, k.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	p, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
@@ -92,6 +101,7 @@ type schedule struct {
 	lead        time.Duration // published this long before signing
 	keyLifetime time.Duration // a key signs for about this long
 	retention   time.Duration // a key stays published this long after it stops signing
+	ring        keyring       // seals new keys' private keys
 }
 
 // sortKeys orders keys by SignFrom, then ID.
@@ -147,12 +157,12 @@ func (sc schedule) plan(keys []StoredKey, now time.Time, force bool) (add []Stor
 	case cur == -1 && len(keys) == 0:
 		// Signing from a skew earlier, so that an instance whose clock
 		// is behind signs with it at once too.
-		k, err := newStoredKey(now, now.Add(-clockSkew))
+		k, err := newStoredKey(now, now.Add(-clockSkew), sc.ring)
 		return []StoredKey{k}, del, err
 	case cur == -1 || cur < len(keys)-1:
 		return nil, del, nil // a key is waiting to sign
 	case force || !keys[cur].SignFrom.Add(sc.keyLifetime-sc.lead).After(now):
-		k, err := newStoredKey(now, now.Add(sc.lead))
+		k, err := newStoredKey(now, now.Add(sc.lead), sc.ring)
 		return []StoredKey{k}, del, err
 	}
 	return nil, del, nil
@@ -169,6 +179,8 @@ type KeyInfo struct {
 	// State is "waiting" (published, not yet signing), "signing", or
 	// "retired" (published until what it signed has expired).
 	State string
+	// Sealed says the private key is sealed (Config.KeySecrets).
+	Sealed bool
 }
 
 // Describe lists keys at now, oldest first.
@@ -185,7 +197,7 @@ func Describe(keys []StoredKey, now time.Time) []KeyInfo {
 		case i > cur:
 			state = "waiting"
 		}
-		out[i] = KeyInfo{ID: k.ID, CreatedAt: k.CreatedAt, SignFrom: k.SignFrom, State: state}
+		out[i] = KeyInfo{ID: k.ID, CreatedAt: k.CreatedAt, SignFrom: k.SignFrom, State: state, Sealed: sealed(k.PrivateKey)}
 	}
 	return out
 }

@@ -101,14 +101,14 @@ func (k *PostgresKeys) Update(ctx context.Context, f func([]StoredKey) ([]Stored
 	if err != nil {
 		return err
 	}
-	for _, a := range add {
-		if _, err := tx.Exec(ctx, `INSERT INTO sessiond_assertion_keys (kid, private_key, created_at, sign_from) VALUES ($1, $2, $3, $4)`,
-			a.ID, a.PrivateKey, a.CreatedAt, a.SignFrom); err != nil {
+	for _, id := range del {
+		if _, err := tx.Exec(ctx, `DELETE FROM sessiond_assertion_keys WHERE kid = $1`, id); err != nil {
 			return fmt.Errorf("assertion: update keys: %w", err)
 		}
 	}
-	for _, id := range del {
-		if _, err := tx.Exec(ctx, `DELETE FROM sessiond_assertion_keys WHERE kid = $1`, id); err != nil {
+	for _, a := range add {
+		if _, err := tx.Exec(ctx, `INSERT INTO sessiond_assertion_keys (kid, private_key, created_at, sign_from) VALUES ($1, $2, $3, $4)`,
+			a.ID, a.PrivateKey, a.CreatedAt, a.SignFrom); err != nil {
 			return fmt.Errorf("assertion: update keys: %w", err)
 		}
 	}

@@ -97,14 +97,14 @@ func (k *SQLiteKeys) Update(ctx context.Context, f func([]StoredKey) ([]StoredKe
 		if err != nil {
 			return errStop{err}
 		}
-		for _, a := range add {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO assertion_keys (kid, private_key, created_at, sign_from) VALUES (?1, ?2, ?3, ?4)`,
-				a.ID, a.PrivateKey, a.CreatedAt.UnixNano(), a.SignFrom.UnixNano()); err != nil {
+		for _, id := range del {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM assertion_keys WHERE kid = ?1`, id); err != nil {
 				return err
 			}
 		}
-		for _, id := range del {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM assertion_keys WHERE kid = ?1`, id); err != nil {
+		for _, a := range add {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO assertion_keys (kid, private_key, created_at, sign_from) VALUES (?1, ?2, ?3, ?4)`,
+				a.ID, a.PrivateKey, a.CreatedAt.UnixNano(), a.SignFrom.UnixNano()); err != nil {
 				return err
 			}
 		}

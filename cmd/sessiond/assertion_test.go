@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,4 +92,43 @@ func verifyWith(t *testing.T, jwks []byte, tok, audience string) jwt.MapClaims {
 		t.Fatalf("verify: %v", err)
 	}
 	return claims
+}
+
+// TestAssertionKeySecretFile: with --assertion-key-secret-file the keys
+// are sealed, serve and keys rotate work with the file, and without the
+// secret the server refuses to start rather than sign with what it cannot
+// open. A bad file is refused without quoting it.
+func TestAssertionKeySecretFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(good, []byte("# assertion key secrets\n"+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("not-a-secret-c2VjcmV0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--assertion", "--public-url", "https://login.example.com", "--assertion-key-secret-file", good}
+	a := start(t, args...)
+	token := a.login("admin", adminPassword)
+	if r := a.do(req{method: "GET", path: "/resolve", cookie: token}); r.StatusCode != 200 || r.Header.Get("X-Session-Assertion") == "" {
+		t.Fatalf("resolve: %d, assertion %q", r.StatusCode, r.Header.Get("X-Session-Assertion"))
+	}
+	a.stop()
+	store := "sqlite:" + a.db
+	if code, out, errOut := runCLI(t, nil, "keys", "rotate", "--store", store, "--assertion-key-secret-file", good); code != 0 {
+		t.Fatalf("keys rotate: %d %s %s", code, out, errOut)
+	}
+	code, out, _ := runCLI(t, nil, "keys", "list", "--store", store)
+	if code != 0 || strings.Count(out, " sealed") != 2 || strings.Contains(out, "unsealed") {
+		t.Errorf("keys list: %d\n%s", code, out)
+	}
+	code, _, errOut := runCLI(t, nil, append([]string{"serve", "--listen", "127.0.0.1:0", "--store", store}, args[:3]...)...)
+	if code == 0 || !strings.Contains(errOut, "not configured") {
+		t.Errorf("serve without the secret: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "serve", "--listen", "127.0.0.1:0", "--store", store, "--assertion", "--public-url", "https://login.example.com", "--assertion-key-secret-file", bad)
+	if code == 0 || !strings.Contains(errOut, "want 32 random bytes in base64") || strings.Contains(errOut, "c2VjcmV0") {
+		t.Errorf("a bad secret file: exit %d: %s", code, errOut)
+	}
 }

@@ -163,7 +163,8 @@ instance starts signing with it an hour later (verifiers that cache the key
 set see it first), and the old one stays published until what it signed has
 expired. Running instances take it up within a minute. If a new key is
 already waiting, nothing changes. Keys also rotate by themselves every
---assertion-key-lifetime.`,
+--assertion-key-lifetime. With --assertion-key-secret-file, the new key's
+private key is sealed with the file's first secret.`,
 		example: "sessiond keys rotate",
 		run:     func(c *cli, _ []string, _ *cmdFlags) error { return c.rotateKeys() },
 	},
@@ -184,7 +185,7 @@ var flagGroups = []struct {
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
-	{"Identity assertions", []string{"assertion", "assertion-audience", "assertion-key-lifetime"}},
+	{"Identity assertions", []string{"assertion", "assertion-audience", "assertion-key-lifetime", "assertion-key-secret-file"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
 }

@@ -50,8 +50,11 @@ type options struct {
 	assertion            bool
 	assertionAudience    string
 	assertionKeyLifetime time.Duration
-	logFormat            string
-	logLevel             string
+	// assertionKeySecretFile holds the key-encryption keys
+	// (assertion.Config.KeySecrets).
+	assertionKeySecretFile string
+	logFormat              string
+	logLevel               string
 	// set holds the names of the flags given a value on the command
 	// line, in the environment or in the config file.
 	set map[string]bool
@@ -107,6 +110,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.assertion, "assertion", false, "sign an X-Session-Assertion JWT (ES256) into /resolve answers and upstream requests, with keys at /.well-known/jwks.json (needs --public-url, the issuer)")
 	fs.StringVar(&o.assertionAudience, "assertion-audience", "", "the aud claim (`host`) of every assertion, e.g. app.example.com (default: the host of each original request)")
 	fs.DurationVar(&o.assertionKeyLifetime, "assertion-key-lifetime", 30*24*time.Hour, "rotate the assertion signing key this often")
+	fs.StringVar(&o.assertionKeySecretFile, "assertion-key-secret-file", "", "seal the signing keys' private keys in the database with the first secret in this `file` (lines of 32 bytes in base64: openssl rand -base64 32); any secret in it opens them (default: stored unsealed)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

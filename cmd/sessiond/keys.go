@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,13 +16,45 @@ import (
 )
 
 // assertionConfig is the assertion Issuer's configuration from o, with
-// issuer the public URL.
-func (o *options) assertionConfig(issuer *url.URL) assertion.Config {
+// issuer the public URL, and the key secrets read from
+// --assertion-key-secret-file.
+func (o *options) assertionConfig(issuer *url.URL) (assertion.Config, error) {
 	iss := ""
 	if issuer != nil {
 		iss = strings.TrimSuffix(issuer.String(), "/")
 	}
-	return assertion.Config{Issuer: iss, Audience: o.assertionAudience, KeyLifetime: o.assertionKeyLifetime}
+	secrets, err := readKeySecrets(o.assertionKeySecretFile)
+	return assertion.Config{Issuer: iss, Audience: o.assertionAudience, KeyLifetime: o.assertionKeyLifetime, KeySecrets: secrets}, err
+}
+
+// readKeySecrets reads the key-encryption keys in the file at path: one
+// a line, 32 bytes in base64, the first sealing new keys; blank lines and
+// lines starting with # are skipped. No path: none. Errors never quote
+// the file.
+func readKeySecrets(path string) ([][]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--assertion-key-secret-file: %w", err)
+	}
+	var secrets [][]byte
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(s) != 32 {
+			return nil, fmt.Errorf("--assertion-key-secret-file %s:%d: want 32 random bytes in base64, as `openssl rand -base64 32` writes them", path, n+1)
+		}
+		secrets = append(secrets, s)
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("--assertion-key-secret-file %s: no secret in it; `openssl rand -base64 32` makes one", path)
+	}
+	return secrets, nil
 }
 
 // assertionFlags rewords assertion.Config.Validate's messages with the
@@ -64,7 +98,11 @@ func (c *cli) rotateKeys() error {
 		return err
 	}
 	defer ks.Close()
-	k, err := assertion.Rotate(c.ctx, ks, c.opts.assertionConfig(nil))
+	cfg, err := c.opts.assertionConfig(nil)
+	if err != nil {
+		return err
+	}
+	k, err := assertion.Rotate(c.ctx, ks, cfg)
 	switch {
 	case errors.Is(err, assertion.ErrKeyWaiting):
 		fmt.Fprintf(c.stdout, "key %s is already published and signs from %s; nothing changed\n", k.ID, k.SignFrom.Format(time.RFC3339))
@@ -87,9 +125,13 @@ func (c *cli) listKeys() error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPUBLISHED\tSIGNS FROM\tSTATE")
+	fmt.Fprintln(tw, "ID\tPUBLISHED\tSIGNS FROM\tSTATE\tPRIVATE KEY")
 	for _, k := range assertion.Describe(keys, time.Now()) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.CreatedAt.Format(time.RFC3339), k.SignFrom.Format(time.RFC3339), k.State)
+		stored := "unsealed"
+		if k.Sealed {
+			stored = "sealed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.CreatedAt.Format(time.RFC3339), k.SignFrom.Format(time.RFC3339), k.State, stored)
 	}
 	return tw.Flush()
 }

@@ -263,7 +263,9 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.assertion {
 		if public == nil {
 			errs = append(errs, errors.New("--assertion needs --public-url: it is the issuer (iss) of the assertions"))
-		} else if err := o.assertionConfig(public).Validate(); err != nil {
+		} else if acfg, err := o.assertionConfig(public); err != nil {
+			errs = append(errs, err)
+		} else if err := acfg.Validate(); err != nil {
 			errs = append(errs, errors.New(assertionFlags.Replace(err.Error())))
 		}
 	}
@@ -341,7 +343,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 		defer keys.Close()
-		acfg := o.assertionConfig(cfg.PublicURL)
+		acfg, err := o.assertionConfig(cfg.PublicURL)
+		if err != nil {
+			return err
+		}
 		acfg.Logger = log
 		iss, err := assertion.New(ctx, keys, acfg)
 		if err != nil {
