@@ -20,21 +20,29 @@ import (
 // default, where a 200 from /resolve writes no access log line; the
 // log=debug case writes one per request (to io.Discard), and the policy
 // case asks /resolve?role=member&max_age=86400 (a role and a recent
-// sign-in). The full picture over real HTTP is bench/resolve.sh.
+// sign-in). The assertion case signs X-Session-Assertion (Config.Assertions),
+// reused per session as under load after each session's first request.
+// The full picture over real HTTP is bench/resolve.sh.
 func BenchmarkResolve(b *testing.B) {
 	for _, bc := range []struct {
-		name   string
-		store  func(b *testing.B) session.Store
-		level  slog.Level
-		policy string
+		name      string
+		store     func(b *testing.B) session.Store
+		level     slog.Level
+		policy    string
+		assertion bool
 	}{
-		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, ""},
-		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }, slog.LevelInfo, ""},
-		{"store=sqlitestore/log=debug", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelDebug, ""},
-		{"store=sqlitestore/policy", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, "role=member&max_age=86400"},
+		{"store=sqlitestore", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, "", false},
+		{"store=memstore", func(*testing.B) session.Store { return memstore.New() }, slog.LevelInfo, "", false},
+		{"store=sqlitestore/log=debug", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelDebug, "", false},
+		{"store=sqlitestore/policy", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, "role=member&max_age=86400", false},
+		{"store=sqlitestore/assertion", func(b *testing.B) session.Store { return openSQLiteStore(b) }, slog.LevelInfo, "", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			ts := newTestServer(b, bc.store(b))
+			var cfg Config
+			if bc.assertion {
+				cfg.Assertions = newAssertions(b)
+			}
+			ts := newTestServerWith(b, bc.store(b), cfg)
 			ts.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: bc.level}))
 			reqs := ts.resolveRequests(b, 1000)
 			for _, r := range reqs {

@@ -32,7 +32,7 @@ var statusClasses = [...]string{"2xx", "3xx", "4xx", "5xx"}
 // event.
 var (
 	sessionEventTypes = []session.EventType{session.EventCreated, session.EventRotated, session.EventExtended, session.EventRevoked, session.EventExpired, session.EventTheftSuspected, session.EventInvalid}
-	resolveOutcomes   = []string{"ok", "unauthenticated", "second_factor_required", "reauth_required", "forbidden", "bad_policy", "rate_limited", "store_unavailable", "canceled"}
+	resolveOutcomes   = []string{"ok", "unauthenticated", "second_factor_required", "reauth_required", "forbidden", "bad_policy", "bad_host", "rate_limited", "store_unavailable", "canceled"}
 	loginFailReasons  = []string{audit.ReasonBadCredentials, audit.ReasonDisabled, audit.ReasonRateLimited, audit.ReasonBusy}
 	rateLimits        = []string{"login", "invalid_token"}
 )
@@ -75,7 +75,7 @@ func newMetrics(version string) *metrics {
 		}, []string{"type"}),
 		resolves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiond_resolve_total",
-			Help: "Resolve (forward-auth) answers by outcome: ok, unauthenticated, second_factor_required and reauth_required (the route's policy asks for more), forbidden (the user lacks the route's role), bad_policy (the proxy's policy query is wrong), rate_limited, store_unavailable, canceled (the client went away first).",
+			Help: "Resolve (forward-auth) answers by outcome: ok, unauthenticated, second_factor_required and reauth_required (the route's policy asks for more), forbidden (the user lacks the route's role), bad_policy (the proxy's policy query is wrong), bad_host (with --assertion, the original host is not a host name), rate_limited, store_unavailable, canceled (the client went away first).",
 		}, []string{"outcome"}),
 		resolveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sessiond_resolve_duration_seconds",

@@ -20,6 +20,9 @@ var noStore = []string{"no-store"}
 type identity struct {
 	session  *session.Session
 	username string
+	// assertion is the X-Session-Assertion value (see Server.assert),
+	// shared and not to be changed; nil without Config.Assertions.
+	assertion []string
 }
 
 // setHeaders sets the identity headers in h: Remote-User, Remote-Groups
@@ -37,7 +40,7 @@ type identity struct {
 //
 // and X-Session-AAL (1 or 2) and X-Session-AMR (how the user proved who
 // they are, RFC 8176 values, comma-separated; empty for a session that
-// records none).
+// records none), and X-Session-Assertion if the identity carries one.
 //
 // The keys are written canonical, and the values share one array and the
 // times one string, to keep the resolve path's allocations down.
@@ -73,6 +76,9 @@ func (id *identity) setHeaders(h http.Header) {
 		h["X-Session-Aal"] = aal1
 	}
 	h["X-Session-Amr"] = []string{strings.Join(s.AMR, ",")}
+	if id.assertion != nil {
+		h["X-Session-Assertion"] = id.assertion
+	}
 }
 
 // The values of X-Session-AAL, shared by all answers.
@@ -179,6 +185,9 @@ func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start tim
 			err = e
 		}
 	}
+	if err == nil {
+		err = s.assert(r, &id)
+	}
 	if err != nil {
 		return s.deny(w, r, err, pol.redirect), identity{}
 	}
@@ -244,6 +253,10 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, err error, redirec
 	case e == errNeedsReauth:
 		s.metrics.resolves.WithLabelValues("reauth_required").Inc()
 		return s.sendToStep(w, r, e, s.stepURL("/login/reauth", s.originalURL(r)), redirect)
+	case e == errAudience:
+		s.metrics.resolves.WithLabelValues("bad_host").Inc()
+		writeError(w, e)
+		return status(e.Code)
 	case e == errLacksRole:
 		s.metrics.resolves.WithLabelValues("forbidden").Inc()
 		if redirect && wantsHTML(r) {

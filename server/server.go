@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/assertion"
 	"github.com/sessiond/sessiond/session"
 )
 
@@ -60,6 +61,11 @@ type Config struct {
 	// answering (a lock, a partition that drops packets) costs callers a
 	// bounded wait and never a 200. Default 2s.
 	StoreTimeout time.Duration
+	// Assertions, if set, signs the X-Session-Assertion header of every
+	// 200 from /resolve and of every request passed to Upstream, and its
+	// keys are served at /.well-known/jwks.json (see jwksPath). Default:
+	// none (no assertion, no key set).
+	Assertions *assertion.Issuer
 	// Version is the version sessiond_build_info reports. Default "dev".
 	Version string
 	// Now returns the current time; nil means time.Now.
@@ -171,6 +177,9 @@ func (s *Server) routes() (public, internal http.Handler) {
 	mux.Handle("GET /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactorPage)))
 	mux.Handle("POST /login/second-factor", s.sessions.Handler(http.HandlerFunc(s.secondFactor)))
 	mux.HandleFunc("POST /api/v1/tokens", s.createToken)
+	if s.cfg.Assertions != nil {
+		mux.HandleFunc("GET "+jwksPath, s.jwks)
+	}
 
 	// Self-service: any signed-in user, by cookie or bearer token.
 	self := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authed(identified(h))) }
@@ -248,7 +257,7 @@ func (s *Server) routes() (public, internal http.Handler) {
 		// Every path but sessiond's own is the app's.
 		own, app := s.secure(own), s.observe(s.proxy(), routeUpstream)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if reserved(r.URL.Path) {
+			if reserved(r.URL.Path) || s.cfg.Assertions != nil && r.URL.Path == jwksPath {
 				own.ServeHTTP(w, r)
 				return
 			}

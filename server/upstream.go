@@ -17,7 +17,8 @@ import (
 // ("/account" covers "/account/password"). sessiond answers them, with its
 // own 404 or 405 where it has no such route, and they never reach the
 // app. Every other path is the app's, /resolve, /metrics, /healthz and
-// /readyz included: Server.Internal serves those.
+// /readyz included: Server.Internal serves those. With Config.Assertions,
+// jwksPath is sessiond's too.
 var reservedPaths = []string{"/login", "/logout", "/account", "/admin", "/api/v1/", "/static/"}
 
 // reserved reports whether path is one of reservedPaths' (see there).
@@ -158,7 +159,7 @@ func (s *Server) proxy() http.Handler {
 			stripHeaders(pr.Out.Trailer)
 			s.setForwarded(pr)
 			if id := identityFrom(pr.In.Context()); id != nil {
-				id.setHeaders(pr.Out.Header)
+				id.setHeaders(pr.Out.Header) // X-Session-Assertion too, with Config.Assertions
 			}
 			// The app never sees sessiond's token.
 			pr.Out.Header.Del("Authorization")
@@ -197,6 +198,11 @@ func (s *Server) proxy() http.Handler {
 				s.sessions.Config().WriteError(w, r, http.StatusForbidden, "cross_origin", "Cross-origin request refused.")
 				return
 			}
+		}
+		if err := s.assert(r, &id); err != nil {
+			s.setHSTS(w.Header())
+			s.deny(w, r, err, true)
+			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
 			body := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}

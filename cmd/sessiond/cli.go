@@ -19,7 +19,7 @@ import (
 	"github.com/sessiond/sessiond/users"
 )
 
-// admin runs c, one of the "users" and "sessions" commands, against the
+// admin runs c, one of the "users", "sessions" and "keys" commands, against the
 // same stores a running server uses, through the application layer with
 // the command line as the actor. Every command but users add refuses to
 // start a new, empty SQLite database.
@@ -49,12 +49,13 @@ func admin(ctx context.Context, c *command, args []string, getenv func(string) s
 		return err
 	}
 	defer st.close()
-	return c.run(&cli{app: st.app, ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, pos, &f)
+	return c.run(&cli{app: st.app, opts: o, ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, pos, &f)
 }
 
 // cli carries out the account and session commands.
 type cli struct {
 	app            *app.App
+	opts           *options
 	ctx            context.Context
 	getenv         func(string) string
 	stdin          io.Reader

@@ -55,6 +55,7 @@ var groups = []group{
 	{"Run the service", []string{"serve"}},
 	{"Users", []string{"users add", "users passwd", "users roles", "users disable", "users enable", "users delete", "users reset-second-factors", "users list"}},
 	{"Sessions", []string{"sessions list", "sessions revoke"}},
+	{"Identity assertions", []string{"keys list", "keys rotate"}},
 	{"Other", []string{"webhook-secret", "version", "help"}},
 }
 
@@ -158,6 +159,24 @@ random one once.`,
 		},
 		run: func(c *cli, pos []string, f *cmdFlags) error { return c.revoke(pos, f.user) },
 	},
+	"keys list": {
+		name: "keys list", summary: "list the keys that sign identity assertions",
+		about:   "List the keys of --assertion (ID, when published, when it signs from, state): the waiting one, the one signing, and the retired ones still published until what they signed expires.",
+		example: "sessiond keys list",
+		run:     func(c *cli, _ []string, _ *cmdFlags) error { return c.listKeys() },
+	},
+	"keys rotate": {
+		name: "keys rotate", summary: "publish a new assertion key, signing after an hour",
+		about: `Publish a new key for --assertion at /.well-known/jwks.json at once; every
+instance starts signing with it an hour later (verifiers that cache the key
+set see it first), and the old one stays published until what it signed has
+expired. Running instances take it up within a minute. If a new key is
+already waiting, nothing changes. Keys also rotate by themselves every
+--assertion-key-lifetime. With --assertion-key-secret-file, the new key's
+private key is sealed with the file's first secret.`,
+		example: "sessiond keys rotate",
+		run:     func(c *cli, _ []string, _ *cmdFlags) error { return c.rotateKeys() },
+	},
 	"version": {name: "version", summary: "print the version"},
 	"webhook-secret": {name: "webhook-secret", summary: "print a new webhook secret (whsec_...) for --webhook-secret",
 		about: "Print a new random secret, in Standard Webhooks' format, for --webhook-secret\nor a \"webhook = URL whsec_...\" line of the config file."},
@@ -177,6 +196,7 @@ var flagGroups = []struct {
 	{"Data", []string{"store", "users", "store-timeout", "audit-retention"}},
 	{"Sessions", []string{"idle-timeout", "absolute-timeout", "remember-me-timeout", "max-sessions-per-user", "reject-at-limit"}},
 	{"Sign-in", []string{"require-second-factor", "require-second-factor-for"}},
+	{"Identity assertions", []string{"assertion", "assertion-audience", "assertion-key-lifetime", "assertion-key-secret-file"}},
 	{"Cookie", []string{"cookie-name", "cookie-domain", "cookie-samesite", "dev-insecure-cookie"}},
 	{"Webhooks", []string{"webhook", "webhook-secret", "webhook-max-attempts", "webhook-max-age", "webhook-timeout"}},
 	{"Settings and logs", []string{"config", "log-format", "log-level"}},
@@ -200,7 +220,10 @@ environment, which beats the file. "sessiond help serve" lists them all.
 `)
 }
 
-// writeGroupUsage writes the commands of group ("users", "sessions").
+// isGroup reports whether name is a group of commands ("users").
+func isGroup(name string) bool { return name == "users" || name == "sessions" || name == "keys" }
+
+// writeGroupUsage writes the commands of group ("users", "sessions", "keys").
 func writeGroupUsage(w io.Writer, group string) {
 	fmt.Fprintf(w, "Usage: sessiond %s COMMAND [ARGS] [FLAGS]\n\n", group)
 	for _, g := range groups {
@@ -282,7 +305,7 @@ func commandFlags(c *command, o *options, f *cmdFlags) *flag.FlagSet {
 // returns the command and the other arguments, or a usageError.
 func lookupCommand(args []string) (*command, []string, error) {
 	name, rest := args[0], args[1:]
-	if name != "users" && name != "sessions" {
+	if !isGroup(name) {
 		if c := commands[name]; c != nil {
 			return c, rest, nil
 		}

@@ -47,6 +47,13 @@ type options struct {
 	// roles) say who must prove a second factor (app.SecondFactorPolicy).
 	requireSecondFactor    bool
 	requireSecondFactorFor string
+	// assertion turns X-Session-Assertion on (server.Config.Assertions).
+	assertion            bool
+	assertionAudience    string
+	assertionKeyLifetime time.Duration
+	// assertionKeySecretFile holds the key-encryption keys
+	// (assertion.Config.KeySecrets).
+	assertionKeySecretFile string
 	logFormat              string
 	logLevel               string
 	// webhooks are the --webhook values ("URL" or "URL whsec_…"), and
@@ -114,6 +121,10 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.webhookMaxAttempts, "webhook-max-attempts", 15, "attempts to deliver an event to a webhook before giving up on it (a dead letter, retried from the admin console)")
 	fs.DurationVar(&o.webhookMaxAge, "webhook-max-age", 72*time.Hour, "give up on delivering an event to a webhook this long after it happened")
 	fs.DurationVar(&o.webhookTimeout, "webhook-timeout", 10*time.Second, "longest wait for a webhook to answer one delivery; a delivery in flight when an instance dies is retried by another after 3 times this")
+	fs.BoolVar(&o.assertion, "assertion", false, "sign an X-Session-Assertion JWT (ES256) into /resolve answers and upstream requests, with keys at /.well-known/jwks.json (needs --public-url, the issuer)")
+	fs.StringVar(&o.assertionAudience, "assertion-audience", "", "the aud claim (`host`) of every assertion, e.g. app.example.com (default: the host of each original request)")
+	fs.DurationVar(&o.assertionKeyLifetime, "assertion-key-lifetime", 30*24*time.Hour, "rotate the assertion signing key this often")
+	fs.StringVar(&o.assertionKeySecretFile, "assertion-key-secret-file", "", "seal the signing keys' private keys in the database with the first secret in this `file` (lines of 32 bytes in base64: openssl rand -base64 32); any secret in it opens them (default: stored unsealed)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }

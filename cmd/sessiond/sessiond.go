@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/assertion"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return flag.ErrHelp
 	case args[0] == "help":
 		return help(args[1:], stdout)
-	case (args[0] == "users" || args[0] == "sessions") && (len(args) == 1 || isHelp(args[1])):
+	case isGroup(args[0]) && (len(args) == 1 || isHelp(args[1])):
 		if len(args) == 1 {
 			return &usageError{cmd: args[0], msg: args[0] + ": which command?"}
 		}
@@ -104,7 +105,7 @@ func help(args []string, stdout io.Writer) error {
 	case len(args) == 0:
 		writeUsage(stdout)
 		return flag.ErrHelp
-	case len(args) == 1 && (args[0] == "users" || args[0] == "sessions"):
+	case len(args) == 1 && isGroup(args[0]):
 		writeGroupUsage(stdout, args[0])
 		return flag.ErrHelp
 	}
@@ -265,6 +266,15 @@ func (o *options) serverConfig() (server.Config, session.Config, error) {
 	if o.auditRetention < 0 {
 		errs = append(errs, fmt.Errorf("--audit-retention %v: use a positive duration, such as 2160h (90 days), or 0 to keep events forever", o.auditRetention))
 	}
+	if o.assertion {
+		if public == nil {
+			errs = append(errs, errors.New("--assertion needs --public-url: it is the issuer (iss) of the assertions"))
+		} else if acfg, err := o.assertionConfig(public); err != nil {
+			errs = append(errs, err)
+		} else if err := acfg.Validate(); err != nil {
+			errs = append(errs, errors.New(assertionFlags.Replace(err.Error())))
+		}
+	}
 	cfg := server.Config{PublicURL: public, TrustedProxies: proxies, TLS: o.tlsCert != "", Upstream: upstream, SeparateInternal: o.internalAddr() != "", StoreTimeout: o.storeTimeout}
 	return cfg, scfg, errors.Join(errs...)
 }
@@ -337,6 +347,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stores.Close()
+	if o.assertion {
+		keys, err := openKeys(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer keys.Close()
+		acfg, err := o.assertionConfig(cfg.PublicURL)
+		if err != nil {
+			return err
+		}
+		acfg.Logger = log
+		iss, err := assertion.New(ctx, keys, acfg)
+		if err != nil {
+			return err
+		}
+		defer iss.Close()
+		cfg.Assertions = iss
+		log.Info("identity assertions on", "issuer", acfg.Issuer, "jwks", acfg.Issuer+"/.well-known/jwks.json")
+	}
 	wh, err := openWebhooks(ctx, o, hooks, log)
 	if err != nil {
 		return err

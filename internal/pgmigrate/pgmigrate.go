@@ -1,5 +1,5 @@
 // Package pgmigrate applies the schema migrations of sessiond's PostgreSQL
-// components (store/pgstore, users/pgusers), which may share one database.
+// components (store/pgstore, users/pgusers, assertion), which may share one database.
 //
 // Each component has an ordered list of migrations and records the ones it
 // has applied in the table sessiond_schema_migrations, one row per

@@ -1,5 +1,5 @@
 // Package pgpool opens the PostgreSQL connection pools of sessiond's
-// components (store/pgstore, users/pgusers), which may share one database,
+// components (store/pgstore, users/pgusers, assertion), which may share one database,
 // with the same settings: durable commits on every connection, and the
 // component's schema brought up to date by internal/pgmigrate.
 //

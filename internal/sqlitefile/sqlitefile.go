@@ -1,5 +1,5 @@
 // Package sqlitefile opens a SQLite database file the way sessiond's SQLite
-// packages (store/sqlitestore, users/sqliteusers) use it, so that they can
+// packages (store/sqlitestore, users/sqliteusers, assertion) use it, so that they can
 // keep their tables in one file, each through its own connections, with the
 // same settings:
 //

@@ -25,6 +25,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/assertion"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
@@ -69,6 +70,8 @@ type backend struct {
 	// close closes every handle and removes what the case stored in a
 	// shared server (its Redis keys, its PostgreSQL schema).
 	close func() error
+	// keys, if not nil, signs X-Session-Assertion (sqlite-assertion).
+	keys assertion.KeyStore
 }
 
 // openBackend opens the stores of kind: sqlite and memstore in dir,
@@ -105,7 +108,14 @@ func openBackend(ctx context.Context, kind, dir, redisURL, pgURL string) (*backe
 	sqliteUsers := "sqlite:" + dbPath // as serve: users in the SQLite file
 
 	switch kind {
-	case "sqlite", "memstore":
+	case "sqlite", "memstore", "sqlite-assertion":
+		if kind == "sqlite-assertion" { // keys in the users' file, as serve --assertion keeps them
+			ks, err := assertion.OpenSQLite(dbPath)
+			if err != nil {
+				return fail(err)
+			}
+			b.keys, closers = ks, append(closers, ks.Close)
+		}
 		storeURL := "sqlite:" + dbPath
 		if kind == "memstore" {
 			storeURL = "memory:"

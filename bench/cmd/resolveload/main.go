@@ -50,7 +50,8 @@ func main() {
 // A caseSpec is one server under test.
 type caseSpec struct {
 	name string
-	// kind is bare, bare-headers, sqlite, memstore, redis,
+	// kind is bare, bare-headers, sqlite, sqlite-assertion (with
+	// X-Session-Assertion), memstore, redis,
 	// redis-unfenced, redis-nocache, postgres (sessiond), or scs-memstore,
 	// scs-redis, scs-postgres (the peer, alexedwards/scs).
 	kind     string
@@ -71,6 +72,7 @@ var knownCases = []caseSpec{
 	{"sqlite-1k-policy", "sqlite", 1000, false},
 	{"memstore-1k", "memstore", 1000, false},
 	{"memstore-100k", "memstore", 100_000, false},
+	{"sqlite-1k-assertion", "sqlite-assertion", 1000, false},
 	{"sqlite-1k-touch", "sqlite", 1000, true},
 	{"sqlite-100k-touch", "sqlite", 100_000, true},
 	{"redis-1k", "redis", 1000, false},

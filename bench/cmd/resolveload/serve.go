@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessiond/sessiond/assertion"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/users"
@@ -42,7 +43,7 @@ const sessionsPerUser = 10
 // serves net/http/pprof and /clock.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("resolveload serve", flag.ContinueOnError)
-	kind := fs.String("kind", "", "bare, bare-headers, sqlite, memstore, redis, redis-unfenced, redis-nocache, postgres, scs-memstore, scs-redis or scs-postgres")
+	kind := fs.String("kind", "", "bare, bare-headers, sqlite, sqlite-assertion, memstore, redis, redis-unfenced, redis-nocache, postgres, scs-memstore, scs-redis or scs-postgres")
 	n := fs.Int("sessions", 1000, "sessions to preload (bare: random cookies to send)")
 	dir := fs.String("dir", "", "directory for the database and the cookie file; its base name names the case's Redis keys and PostgreSQL schema")
 	redisURL := fs.String("redis", defaultRedis, "the Redis of the redis kinds")
@@ -179,7 +180,15 @@ func sessiondHandler(be *backend, n int, clk *clock) (http.Handler, []string, er
 	store, udir := be.store, be.dir
 	accounts := users.NewAccounts(udir, users.Params{})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv, err := server.New(server.Config{Now: clk.Now}, server.Deps{
+	cfg := server.Config{Now: clk.Now}
+	if be.keys != nil {
+		iss, err := assertion.New(ctx, be.keys, assertion.Config{Issuer: "https://login.example.com"}) // the real clock: the key schedule must not jump with clk
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Assertions = iss
+	}
+	srv, err := server.New(cfg, server.Deps{
 		Store: store, Session: session.Config{Now: clk.Now}, Accounts: accounts, Audit: udir, Logger: log,
 	})
 	if err != nil {
