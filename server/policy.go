@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessiond/sessiond/app"
@@ -47,6 +49,35 @@ const (
 )
 
 var errPolicy = errors.New("bad policy")
+
+// maxCachedPolicies bounds policyCache: a proxy sends a handful of
+// distinct policies, one per protected location.
+const maxCachedPolicies = 256
+
+// policyCache keeps parsed policies by their query string, so that a
+// resolve with a policy parses nothing: the few a proxy sends are parsed
+// once. Past maxCachedPolicies distinct ones (a client that can reach
+// /resolve sending its own), policies are parsed each time and not kept.
+// Wrong ones are never kept. The zero value is ready to use.
+type policyCache struct {
+	m sync.Map // raw query → policy
+	n atomic.Int32
+}
+
+// get returns the policy of rawQuery (parsePolicy).
+func (c *policyCache) get(rawQuery string) (policy, error) {
+	if rawQuery == "" {
+		return policy{}, nil
+	}
+	if p, ok := c.m.Load(rawQuery); ok {
+		return p.(policy), nil
+	}
+	p, err := parsePolicy(rawQuery)
+	if err == nil && c.n.Load() < maxCachedPolicies && c.n.Add(1) <= maxCachedPolicies {
+		c.m.Store(rawQuery, p)
+	}
+	return p, err
+}
 
 // parsePolicy reads the policy in a /resolve query string. A parameter it
 // does not know, one given twice, or a value out of range is an error: a

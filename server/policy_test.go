@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -257,5 +258,33 @@ func TestResolveAppCookie(t *testing.T) {
 	ps.Internal().ServeHTTP(w, r)
 	if w.Code != 200 || w.Header()["Cookie"] != nil {
 		t.Errorf("without app_cookie: status %d, Cookie %q, want none", w.Code, w.Header()["Cookie"])
+	}
+}
+
+// TestPolicyCache: the cache answers as parsePolicy does, keeps no wrong
+// policy, and keeps at most maxCachedPolicies however many distinct ones
+// arrive.
+func TestPolicyCache(t *testing.T) {
+	var c policyCache
+	for range 2 {
+		if p, err := c.get("role=admin&aal=2"); err != nil || p.aal != 2 || !slices.Equal(p.roles, []string{"admin"}) {
+			t.Fatalf("get: %+v, %v", p, err)
+		}
+		if _, err := c.get("aal=3"); !errors.Is(err, errPolicy) {
+			t.Fatalf("a wrong policy: %v, want errPolicy", err)
+		}
+	}
+	if _, ok := c.m.Load("aal=3"); ok {
+		t.Error("a wrong policy was kept")
+	}
+	for i := range 3 * maxCachedPolicies {
+		if p, err := c.get(fmt.Sprintf("max_age=%d", i+1)); err != nil || p.maxAge != time.Duration(i+1)*time.Second {
+			t.Fatalf("max_age=%d: %+v, %v", i+1, p, err)
+		}
+	}
+	n := 0
+	c.m.Range(func(_, _ any) bool { n++; return true })
+	if n > maxCachedPolicies {
+		t.Errorf("%d policies kept, want at most %d", n, maxCachedPolicies)
 	}
 }

@@ -175,7 +175,7 @@ func (s *Server) answerResolve(w http.ResponseWriter, r *http.Request, start tim
 	var pol policy
 	if r.URL.Path == "/resolve" { // under /resolve/ the query is the original request's (Envoy)
 		var err error
-		if pol, err = parsePolicy(r.URL.RawQuery); err != nil {
+		if pol, err = s.policies.get(r.URL.RawQuery); err != nil {
 			return s.badPolicy(w, r, err), identity{}
 		}
 	}

@@ -102,6 +102,8 @@ type Server struct {
 	internal http.Handler
 
 	invalidToken *limiter
+	// policies keeps the parsed policies of /resolve's query strings.
+	policies policyCache
 }
 
 // Deps are the parts a Server is built from: those of its application
