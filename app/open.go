@@ -72,6 +72,16 @@ func ParseStoreURL(s string) (StoreURL, error) {
 	return StoreURL{}, fmt.Errorf("%q: use sqlite:PATH, postgres://..., redis://... (rediss://, redis+sentinel://, redis+cluster://) or memory:", RedactURL(s))
 }
 
+// DatabaseURL returns the URL of the database a session store URL names,
+// without the session store's own parameters (a PostgreSQL store's cache
+// settings): what the accounts, and what else shares that database, open.
+func DatabaseURL(storeURL string) string {
+	if st, err := ParseStoreURL(storeURL); err == nil && st.Kind == "postgres" {
+		return pgstore.DatabaseURL(storeURL)
+	}
+	return storeURL
+}
+
 // OpenStores opens the session store at storeURL and the accounts and
 // audit log at usersURL (sqlite:PATH or postgres://…; "" means the
 // session store's database, which must then be one of those). Close the
@@ -82,7 +92,7 @@ func OpenStores(ctx context.Context, storeURL, usersURL string) (*Stores, error)
 		return nil, fmt.Errorf("session store %w", err)
 	}
 	if usersURL == "" {
-		usersURL = storeURL
+		usersURL = DatabaseURL(storeURL)
 	}
 	ut, err := ParseStoreURL(usersURL)
 	if err == nil && (ut.Kind == "memory" || ut.Kind == "redis") {

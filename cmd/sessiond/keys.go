@@ -71,7 +71,7 @@ var assertionFlags = strings.NewReplacer(
 func openKeys(ctx context.Context, o *options) (assertion.KeyStore, error) {
 	u := o.usersURL()
 	if u == "" {
-		u = o.store
+		u = app.DatabaseURL(o.store)
 	}
 	st, err := app.ParseStoreURL(u)
 	if err != nil {

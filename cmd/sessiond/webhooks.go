@@ -100,7 +100,7 @@ type webhooks struct {
 func openWebhooks(ctx context.Context, o *options, hooks []webhook.Hook, log *slog.Logger) (*webhooks, error) {
 	u := o.usersURL()
 	if u == "" {
-		u = o.store
+		u = app.DatabaseURL(o.store)
 	}
 	st, err := app.ParseStoreURL(u)
 	if err != nil {

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -75,4 +76,22 @@ func parseBytes(v string) (int, error) {
 		return 0, fmt.Errorf("want a size from 4KiB to 64GiB (bytes, or a number with KiB, MiB or GiB)")
 	}
 	return n * unit, nil
+}
+
+// DatabaseURL returns the connection URL u without the Store's own
+// parameters (cache, cache_entries, cache_bytes): the URL of the database
+// itself, for other components that share it, whose driver would send
+// those parameters to the server, which refuses them. A u that is not a
+// URL is returned as it is.
+func DatabaseURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.RawQuery == "" {
+		return u
+	}
+	q := p.Query()
+	for _, k := range []string{"cache", "cache_entries", "cache_bytes"} {
+		q.Del(k)
+	}
+	p.RawQuery = q.Encode()
+	return p.String()
 }
