@@ -61,10 +61,10 @@ func TestOpenStoresErrorsNameNoPassword(t *testing.T) {
 func TestDatabaseURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:pw@db:5432/sessiond?cache=off&sslmode=require&cache_bytes=8MiB&cache_entries=10": "postgres://u:pw@db:5432/sessiond?sslmode=require",
-		"postgres://db/sessiond?cache=on":          "postgres://db/sessiond",
-		"postgres://db/sessiond?search_path=x":     "postgres://db/sessiond?search_path=x",
-		"sqlite:sessiond-data/sessiond.db":         "sqlite:sessiond-data/sessiond.db",
-		"redis://127.0.0.1:6379/0?cache=off":       "redis://127.0.0.1:6379/0?cache=off",
+		"postgres://db/sessiond?cache=on":      "postgres://db/sessiond",
+		"postgres://db/sessiond?search_path=x": "postgres://db/sessiond?search_path=x",
+		"sqlite:sessiond-data/sessiond.db":     "sqlite:sessiond-data/sessiond.db",
+		"redis://127.0.0.1:6379/0?cache=off":   "redis://127.0.0.1:6379/0?cache=off",
 	} {
 		if got := app.DatabaseURL(in); got != want {
 			t.Errorf("DatabaseURL(%q) = %q, want %q", in, got, want)
