@@ -43,24 +43,39 @@ type identity struct {
 // records none), and X-Session-Assertion if the identity carries one.
 //
 // The keys are written canonical, and the values share one array and the
-// times one string, to keep the resolve path's allocations down.
+// times and methods one string, to keep the resolve path's allocations
+// down.
 func (id *identity) setHeaders(h http.Header) {
 	s := id.session
 	const n = len("2006-01-02T15:04:05Z") // a UTC time in RFC 3339, as AppendFormat writes it
-	var buf [3 * n]byte
+	var buf [3*n + 32]byte                // and the methods: "pwd,otp,mfa" and the like
 	b := s.ExpiresAt().UTC().AppendFormat(buf[:0], time.RFC3339)
 	end1 := len(b)
 	b = s.AbsoluteDeadline.UTC().AppendFormat(b, time.RFC3339)
 	end2 := len(b)
-	times := string(s.AuthenticatedAt.UTC().AppendFormat(b, time.RFC3339)) // one allocation for the three
+	b = s.AuthenticatedAt.UTC().AppendFormat(b, time.RFC3339)
+	end3 := len(b)
+	for i, m := range s.AMR {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	str := string(b) // one allocation for the three times and the methods
+	aal := "1"
+	if s.AAL() == 2 {
+		aal = "2"
+	}
 	v := [...]string{
 		id.username,
 		strings.Join(s.Roles, ","),
 		s.UserID,
 		s.ID,
-		times[:end1],
-		times[end1:end2],
-		times[end2:],
+		str[:end1],
+		str[end1:end2],
+		str[end2:end3],
+		aal,
+		str[end3:],
 	}
 	vals := v[:]
 	h["Remote-User"] = vals[0:1:1]
@@ -70,19 +85,12 @@ func (id *identity) setHeaders(h http.Header) {
 	h["X-Session-Expires-At"] = vals[4:5:5]
 	h["X-Session-Absolute-Expires-At"] = vals[5:6:6]
 	h["X-Session-Authenticated-At"] = vals[6:7:7]
-	if s.AAL() == 2 {
-		h["X-Session-Aal"] = aal2
-	} else {
-		h["X-Session-Aal"] = aal1
-	}
-	h["X-Session-Amr"] = []string{strings.Join(s.AMR, ",")}
+	h["X-Session-Aal"] = vals[7:8:8]
+	h["X-Session-Amr"] = vals[8:9:9]
 	if id.assertion != nil {
 		h["X-Session-Assertion"] = id.assertion
 	}
 }
-
-// The values of X-Session-AAL, shared by all answers.
-var aal1, aal2 = []string{"1"}, []string{"2"}
 
 type identityKey struct{}
 
