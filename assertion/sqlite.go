@@ -125,44 +125,8 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
-// migrateSQLite brings this package's schema up to date in one IMMEDIATE
-// transaction, as users/sqliteusers does, under its own row of
-// schema_versions.
+// migrateSQLite brings this package's schema up to date under its own row
+// of schema_versions (sqlitefile.MigrateComponent).
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_versions (
-		component TEXT    NOT NULL PRIMARY KEY,
-		version   INTEGER NOT NULL
-	) STRICT`); err != nil {
-		return fmt.Errorf("create schema_versions: %w", err)
-	}
-	var version int
-	err = tx.QueryRowContext(ctx, "SELECT version FROM schema_versions WHERE component = ?", sqliteComponent).Scan(&version)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	switch {
-	case version == len(sqliteMigrations):
-		return nil
-	case version > len(sqliteMigrations):
-		return fmt.Errorf("database schema version %d of %s is newer than this program supports (%d): upgrade the program", version, sqliteComponent, len(sqliteMigrations))
-	case version < 0:
-		return fmt.Errorf("database schema version %d is invalid", version)
-	}
-	for v := version; v < len(sqliteMigrations); v++ {
-		if _, err := tx.ExecContext(ctx, sqliteMigrations[v]); err != nil {
-			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
-		ON CONFLICT (component) DO UPDATE SET version = excluded.version`,
-		sqliteComponent, len(sqliteMigrations)); err != nil {
-		return fmt.Errorf("write schema version: %w", err)
-	}
-	return tx.Commit()
+	return sqlitefile.MigrateComponent(ctx, db, sqliteComponent, sqliteMigrations)
 }

@@ -3,20 +3,12 @@ package sqliteusers
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
+
+	"github.com/sessiond/sessiond/internal/sqlitefile"
 )
 
 // component names this package's row in schema_versions.
 const component = "users"
-
-// createVersions creates the table of schema versions, one row per
-// component sharing the file. It is not one of this package's migrations:
-// another component may have created it first.
-const createVersions = `CREATE TABLE IF NOT EXISTS schema_versions (
-	component TEXT    NOT NULL PRIMARY KEY,
-	version   INTEGER NOT NULL
-) STRICT`
 
 // migrations are the schema changes in order: migrations[i] takes this
 // package's tables from version i to version i+1 (its row in
@@ -118,46 +110,9 @@ var migrations = []string{
 	END;`,
 }
 
-// migrate brings this package's schema in db up to date. It runs in one
-// IMMEDIATE transaction, so when several processes open a new file at
-// once, one creates the schema and the others, waiting for the write lock,
-// then find it done. It refuses a database whose schema is newer than this
-// code. Open runs it (through sqlitefile) and prefixes its errors.
+// migrate brings this package's schema in db up to date
+// (sqlitefile.MigrateComponent). Open runs it (through sqlitefile) and
+// prefixes its errors.
 func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the writer pool's (see sqlitefile)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, createVersions); err != nil {
-		return fmt.Errorf("create schema_versions: %w", err)
-	}
-	var version int
-	err = tx.QueryRowContext(ctx, "SELECT version FROM schema_versions WHERE component = ?", component).Scan(&version)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	switch {
-	case version == len(migrations):
-		return nil
-	case version > len(migrations):
-		return fmt.Errorf("database schema version %d is newer than this program supports (%d): upgrade the program", version, len(migrations))
-	case version < 0:
-		return fmt.Errorf("database schema version %d is invalid", version)
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
-		ON CONFLICT (component) DO UPDATE SET version = excluded.version`,
-		component, len(migrations)); err != nil {
-		return fmt.Errorf("write schema version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
+	return sqlitefile.MigrateComponent(ctx, db, component, migrations)
 }

@@ -217,7 +217,7 @@ func TestVersionMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sessiond.db")
 	raw := rawDB(t, path)
 	for _, q := range []string{
-		createVersions, migrations[0], migrations[1],
+		sqlitefile.CreateSchemaVersions, migrations[0], migrations[1],
 		"INSERT INTO schema_versions (component, version) VALUES ('users', 2)",
 		`INSERT INTO users (id, username, roles, disabled, password_hash, created_at, updated_at)
 			VALUES ('u_old', 'old', '["admin"]', 0, 'h', NULL, NULL)`,

@@ -14,7 +14,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -80,39 +79,10 @@ func Open(path string) (*Outbox, error) {
 // Close closes the outbox's connections.
 func (o *Outbox) Close() error { return o.db.Close() }
 
+// migrate brings the outbox's schema up to date under its own row of
+// schema_versions (sqlitefile.MigrateComponent).
 func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_versions (
-		component TEXT    NOT NULL PRIMARY KEY,
-		version   INTEGER NOT NULL
-	) STRICT`); err != nil {
-		return fmt.Errorf("create schema_versions: %w", err)
-	}
-	var version int
-	err = tx.QueryRowContext(ctx, "SELECT version FROM schema_versions WHERE component = ?", component).Scan(&version)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	switch {
-	case version == len(migrations):
-		return nil
-	case version > len(migrations) || version < 0:
-		return fmt.Errorf("database schema version %d of %s is newer than this program supports (%d): upgrade the program", version, component, len(migrations))
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
-		ON CONFLICT (component) DO UPDATE SET version = excluded.version`, component, len(migrations)); err != nil {
-		return fmt.Errorf("write schema version: %w", err)
-	}
-	return tx.Commit()
+	return sqlitefile.MigrateComponent(ctx, db, component, migrations)
 }
 
 // SetHooks implements webhook.Outbox.
