@@ -139,6 +139,19 @@ type passkeyAnswer struct {
 
 var errNoCredential = app.Errorf(app.CodeInvalid, "The body needs the passkey's answer: {\"credential\":{…}}.")
 
+// ceremonyAnswer is the ceremony ID (ceremonyID) and the answer
+// (readPasskeyAnswer) of a ceremony's finish; ok is false, the refusal
+// written, for a body it cannot read.
+func (s *Server) ceremonyAnswer(w http.ResponseWriter, r *http.Request) (id string, ans passkeyAnswer, ok bool) {
+	id = ceremonyID(w, r)
+	ans, err := readPasskeyAnswer(w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return "", ans, false
+	}
+	return id, ans, true
+}
+
 // readPasskeyAnswer reads a finish's body: JSON, at most maxPasskeyBody
 // bytes, no unknown field, a credential object.
 func readPasskeyAnswer(w http.ResponseWriter, r *http.Request) (passkeyAnswer, error) {
@@ -186,10 +199,8 @@ func (s *Server) passkeyLoginFinish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errCrossOrigin)
 		return
 	}
-	id := ceremonyID(w, r)
-	ans, err := readPasskeyAnswer(w, r)
-	if err != nil {
-		s.writeErr(w, r, err)
+	id, ans, ok := s.ceremonyAnswer(w, r)
+	if !ok {
 		return
 	}
 	u, sess, err := s.app.FinishPasskeyLogin(r.Context(), rp, id, ans.Credential, ans.Remember, s.sessions.ClientOf(r), func(l session.Login) (*session.Session, error) {
@@ -284,10 +295,8 @@ func (s *Server) passkeyStepFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := ceremonyID(w, r)
-	ans, err := readPasskeyAnswer(w, r)
-	if err != nil {
-		s.writeErr(w, r, err)
+	id, ans, ok := s.ceremonyAnswer(w, r)
+	if !ok {
 		return
 	}
 	u, sess, err := s.app.CompleteSecondFactorWithPasskey(r.Context(), ticket, rp, id, ans.Credential, s.sessions.ClientOf(r), func(l session.Login) (*session.Session, error) {
@@ -330,10 +339,8 @@ func (s *Server) passkeyReauthFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := ceremonyID(w, r)
-	ans, err := readPasskeyAnswer(w, r)
-	if err != nil {
-		s.writeErr(w, r, err)
+	id, ans, ok := s.ceremonyAnswer(w, r)
+	if !ok {
 		return
 	}
 	rotate, token := s.rotateOwn(w, r)
@@ -371,10 +378,8 @@ func (s *Server) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := ceremonyID(w, r)
-	ans, err := readPasskeyAnswer(w, r)
-	if err != nil {
-		s.writeErr(w, r, err)
+	id, ans, ok := s.ceremonyAnswer(w, r)
+	if !ok {
 		return
 	}
 	p, err := s.app.FinishPasskeyRegistration(r.Context(), s.actor(r), rp, id, ans.Name, ans.Credential)
