@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/session/storetest"
@@ -279,14 +281,21 @@ func delayProxy(t testing.TB, addr string, delay time.Duration) string {
 func busyRoutes(st *Store) int {
 	st.fences.mu.Lock()
 	defer st.fences.mu.Unlock()
-	return len(st.fences.routes)
+	n := 0
+	for _, r := range st.fences.routes {
+		if r.busy {
+			n++
+		}
+	}
+	return n
 }
 
-// TestFenceShared checks that concurrent lookups share fences, that a
-// lone lookup sends its own at once, and that a lookup whose context is
-// canceled does not fail the others.
+// TestFenceShared checks, with no leases, that concurrent lookups share
+// fences, that a lone lookup sends its own at once, and that a lookup
+// whose context is canceled does not fail the others.
 func TestFenceShared(t *testing.T) {
 	st := localStore(t)
+	st.fences.leased = false
 	s := newSession("user-" + randID())
 	storetest.MustCreate(t, st, s)
 	rk := st.recordKey(s.UserID, s.ID)
@@ -348,6 +357,106 @@ func TestFenceShared(t *testing.T) {
 	if n := busyRoutes(st); n != 0 {
 		t.Errorf("%d routes left busy after the lookups", n)
 	}
+}
+
+// TestFenceLease checks that a fence serves the lookups that begin within
+// lease.Read of the moment it was sent without a fence of their own, that
+// a lookup with half the lease left sends a fence in the background and
+// is served at once, and that a lookup after the lease waits for a fence.
+func TestFenceLease(t *testing.T) {
+	st := localStore(t)
+	s := newSession("user-" + randID())
+	storetest.MustCreate(t, st, s)
+	lookup := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		if _, err := st.ByHash(ctx, s.TokenHash); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	lookup() // caches the pointer and the record
+	time.Sleep(lease.Read + time.Millisecond)
+
+	sent := st.fences.sent.Load()
+	lookup() // the lease has run out: a fence
+	if n := st.fences.sent.Load() - sent; n != 1 {
+		t.Fatalf("a lookup after the lease ran out sent %d fences, want 1", n)
+	}
+	sent = st.fences.sent.Load()
+	for range 100 {
+		lookup()
+	}
+	// Unless the machine stalled the lookups past half the lease, none
+	// sent a fence.
+	if n := st.fences.sent.Load() - sent; n > 1 {
+		t.Errorf("100 lookups under the lease sent %d fences, want at most 1", n)
+	}
+
+	// With half the lease left, a lookup is served and renews it in the
+	// background.
+	time.Sleep(lease.Read/2 + time.Millisecond)
+	sent = st.fences.sent.Load()
+	lookup()
+	deadline := time.Now().Add(time.Second)
+	for st.fences.sent.Load() == sent || busyRoutes(st) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fence renewed the lease: %d sent, %d routes busy", st.fences.sent.Load()-sent, busyRoutes(st))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := st.fences.sent.Load() - sent; n != 1 {
+		t.Errorf("a lookup with half the lease left sent %d fences, want 1", n)
+	}
+	// The renewed lease serves the next lookups.
+	sent = st.fences.sent.Load()
+	lookup()
+	if n := st.fences.sent.Load() - sent; n != 0 {
+		t.Errorf("a lookup under the renewed lease sent %d fences, want 0", n)
+	}
+}
+
+// TestChangesSettle checks that every change that ends or narrows a
+// session returns no sooner than lease.Write after Redis made it, and
+// that a change that ends none does not wait.
+func TestChangesSettle(t *testing.T) {
+	st := localStore(t)
+	timed := func(what string, wait bool, f func() error) {
+		t.Helper()
+		start := time.Now()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		took := time.Since(start)
+		if wait && took < lease.Write {
+			t.Errorf("%s returned after %v, want at least %v", what, took, lease.Write)
+		}
+		if !wait && took >= lease.Write {
+			t.Logf("%s, which ends no session, took %v (a slow machine?)", what, took)
+		}
+	}
+	user := "user-" + randID()
+	s := newSession(user)
+	timed("Create", false, func() error { _, err := st.Create(ctx, s, session.Limit{}); return err })
+	timed("Touch", false, func() error {
+		return st.Touch(ctx, s.ID, session.TouchInfo{At: time.Now(), IdleDeadline: s.IdleDeadline})
+	})
+	s.Roles = nil
+	timed("Update", true, func() error { return st.Update(ctx, s) })
+	timed("Delete", true, func() error { return st.Delete(ctx, s.ID) })
+	for range 2 {
+		storetest.MustCreate(t, st, newSession(user))
+	}
+	timed("DeleteByUser", true, func() error { _, err := st.DeleteByUser(ctx, user, ""); return err })
+	timed("DeleteByUser of nobody's sessions", false, func() error { _, err := st.DeleteByUser(ctx, user, ""); return err })
+	storetest.MustCreate(t, st, newSession(user))
+	timed("Create evicting at the limit", true, func() error {
+		evicted, err := st.Create(ctx, newSession(user), session.Limit{Max: 1})
+		if err == nil && len(evicted) != 1 {
+			err = fmt.Errorf("evicted %v, want one session", evicted)
+		}
+		return err
+	})
 }
 
 // TestFenceDeadlines checks that a lookup waiting on a shared fence

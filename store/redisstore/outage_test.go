@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/session/storetest"
@@ -15,7 +16,8 @@ import (
 // TestOutage kills Redis (SIGKILL) under a stream of lookups, keeps it down
 // for a second, and starts it again on the same port, empty (it keeps no
 // data). It checks that no lookup started while Redis was down returns a
-// session, that lookups then fail with an error other than ErrNotFound,
+// session, but under the lease of a fence answered before (lease.Read at
+// most after the last), that lookups then fail with an error other than ErrNotFound,
 // that the same Store works again within 5 seconds of the restart, and
 // that it serves none of the sessions it had cached before the outage.
 func TestOutage(t *testing.T) {
@@ -41,6 +43,8 @@ func TestOutage(t *testing.T) {
 
 			var (
 				down      atomic.Bool // true from when the Redis process has exited until it is started again
+				killed    atomic.Int64 // the lease.Now at which it was killed
+				leased    atomic.Int64
 				served    atomic.Int64
 				notFound  atomic.Int64
 				failed    atomic.Int64
@@ -56,12 +60,14 @@ func TestOutage(t *testing.T) {
 							return
 						default:
 						}
-						wasDown := down.Load()
+						wasDown, start := down.Load(), lease.Now()
 						s, err := st.ByHash(ctx, hashes[i%len(hashes)])
 						if !wasDown {
 							continue
 						}
 						switch {
+						case err == nil && start-killed.Load() < int64(lease.Read):
+							leased.Add(1) // under the lease of a fence sent before
 						case err == nil:
 							served.Add(1)
 							t.Errorf("during the outage ByHash returned session %s", s.ID)
@@ -75,6 +81,7 @@ func TestOutage(t *testing.T) {
 				})
 			}
 			time.Sleep(100 * time.Millisecond)
+			killed.Store(lease.Now())
 			srv.Kill()
 			down.Store(true)
 			time.Sleep(time.Second)
@@ -108,8 +115,8 @@ func TestOutage(t *testing.T) {
 			wg.Wait()
 			var sample error
 			firstErrs.Range(func(_, v any) bool { sample = v.(error); return false })
-			t.Logf("lookups started during the outage: %d failed (e.g. %v), %d not found (answered after the restart), %d served; recovered %v after the restart",
-				failed.Load(), sample, notFound.Load(), served.Load(), recovered.Round(time.Millisecond))
+			t.Logf("lookups started during the outage: %d failed (e.g. %v), %d not found (answered after the restart), %d served under a lease, %d served after it; recovered %v after the restart",
+				failed.Load(), sample, notFound.Load(), leased.Load(), served.Load(), recovered.Round(time.Millisecond))
 			if failed.Load() == 0 {
 				t.Errorf("no lookup failed during the outage: the test did not see it")
 			}

@@ -97,6 +97,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	st := &Store{c: c, prefix: o.prefix, cache: o.cache, cacheTTL: o.cacheTTL, timeout: o.timeout,
 		waitReplicas: o.waitReplicas, waitTimeout: o.waitTimeout, caches: caches}
+	st.fences.leased = true
 	st.cluster = c.Mode() == rueidis.ClientModeCluster
 	if o.cluster && !st.cluster {
 		c.Close()
@@ -406,9 +407,7 @@ func (st *Store) del(ctx context.Context, keys ...string) { st.dropPointers(ctx,
 
 // ByHash implements session.Store.
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
-	ctx, cancel := st.opContext(ctx)
-	defer cancel()
-	p, _, err := st.getTTL(ctx, st.hashKey(h), st.cache != CacheOff, pointerCacheTTL)
+	p, _, err := st.read(ctx, st.hashKey(h), pointerCacheTTL)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
 	}
@@ -420,21 +419,24 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 		return nil, session.ErrNotFound
 	}
 	rk := st.slotKey(ns, slot)
-	v, hit, err := st.get(ctx, rk, st.cache != CacheOff)
-	if err == nil && hit && v != nil && st.cache == CacheFenced {
-		// A reply that Redis sent for this read ran after the lookup
-		// began, and is as fresh as a fence; a cached absence serves
-		// nothing. A cached record needs the
-		// fence: a round trip on the connection that holds the copy
-		// (one connection per server, see Open), sent after this
-		// lookup began and shared with the lookups that began meanwhile
-		// (see fences). Redis sends every invalidation of the record for
-		// this connection before its reply, and rueidis applies them in
-		// order, so the copy read again next is no older than the
-		// moment the fence ran. A record deleted before that has had its
-		// invalidation applied, so the read below goes to Redis and
-		// finds nothing.
+	// Under the lease of a fence answered before the read (see fences),
+	// any answer serves. Otherwise a reply that Redis sent for this
+	// read ran after the lookup began, and is as fresh as a fence; a
+	// cached absence serves nothing; and a cached record needs the
+	// fence: a round trip on the connection that holds the copy (one
+	// connection per server, see Open), sent after this lookup began
+	// and shared with the lookups that began meanwhile. Redis sends
+	// every invalidation of the record for this connection before its
+	// reply, and rueidis applies them in order, so the copy read again
+	// next is no older than the moment the fence ran. A record deleted
+	// before that has had its invalidation applied, so the read below
+	// goes to Redis and finds nothing.
+	leased := st.cache == CacheFenced && !st.cluster && st.underLease(0, st.c, st.pttl(rk))
+	v, hit, err := st.read(ctx, rk, st.cacheTTL)
+	if err == nil && hit && v != nil && st.cache == CacheFenced && !leased {
+		ctx, cancel := st.opContext(ctx)
 		v, err = st.fencedGet(ctx, rk)
+		cancel()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
@@ -450,6 +452,23 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 		return nil, session.ErrNotFound
 	}
 	return s, nil
+}
+
+// read returns the value of key, nil if there is none, through the
+// client-side cache unless it is off, where a value read from Redis is
+// kept for up to ttl. hit is true if the value came from the cache rather
+// than from a read that this call sent to Redis. On one server a cached
+// value is read from the cache itself, which costs no command. ctx is
+// bounded by the Store's timeout here.
+func (st *Store) read(ctx context.Context, key string, ttl time.Duration) (v []byte, hit bool, err error) {
+	if st.cache != CacheOff && !st.cluster {
+		if v, ok := st.caches.peek(key); ok {
+			return v, true, nil
+		}
+	}
+	ctx, cancel := st.opContext(ctx)
+	defer cancel()
+	return st.getTTL(ctx, key, st.cache != CacheOff, ttl)
 }
 
 // fencedGet reads rk from the client-side cache after a fence on the

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/lease"
 )
 
 // ErrNotReplicated is wrapped by the error of a change that ends or
@@ -62,8 +64,19 @@ func (st *Store) checkWait(res rueidis.RedisResult) error {
 	return nil
 }
 
-// noWait is the replicated func of a change made without waiting.
+// noWait is the replicated func of a change that ends no session.
 func noWait() error { return nil }
+
+// settled returns the replicated func of a change that Redis made before
+// changed (a lease.Now): it returns once lookups under another instance's
+// lease see the change (lease.Settle), with check's verdict on the
+// replicas.
+func settled(changed int64, check func() error) func() error {
+	return func() error {
+		lease.Settle(changed)
+		return check()
+	}
+}
 
 // runDurable runs script s, a change that may end or narrow a session.
 // If the Store waits for replicas, it runs it on a connection of its own
@@ -71,12 +84,15 @@ func noWait() error { return nil }
 // on its own connection, and blocks that connection while it waits, so it
 // cannot go on the shared one, where lookups are pipelined; on Cluster
 // the connection is to the node that holds the script's keys, bound by
-// the script's first key). replicated then reports whether the change
-// reached the replicas; call it only if the script changed something.
-// Otherwise s runs on the shared connections and replicated reports nil.
+// the script's first key). Otherwise s runs on the shared connections.
+// Call replicated only if the script changed something: it returns once
+// the change holds for every lookup that begins afterwards, on any
+// instance (see "Fence leases" in docs/stores/redis.md), and reports
+// whether the change reached the replicas.
 func (st *Store) runDurable(ctx context.Context, s *script, keys, args []string) (res rueidis.RedisResult, replicated func() error) {
 	if st.waitReplicas == 0 {
-		return s.Exec(ctx, st.c, keys, args), noWait
+		res = s.Exec(ctx, st.c, keys, args)
+		return res, settled(lease.Now(), noWait)
 	}
 	var wait rueidis.RedisResult
 	st.c.Dedicated(func(dc rueidis.DedicatedClient) error {
@@ -88,17 +104,22 @@ func (st *Store) runDurable(ctx context.Context, s *script, keys, args []string)
 		}
 		return nil
 	})
-	return res, func() error { return st.checkWait(wait) }
+	return res, settled(lease.Now(), func() error { return st.checkWait(wait) })
 }
 
 // runThenWait runs script s on a connection of its own if the Store waits
 // for replicas, and then, if evicted says the script ended a session,
 // WAIT on the same connection. Create uses it: a session it makes need
 // not wait (losing one in a failover only signs its user out), a session
-// it evicts does.
+// it evicts does. replicated is runDurable's if the script ended a
+// session, and noWait if not.
 func (st *Store) runThenWait(ctx context.Context, s *script, keys, args []string, evicted func(rueidis.RedisResult) bool) (res rueidis.RedisResult, replicated func() error) {
 	if st.waitReplicas == 0 {
-		return s.Exec(ctx, st.c, keys, args), noWait
+		res = s.Exec(ctx, st.c, keys, args)
+		if evicted(res) {
+			return res, settled(lease.Now(), noWait)
+		}
+		return res, noWait
 	}
 	replicated = noWait
 	st.c.Dedicated(func(dc rueidis.DedicatedClient) error {
@@ -108,11 +129,12 @@ func (st *Store) runThenWait(ctx context.Context, s *script, keys, args []string
 			return nil
 		}
 		if evicted(res) {
+			changed := lease.Now()
 			wait := dc.Do(ctx, st.waitCmd(dc.B()))
 			if wait.NonRedisError() != nil {
 				dc.Close()
 			}
-			replicated = func() error { return st.checkWait(wait) }
+			replicated = settled(changed, func() error { return st.checkWait(wait) })
 		}
 		return nil
 	})

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -324,10 +325,42 @@ func (c *slabCache) entries() int {
 	return len(c.index)
 }
 
+// peek returns the cached reply to GET key, as Flight would, but starts
+// no flight if there is none.
+func (c *slabCache) peek(key string, nowMs int64) (rueidis.RedisMessage, bool) {
+	h := maphash.String(c.seed, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookup(h, key, "GET", nowMs)
+}
+
 // cacheSet is the client-side caches of a Store's connections.
 type cacheSet struct {
 	mu     sync.Mutex
 	caches []*slabCache
+	// sole is the one open cache when the set was last added to, or nil
+	// if there were more: the cache of the one connection that reads
+	// with caching on one server (rueidis's dedicated connections, which
+	// the scripts that wait for replicas use, have none).
+	sole atomic.Pointer[slabCache]
+}
+
+// peek returns the value of key in the sole cache, nil if Redis had none,
+// and whether it is cached there.
+func (s *cacheSet) peek(key string) ([]byte, bool) {
+	c := s.sole.Load()
+	if c == nil {
+		return nil, false
+	}
+	m, ok := c.peek(key, time.Now().UnixMilli())
+	if !ok {
+		return nil, false
+	}
+	v, err := m.AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, true
+	}
+	return v, err == nil
 }
 
 func (s *cacheSet) add(c *slabCache) *slabCache {
@@ -340,6 +373,11 @@ func (s *cacheSet) add(c *slabCache) *slabCache {
 		return c.closed
 	})
 	s.caches = append(s.caches, c)
+	if len(s.caches) == 1 {
+		s.sole.Store(c)
+	} else {
+		s.sole.Store(nil)
+	}
 	return c
 }
 
