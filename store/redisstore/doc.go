@@ -75,10 +75,13 @@
 // Update or an eviction by Create has returned, no lookup that starts
 // afterwards, through any Store on the same Redis, returns what it ended.
 // With cache=fenced a lookup uses a cached record only after a round trip
-// on the connection that caches it, sent after the lookup began, which
-// brings in every invalidation Redis sent before (concurrent lookups share
-// these round trips); a record it reads from Redis needs none. cache=off reads every record from Redis;
-// cache=unsafe-unfenced gives up the guarantee to save the round trip.
+// on the connection that caches it, sent less than 20ms before the lookup
+// began, which brings in every invalidation Redis sent before; concurrent
+// and successive lookups share these round trips. In return each of those
+// changes returns 25ms after Redis made it, in every cache mode, since
+// other Stores may be relying on such a round trip. A record a lookup
+// reads from Redis needs none. cache=off reads every record from Redis;
+// cache=unsafe-unfenced gives up the guarantee to save the round trips.
 //
 // A user's sessions share one Redis Cluster hash slot, so every change to
 // them is one atomic Lua script, on Cluster as on one server: the per-user

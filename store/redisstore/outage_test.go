@@ -42,7 +42,7 @@ func TestOutage(t *testing.T) {
 			}
 
 			var (
-				down      atomic.Bool // true from when the Redis process has exited until it is started again
+				down      atomic.Bool  // true from when the Redis process has exited until it is started again
 				killed    atomic.Int64 // the lease.Now at which it was killed
 				leased    atomic.Int64
 				served    atomic.Int64
