@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
@@ -375,7 +377,7 @@ func TestFenceLease(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	lookup() // caches the pointer and the record
+	warm(t, st, s.TokenHash)
 	time.Sleep(lease.Read + time.Millisecond)
 
 	sent := st.fences.sent.Load()
@@ -414,6 +416,32 @@ func TestFenceLease(t *testing.T) {
 	if n := st.fences.sent.Load() - sent; n != 0 {
 		t.Errorf("a lookup under the renewed lease sent %d fences, want 0", n)
 	}
+}
+
+// warm looks h up until its pointer and record are in st's cache.
+func warm(t *testing.T, st *Store, h session.Hash) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, err := st.ByHash(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ptr, rec := inCache(st, st.hashKey(h)), inCache(st, st.recordKey(s.UserID, s.ID))
+		if ptr && rec {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pointer cached: %v, record cached: %v after 5s of lookups", ptr, rec)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// inCache reports whether key is in st's client-side cache (and caches it
+// if not).
+func inCache(st *Store, key string) bool {
+	return st.c.DoCache(ctx, st.c.B().Get().Key(key).Cache(), time.Minute).IsCacheHit()
 }
 
 // TestChangesSettle checks that every change that ends or narrows a
@@ -507,4 +535,71 @@ func TestFenceDeadlines(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestOneRoundTripPerMiss checks, through a link that delays what Redis
+// sends by 40ms, that a lookup with nothing cached takes one round trip
+// (followScript), as does one whose pointer is cached and record is not.
+func TestOneRoundTripPerMiss(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	addr, prefix := testenv.Redis(t), testPrefix()
+	s := newSession("user-" + randID())
+	storetest.MustCreate(t, openTest(t, withOptions("redis://"+addr, "prefix", prefix)), s)
+	st := openTest(t, withOptions("redis://"+delayProxy(t, addr, delay), "prefix", prefix))
+	timed := func(what string) {
+		t.Helper()
+		start := time.Now()
+		got, err := st.ByHash(ctx, s.TokenHash)
+		if err != nil || got.ID != s.ID {
+			t.Fatalf("%s: %v, %v", what, got, err)
+		}
+		if took := time.Since(start); took >= delay*3/2 {
+			t.Errorf("%s took %v: more than one round trip of %v", what, took, delay)
+		}
+	}
+	timed("a lookup with nothing cached")
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ok := st.caches.peek(st.hashKey(s.TokenHash)); !ok; _, ok = st.caches.peek(st.hashKey(s.TokenHash)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the pointer was not cached in the background")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	timed("a lookup whose pointer is cached")
+	if _, ok := st.caches.peek(st.recordKey(s.UserID, s.ID)); !ok {
+		t.Error("the record was not cached by the lookup that read it")
+	}
+}
+
+// TestFollowScript checks that followScript names the record key nsKey
+// names for every form of pointer value, and returns no key for values
+// that name no record.
+func TestFollowScript(t *testing.T) {
+	st := localStore(t)
+	for _, c := range []struct {
+		ns   uint64
+		slot int64
+	}{{0, 0}, {1, 1}, {0xabcdef, 35}, {1<<48 - 1, 1<<slotBits - 1}, {7, 1 << slotBits}, {1<<48 - 1, 1 << 40}} {
+		hk := st.hashKey(newSession("u").TokenHash)
+		v := pointerValue(c.ns, c.slot)
+		st.c.Do(ctx, st.c.B().Set().Key(hk).Value(v).Ex(time.Minute).Build())
+		arr, err := followScript.Exec(ctx, st.c, []string{hk}, []string{st.prefix}).ToArray()
+		if err != nil || len(arr) != 3 {
+			t.Fatalf("pointer %s: %v, %v", v, arr, err)
+		}
+		if k, _ := arr[1].ToString(); k != st.slotKey(c.ns, c.slot) {
+			t.Errorf("pointer %s (ns %d, slot %d): record key %q, want %q", v, c.ns, c.slot, k, st.slotKey(c.ns, c.slot))
+		}
+	}
+	for _, v := range []string{"-5", "x", "1:2:3", "99999999999999999999999", ""} {
+		hk := st.hashKey(newSession("u").TokenHash)
+		st.c.Do(ctx, st.c.B().Set().Key(hk).Value(v).Ex(time.Minute).Build())
+		arr, err := followScript.Exec(ctx, st.c, []string{hk}, []string{st.prefix}).ToArray()
+		if err != nil || len(arr) != 1 {
+			t.Errorf("pointer %q: %v, %v; want the pointer alone", v, arr, err)
+		}
+	}
+	if err := followScript.Exec(ctx, st.c, []string{st.hashKey(newSession("u").TokenHash)}, []string{st.prefix}).Error(); !rueidis.IsRedisNil(err) {
+		t.Errorf("no pointer: %v, want nil", err)
+	}
 }

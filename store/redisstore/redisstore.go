@@ -407,9 +407,20 @@ func (st *Store) del(ctx context.Context, keys ...string) { st.dropPointers(ctx,
 
 // ByHash implements session.Store.
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
-	p, _, err := st.read(ctx, st.hashKey(h), pointerCacheTTL)
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: by hash: %w", err)
+	hk := st.hashKey(h)
+	var p []byte
+	if st.cache != CacheOff && !st.cluster {
+		v, ok := st.caches.peek(hk)
+		if !ok {
+			return st.follow(ctx, h, hk)
+		}
+		p = v
+	} else {
+		v, _, err := st.read(ctx, hk, pointerCacheTTL)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: by hash: %w", err)
+		}
+		p = v
 	}
 	if p == nil {
 		return nil, session.ErrNotFound
@@ -441,6 +452,59 @@ func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, 
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: by hash: %w", err)
 	}
+	return answer(v, h)
+}
+
+// follow is ByHash on one server for a token whose pointer is not cached:
+// one round trip (followScript) reads the pointer and the record it leads
+// to, which ran after the lookup began and so needs no fence. Meanwhile a
+// cached read of the pointer, in the background, brings it into the
+// cache, so that the token's next lookup reads the record alone, through
+// the cache.
+func (st *Store) follow(ctx context.Context, h session.Hash, hk string) (*session.Session, error) {
+	ctx, cancel := st.opContext(ctx)
+	defer cancel()
+	go func() {
+		ctx, cancel := st.opContext(context.WithoutCancel(ctx))
+		st.getTTL(ctx, hk, true, pointerCacheTTL)
+		cancel()
+	}()
+	arr, err := followScript.Exec(ctx, st.c, []string{hk}, []string{st.prefix}).ToArray()
+	if rueidis.IsRedisNil(err) {
+		return nil, session.ErrNotFound
+	}
+	if err != nil || len(arr) == 0 {
+		return nil, fmt.Errorf("redisstore: by hash: %w", cmp.Or(err, errors.New("empty script reply")))
+	}
+	p, err := arr[0].AsBytes()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: by hash: %w", err)
+	}
+	ns, slot, ok := parsePointer(string(p))
+	if !ok || slot < 0 {
+		return nil, session.ErrNotFound
+	}
+	rk := st.slotKey(ns, slot)
+	var v []byte
+	if k, _ := arr[min(1, len(arr)-1)].ToString(); len(arr) == 3 && k == rk {
+		v, err = arr[2].AsBytes()
+		if rueidis.IsRedisNil(err) {
+			v, err = nil, nil
+		}
+	} else {
+		// The script named another key than the pointer does (it
+		// cannot read this form): read the record itself.
+		v, _, err = st.getTTL(ctx, rk, false, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: by hash: %w", err)
+	}
+	return answer(v, h)
+}
+
+// answer returns the session in record v (nil if there is none) if it
+// answers to token hash h and has not expired.
+func answer(v []byte, h session.Hash) (*session.Session, error) {
 	if v == nil {
 		return nil, session.ErrNotFound
 	}

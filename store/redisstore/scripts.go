@@ -518,3 +518,46 @@ each(KEYS[1], ARGV[1], function(s, k)
 end)
 return out
 `)
+
+// followScript reads a token pointer and the record it leads to, in one
+// round trip, for a lookup whose pointer is not cached. The record key is
+// not declared, so it runs on one server only, never on Cluster, where
+// the record is in another slot than the pointer.
+//
+//	KEYS: token pointer
+//	ARGV: key prefix
+//
+// It returns nil if there is no pointer; {pointer} if its value does not
+// name a record; else {pointer, record key, record or nil}. The record
+// key is built as nsKey builds it (12 hex digits of the namespace, the
+// slot in base 36); the caller checks that it is the one it expects. A
+// value of the form NS<<14|SLOT may not fit the 53 bits of a Lua number,
+// so it is divided by 16384 digit by digit; NS fits.
+var followScript = newScript(`#!lua flags=no-writes
+local p = redis.call('GET', KEYS[1])
+if not p then return nil end
+local ns, slot
+local a, b = string.match(p, '^(%d+):(%d+)$')
+if a then
+  slot, ns = tonumber(a), tonumber(b)
+elseif string.match(p, '^%d+$') and #p <= 19 then
+  local q, r = 0, 0
+  for i = 1, #p do
+    r = r * 10 + string.byte(p, i) - 48
+    q = q * 10 + math.floor(r / 16384)
+    r = r % 16384
+  end
+  ns, slot = q, r
+else
+  return {p}
+end
+if ns >= 281474976710656 or slot >= 9007199254740992 then return {p} end
+local digits, s = '0123456789abcdefghijklmnopqrstuvwxyz', ''
+repeat
+  local d = slot % 36
+  s = string.sub(digits, d + 1, d + 1) .. s
+  slot = math.floor(slot / 36)
+until slot == 0
+local rk = ARGV[1] .. '{' .. string.format('%012x', ns) .. '}' .. s
+return {p, rk, redis.call('GET', rk)}
+`)
