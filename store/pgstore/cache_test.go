@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/testenv"
 	"github.com/sessiond/sessiond/session"
 	"github.com/sessiond/sessiond/session/storetest"
@@ -127,7 +128,8 @@ func (c staleCounts) stale() int {
 // staleReads runs rounds of "readers on instance a resolve a token
 // without pause while instance b deletes the session, deletes the user's
 // sessions, rotates its token, changes its roles or touches it", and
-// counts the stale answers.
+// counts the stale answers: lookups that began after the change returned,
+// or, for a touch, which does not settle, lease.Read after it returned.
 //
 // With churn, each change comes just after a Touch of the session, which
 // empties a's cache of it, so that readers read the session from the
@@ -212,6 +214,7 @@ func staleReads(t *testing.T, a, b *Store, readers, rounds int, jitter time.Dura
 			if err := b.Touch(ctx, s.ID, session.TouchInfo{At: at, IP: "198.51.100.7", IdleDeadline: at.Add(40 * time.Minute)}); err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(lease.Read)
 		}) {
 			c.after++
 			if l.s == nil || !l.s.LastSeenAt.Equal(at) || l.s.LastIP != "198.51.100.7" {
@@ -243,12 +246,20 @@ func randomDelay(max time.Duration) *func() {
 // through instance a without pause, instance b (another Store: its own
 // pool and listener) deletes the session, deletes the user's sessions,
 // rotates its token, changes its roles or touches it; no lookup that
-// began after b's change committed may return what the change ended or
-// replaced. Delays are injected where a stale answer could slip in:
+// began after b's change returned (lease.Read after, for a touch) may
+// return what the change ended or replaced. a's readers keep its lease
+// renewed, so that most lookups send no fence. Each mode runs again with
+// a's lease off and b's changes returning as soon as the database has
+// acknowledged them (…NoLease), every lookup waiting for a fence of its
+// own, to put the fences alone to the test. Delays are injected where a
+// stale answer could slip in:
 //
 //   - SlowNotify: a applies each notification up to 3 ms late (a hook on
 //     its listener, which delays what follows on the connection, the
 //     fences' replies too).
+//   - LateNotify: a applies each notification up to lease.Write late, so
+//     that a change whose writer returned less than lease.Read after it
+//     would be served stale under a's lease.
 //   - SlowLink: a reaches the database through a proxy that passes on
 //     what the database sends 5 ms late, so that b's change often commits
 //     while one of a's fences is in flight, and a lookup that began after
@@ -258,47 +269,61 @@ func randomDelay(max time.Duration) *func() {
 //     database into its cache up to 3 ms late, so that reads from before
 //     the change reach the cache after its notification.
 func TestCacheNeverServesRevoked(t *testing.T) {
-	for _, mode := range []string{"Direct", "SlowNotify", "SlowLink", "SlowPut"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			url := testenv.PostgresSchema(t)
-			b := openAt(t, url)
-			a := b
-			rounds, readers, jitter, churn := 8, 16, 300*time.Microsecond, false
-			if raceEnabled {
-				rounds = 4
+	for _, mode := range []string{"Direct", "SlowNotify", "LateNotify", "SlowLink", "SlowPut"} {
+		for _, noLease := range []bool{false, true} {
+			name := mode
+			if noLease {
+				name += "NoLease"
 			}
-			switch mode {
-			case "SlowNotify":
-				a = openAt(t, url)
-				a.listener.onNotify.Store(randomDelay(3 * time.Millisecond))
-				jitter = 3 * time.Millisecond
-			case "SlowLink":
-				const delay = 5 * time.Millisecond
-				a = openAt(t, startDelayProxy(t, url, delay).url(url))
-				jitter = 2 * delay
-			case "SlowPut":
-				a = openAt(t, url)
-				a.beforePut.Store(randomDelay(3 * time.Millisecond))
-				churn = true
-			default:
-				a = openAt(t, url)
-			}
-			hits, sent := a.cache.hits.Load(), a.listener.sent.Load()
-			c := staleReads(t, a, b, readers, rounds, jitter, churn)
-			if c.stale() > 0 {
-				t.Errorf("of %d lookups that began after instance b's change committed, instance a served a deleted session %d times, a session of a user whose sessions were deleted %d times, a rotated-out token %d times, old roles %d times and an old last use %d times; want 0",
-					c.after, c.deleted, c.deletedByUser, c.rotated, c.roles, c.touched)
-			}
-			if min := 5 * rounds * 4 * readers; c.after < min {
-				t.Errorf("%d lookups began after the changes, want at least %d", c.after, min)
-			}
-			hits, sent = a.cache.hits.Load()-hits, a.listener.sent.Load()-sent
-			if hits == 0 {
-				t.Error("no lookup was answered from the cache: the test tested nothing")
-			}
-			t.Logf("%d lookups after the changes; %d answered from the cache in all, %d fences", c.after, hits, sent)
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				url := testenv.PostgresSchema(t)
+				b := openAt(t, url)
+				a := b
+				rounds, readers, jitter, churn := 8, 16, 300*time.Microsecond, false
+				if raceEnabled {
+					rounds = 4
+				}
+				switch mode {
+				case "SlowNotify":
+					a = openAt(t, url)
+					a.listener.onNotify.Store(randomDelay(3 * time.Millisecond))
+					jitter = 3 * time.Millisecond
+				case "LateNotify":
+					a = openAt(t, url)
+					a.listener.onNotify.Store(randomDelay(lease.Write))
+					jitter = 3 * time.Millisecond
+				case "SlowLink":
+					const delay = 5 * time.Millisecond
+					a = openAt(t, startDelayProxy(t, url, delay).url(url))
+					jitter = 2 * delay
+				case "SlowPut":
+					a = openAt(t, url)
+					a.beforePut.Store(randomDelay(3 * time.Millisecond))
+					churn = true
+				default:
+					a = openAt(t, url)
+				}
+				// Without the lease, a lookup that begins once the
+				// change is acknowledged, before b would return, must
+				// see it.
+				a.listener.noLease, b.noSettle = noLease, noLease
+				hits, sent := a.cache.hits.Load(), a.listener.sent.Load()
+				c := staleReads(t, a, b, readers, rounds, jitter, churn)
+				if c.stale() > 0 {
+					t.Errorf("of %d lookups that began after instance b's change committed, instance a served a deleted session %d times, a session of a user whose sessions were deleted %d times, a rotated-out token %d times, old roles %d times and an old last use %d times; want 0",
+						c.after, c.deleted, c.deletedByUser, c.rotated, c.roles, c.touched)
+				}
+				if min := 5 * rounds * 4 * readers; c.after < min {
+					t.Errorf("%d lookups began after the changes, want at least %d", c.after, min)
+				}
+				hits, sent = a.cache.hits.Load()-hits, a.listener.sent.Load()-sent
+				if hits == 0 {
+					t.Error("no lookup was answered from the cache: the test tested nothing")
+				}
+				t.Logf("%d lookups after the changes; %d answered from the cache in all, %d fences", c.after, hits, sent)
+			})
+		}
 	}
 }
 
@@ -387,8 +412,9 @@ func TestCacheEmptiedOnReconnect(t *testing.T) {
 	}
 	conns := a.listener.conns.Load()
 	p.stop()
-	// The listener notices at its next fence, and b's change is made
-	// while a's listener cannot hear of it.
+	// Once the lease has run out, the listener notices at its next
+	// fence, and b's change is made while a's listener cannot hear of it.
+	time.Sleep(lease.Read)
 	if _, err := a.ByHash(ctx, s.TokenHash); err == nil {
 		t.Fatal("ByHash with the database unreachable succeeded")
 	}

@@ -69,31 +69,41 @@
 //
 // By default each Store keeps the sessions its lookups by token hash
 // (ByHash, the lookup of every request) have read, and answers later
-// lookups of the same tokens from memory after one round trip on a
-// connection of its own, which concurrent lookups share. The guarantee of
-// a database read holds: once a change to a session (Delete,
-// DeleteByUser, Update, Touch, an eviction by Create, a sweep, or any
-// UPDATE or DELETE of the row, even from psql) has been acknowledged, no
-// lookup through any Store that begins afterwards returns what the change
-// ended or replaced; and a cached session expires at its deadline by the
-// database's clock, as a stored one does.
+// lookups of the same tokens from memory. The guarantee of a database
+// read holds for every change that ends or narrows a session through a
+// Store (Delete, DeleteByUser, Update, an eviction by Create): once it has
+// returned, no lookup through any Store that begins afterwards returns
+// what it ended or replaced. Other changes (Touch, a sweep, any UPDATE or
+// DELETE of the row from elsewhere, even from psql) reach every Store's
+// lookups within 20 ms of being acknowledged. A cached session expires at
+// its deadline by the database's clock, as a stored one does.
 //
 // How: a trigger on the table sends a notification (NOTIFY) in the
 // transaction of every change; each Store LISTENs on a connection of its
-// own and drops the copy a notification names. Before a lookup answers
-// from the cache, it waits for a fence: a round trip on that connection
-// sent after the lookup began. A change acknowledged before the lookup
-// began has signalled the listening backend before the fence was sent,
-// and the backend sends pending notifications before it answers the
-// fence, on the same connection, which the Store reads in order, so the
-// copy is gone by the time the lookup checks the cache again.
-// docs/stores/postgres.md, in the source tree, has the argument in full.
+// own and drops the copy a notification names. A fence is a round trip on
+// that connection: a change acknowledged before the fence was sent has
+// signalled the listening backend, which sends pending notifications
+// before it answers the fence, on the same connection, which the Store
+// reads in order; so once the reply has been read, the cache has dropped
+// every copy such a change replaced. A lookup that begins within 20 ms of
+// the sending of the latest answered fence (the lease) answers from the
+// cache at once, and sends a fence without waiting for it when less than
+// half the lease is left; a lookup that begins later waits for a fence
+// sent after it began, which concurrent lookups share. The writers pay for
+// the lease: Delete, DeleteByUser, Update, and a Create that evicts,
+// return 25 ms after the database reported the change committed, so a
+// lookup that begins after one has returned rests on a fence sent after
+// the change, on whichever instance. Every Store waits so, cache or no
+// cache. Only intervals, each measured on one host's monotonic clock, enter
+// the argument: the hosts' clocks need not agree. docs/stores/postgres.md,
+// in the source tree, has it in full.
 //
 // The cache fails closed. While the listening connection is down, or a
 // fence goes unanswered for a second, lookups read the database and the
-// cache is neither used nor filled; the Store reconnects by itself, and
-// empties the cache when it does, since notifications sent meanwhile are
-// lost. A failing database fails lookups, as without the cache.
+// cache is neither used nor filled; the lease ends with the connection.
+// The Store reconnects by itself, and empties the cache when it does,
+// since notifications sent meanwhile are lost. A failing database fails
+// lookups, as without the cache.
 //
 // The URL's parameters for it:
 //
@@ -106,7 +116,7 @@
 // cached session takes about its encoded size (300 bytes for a session as
 // sessiond makes it) and 150 bytes of index; each is one object for the
 // garbage collector. The cache costs each instance one more connection,
-// idle but for fences. The listening connection must be a server session
+// idle but for fences: under load, one every 10 ms or so. The listening connection must be a server session
 // of its own from LISTEN on: behind a pooler in transaction or statement
 // mode, set cache=off. (A fence answered by another backend than the one
 // that ran LISTEN fails, which keeps the cache unused in most such setups,

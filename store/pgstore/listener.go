@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/sessiond/sessiond/internal/lease"
 )
 
 // listener keeps a cache coherent: it holds a connection of its own that
@@ -22,6 +24,10 @@ import (
 // and sends the fences that lookups wait for before they answer from the
 // cache.
 // docs/stores/postgres.md has the design and why it is correct.
+//
+// A lookup that begins within lease.Read of the moment an answered fence
+// was sent needs no fence of its own (see package lease): the Stores that
+// end or narrow sessions pay for it, with lease.Settle.
 //
 // The connection is made by pgconn and then taken over (Hijack): one
 // goroutine (read) reads everything the server sends, in order, while
@@ -43,6 +49,17 @@ type listener struct {
 	onNotify atomic.Pointer[func()]
 	// sent counts the fences sent; conns the connections made.
 	sent, conns atomic.Int64
+	// noLease makes every lookup wait for a fence of its own, as if
+	// lease.Read were 0: tests that count fences set it.
+	noLease bool
+
+	// lease rests on the latest fence answered. clock is the database's
+	// clock less the Now at which that fence was sent, in ns: the
+	// fence's at×1000 − its sentAt. Both are written in fenced, with mu
+	// held, clock first, so a lookup that finds the lease covering it
+	// finds the clock of that fence or of a later one: either will do.
+	lease lease.Lease
+	clock atomic.Int64
 
 	mu   sync.Mutex
 	conn net.Conn // nil while down
@@ -52,7 +69,7 @@ type listener struct {
 	// gathers the lookups that came meanwhile, for the fence that is sent
 	// when inflight is answered.
 	inflight, pending *fenceGroup
-	sentAt            time.Time // when inflight was sent
+	sentAt            int64 // the Now just before inflight was written
 	closed            bool
 	stop              chan struct{} // closed by close
 	wg                sync.WaitGroup
@@ -252,6 +269,10 @@ func (l *listener) fenced(conn net.Conn, at int64, err error) bool {
 		return false
 	}
 	g.at, g.err = at, err
+	if err == nil {
+		l.clock.Store(at*1000 - l.sentAt)
+		l.lease.Extend(l.sentAt)
+	}
 	l.inflight, l.pending = l.pending, nil
 	if l.inflight != nil && err == nil {
 		l.sendLocked()
@@ -265,7 +286,7 @@ func (l *listener) fenced(conn net.Conn, at int64, err error) bool {
 // the write fails, it closes the connection, which read notices.
 func (l *listener) sendLocked() {
 	l.sent.Add(1)
-	l.sentAt = time.Now()
+	l.sentAt = lease.Now()
 	if _, err := l.conn.Write(fenceMessage); err != nil {
 		l.conn.Close()
 	}
@@ -283,10 +304,10 @@ func (l *listener) watch() {
 		select {
 		case <-l.stop:
 			return
-		case now := <-t.C:
+		case <-t.C:
 			l.mu.Lock()
 			conn := l.conn
-			stalled := conn != nil && l.inflight != nil && now.Sub(l.sentAt) > l.timeout
+			stalled := conn != nil && l.inflight != nil && lease.Now()-l.sentAt > int64(l.timeout)
 			l.mu.Unlock()
 			if stalled {
 				l.fail(conn, errFenceTimeout)
@@ -306,6 +327,12 @@ func (l *listener) fail(conn net.Conn, err error) {
 		return
 	}
 	l.cache.reset(false)
+	// The lease would stay sound: the cache is emptied and refuses
+	// reads that began before, so what it holds later was read after
+	// every fence the lease rests on was answered, and the reconnect's
+	// backoff outlasts lease.Read. Ending it keeps the argument to the
+	// connection that fills the cache, at the cost of one fence.
+	l.lease.End()
 	l.conn = nil
 	groups := []*fenceGroup{l.inflight, l.pending}
 	l.inflight, l.pending = nil, nil
@@ -346,18 +373,42 @@ func (l *listener) reconnect() {
 	}
 }
 
-// fence returns once a fence sent after it was called has been answered
-// on the listening connection, so that every notification of a change
-// committed before the call has been applied to the cache, with the
-// database's clock when the fence ran (µs since the Unix epoch). It fails
-// if the listener is down or goes down first, and if ctx has ended when
-// the fence returns. It does not watch ctx meanwhile, which would cost a
-// context with a deadline a timer (Done): a fence returns or fails within
-// l.timeout.
-// Concurrent calls share fences: a call joins the group that waits for
-// the next fence, never the one in flight, which may have been sent
-// before the call.
+// fence returns once the cache has applied the notifications of the
+// changes a lookup that calls it must see, with the database's clock (µs
+// since the Unix epoch) to tell expired sessions by.
+//
+// A call that begins within lease.Read of the sending of the latest
+// answered fence returns at once: a change that returned before the call
+// was committed before that fence was sent (package lease), and its
+// notification came before that fence's reply. The clock is then the
+// latest answered fence's (now() in its transaction, which began after
+// the fence was sent) plus the time since it was sent, by the monotonic
+// clock: never behind the database's clock when the call began, so no
+// session is served past its deadline; at worst one is read from the
+// database a round trip before it. Once less than half the lease is
+// left, such a call also sends a fence, unless one is in flight, and does
+// not wait for it.
+//
+// Any other call waits for a fence sent after it was called, and the
+// clock is the database's when that fence ran. It fails if the listener
+// is down or goes down first, and if ctx has ended when the fence
+// returns. It does not watch ctx meanwhile, which would cost a context
+// with a deadline a timer (Done): a fence returns or fails within
+// l.timeout. Concurrent calls share fences: a call joins the group that
+// waits for the next fence, never the one in flight, which may have been
+// sent before the call.
 func (l *listener) fence(ctx context.Context) (int64, error) {
+	start := lease.Now()
+	if !l.noLease {
+		if covered, due := l.lease.Covers(start); covered {
+			// Ceiling, so that the estimate never falls short.
+			at := (l.clock.Load() + start + 999) / 1000
+			if due {
+				l.renew()
+			}
+			return at, nil
+		}
+	}
 	l.mu.Lock()
 	if l.conn == nil {
 		l.mu.Unlock()
@@ -380,6 +431,17 @@ func (l *listener) fence(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return g.at, g.err
+}
+
+// renew sends a fence that nobody waits for, unless one is in flight or
+// the listener is down: its reply extends the lease.
+func (l *listener) renew() {
+	l.mu.Lock()
+	if l.conn != nil && l.inflight == nil {
+		l.inflight = &fenceGroup{done: make(chan struct{})}
+		l.sendLocked()
+	}
+	l.mu.Unlock()
 }
 
 // close stops the listener and waits for its goroutines.

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/pgpool"
 	"github.com/sessiond/sessiond/session"
 )
@@ -30,6 +31,10 @@ type Store struct {
 	// beforePut, if set, is called between a lookup's read from the
 	// database and its put into the cache: tests delay puts with it.
 	beforePut atomic.Pointer[func()]
+	// noSettle makes the changes that end or narrow a session return
+	// without waiting (settle): tests of the fences alone, without
+	// leases, set it.
+	noSettle bool
 }
 
 // Open connects to the PostgreSQL database at url and creates or upgrades
@@ -186,7 +191,22 @@ func (st *Store) Create(ctx context.Context, s *session.Session, lim session.Lim
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("pgstore: create: %w", err)
 	}
+	if len(evicted) > 0 {
+		st.settle()
+	}
 	return evicted, nil
+}
+
+// settle returns lease.Write after it is called, which is right after the
+// database reported committed a change that ends or narrows a session
+// (Delete, DeleteByUser, Update, the evictions of Create): by then no
+// Store's lease covers a lookup that could still see what the change
+// ended or replaced (see Cache in the package doc). Every such change
+// settles, whether or not this Store has a cache: other Stores may.
+func (st *Store) settle() {
+	if !st.noSettle {
+		lease.Settle(lease.Now())
+	}
 }
 
 // querier is what queryIDs needs of a pool or a transaction.
@@ -204,8 +224,8 @@ func queryIDs(ctx context.Context, q querier, sql string, args ...any) ([]string
 }
 
 // ByHash implements session.Store. With the cache on, a session in the
-// cache is returned once a fence has made sure no change to it committed
-// before the call is still on its way (see Cache in the package doc);
+// cache is returned once the lease or a fence has made sure that no change
+// the lookup must see is still on its way (see Cache in the package doc);
 // anything else is read from the database, and a session read is cached.
 func (st *Store) ByHash(ctx context.Context, h session.Hash) (*session.Session, error) {
 	c := st.cache
@@ -267,6 +287,7 @@ func (st *Store) Update(ctx context.Context, s *session.Session) error {
 		return fmt.Errorf("pgstore: update: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
+		st.settle()
 		s.Version++
 		return nil
 	}
@@ -305,6 +326,7 @@ func (st *Store) Delete(ctx context.Context, id string) error {
 	if tag.RowsAffected() == 0 {
 		return session.ErrNotFound
 	}
+	st.settle()
 	return nil
 }
 
@@ -339,6 +361,9 @@ func (st *Store) DeleteByUser(ctx context.Context, userID, except string) ([]str
 	ids, err := queryIDs(ctx, st.pool, sqlDeleteByUser, userID, except)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: delete by user: %w", err)
+	}
+	if len(ids) > 0 {
+		st.settle()
 	}
 	return ids, nil
 }
