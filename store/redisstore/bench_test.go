@@ -118,8 +118,9 @@ func BenchmarkTouch(b *testing.B) {
 // cache mode on a Redis of its own, so that its INFO counts only these
 // lookups, and reports the Redis commands each lookup costs (cmds/op: all
 // of them; pttl/op: the fences), serially and from 32 goroutines per CPU.
-// Concurrent lookups on one connection share fences (see "Shared fences"
-// in docs/stores/redis.md), so pttl/op falls below 1 under concurrency.
+// A fence serves every lookup of the next 20ms (see "Fence leases" in
+// docs/stores/redis.md), so pttl/op is about 10ms's worth of lookups
+// less than 1.
 func BenchmarkByHashCommands(b *testing.B) {
 	const n = 1000
 	srv := testenv.StartRedis(b)
