@@ -140,6 +140,20 @@ func (a *App) passkeyStore() (users.Factors, error) {
 	return a.factors, nil
 }
 
+// passkeyParty returns the go-webauthn relying party of rp and the store
+// of passkeys, or errPasskeysOff if either is not set up.
+func (a *App) passkeyParty(rp RelyingParty) (*webauthn.WebAuthn, users.Factors, error) {
+	wa, err := relyingParty(rp)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := a.passkeyStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	return wa, f, nil
+}
+
 // relyingParty is the go-webauthn relying party of rp: attestation is not
 // asked for (sessiond keeps no list of trusted authenticator models), and
 // every ceremony expires with its challenge.
@@ -249,11 +263,7 @@ func takeCeremony(ctx context.Context, f users.Factors, id, kind string) (*users
 // user; the actor's passkeys are excluded, so one authenticator is
 // registered once.
 func (a *App) BeginPasskeyRegistration(ctx context.Context, actor Actor, authenticatedAt time.Time, rp RelyingParty) (*Ceremony, error) {
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, err
 	}
@@ -295,11 +305,7 @@ func (a *App) BeginPasskeyRegistration(ctx context.Context, actor Actor, authent
 // under name (a default one from the date if empty). A response that
 // does not verify is ErrPasskeyRejected.
 func (a *App) FinishPasskeyRegistration(ctx context.Context, actor Actor, rp RelyingParty, id, name string, response []byte) (*users.Passkey, error) {
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, err
 	}
@@ -379,11 +385,7 @@ func passkeyName(name string, now time.Time) (string, error) {
 // its user. User verification is required, so that the passkey alone is
 // two factors.
 func (a *App) BeginPasskeyLogin(ctx context.Context, rp RelyingParty, client session.Client) (*Ceremony, error) {
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, err
 	}
@@ -413,11 +415,7 @@ func (a *App) BeginPasskeyLogin(ctx context.Context, rp RelyingParty, client ses
 // Every outcome but a technical failure is audited.
 func (a *App) FinishPasskeyLogin(ctx context.Context, rp RelyingParty, id string, response []byte, remember bool, client session.Client, start StartFunc) (*users.User, *session.Session, error) {
 	client = boundClient(client)
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -504,11 +502,7 @@ func (a *App) passkeyFailed(ctx context.Context, u *users.User, reason string, c
 // methods proven say whether it happened (PasskeyAMR). A user without
 // passkeys gets errNoPasskey.
 func (a *App) BeginPasskeyCheck(ctx context.Context, userID string, rp RelyingParty, client session.Client) (*Ceremony, error) {
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, err
 	}
@@ -540,11 +534,7 @@ func (a *App) BeginPasskeyCheck(ctx context.Context, userID string, rp RelyingPa
 // user, or a cloned authenticator.
 func (a *App) verifyPasskey(ctx context.Context, u *users.User, rp RelyingParty, id string, response []byte, client session.Client) ([]string, error) {
 	client = boundClient(client)
-	wa, err := relyingParty(rp)
-	if err != nil {
-		return nil, err
-	}
-	f, err := a.passkeyStore()
+	wa, f, err := a.passkeyParty(rp)
 	if err != nil {
 		return nil, err
 	}
