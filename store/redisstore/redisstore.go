@@ -485,8 +485,12 @@ func (st *Store) follow(ctx context.Context, h session.Hash, hk string) (*sessio
 		return nil, session.ErrNotFound
 	}
 	rk := st.slotKey(ns, slot)
+	var k string
+	if len(arr) == 3 {
+		k, _ = arr[1].ToString()
+	}
 	var v []byte
-	if k, _ := arr[min(1, len(arr)-1)].ToString(); len(arr) == 3 && k == rk {
+	if k == rk {
 		v, err = arr[2].AsBytes()
 		if rueidis.IsRedisNil(err) {
 			v, err = nil, nil
