@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/lease"
 	"github.com/sessiond/sessiond/internal/testenv"
 )
 
@@ -174,8 +175,8 @@ func TestTwoInstancesShareOneStore(t *testing.T) {
 
 // TestStoreOutage takes the store down under load (Redis: SIGKILL;
 // PostgreSQL: an immediate shutdown, every server process gone at once),
-// keeps it down for a second and brings it back. While it is down,
-// sessiond never answers 200 for an unknown or revoked token, answers 503
+// keeps it down for a second and brings it back. While it is down (from
+// lease.Read after it stopped), sessiond never answers 200 for an unknown or revoked token, answers 503
 // rather than 401 for a valid one, and fails /readyz; within 5 s of the
 // store's return it resolves, signs in and revokes again without a
 // restart; and it ends with as many goroutines as it had before the
@@ -217,6 +218,11 @@ func testOutage(t *testing.T, name string, kill, start func(), args ...string) {
 	l = startLoad(in, tokens)
 	time.Sleep(300 * time.Millisecond)
 	kill()
+	// A lookup that begins within lease.Read of the kill may still be
+	// answered from the cache, under the lease of a fence answered before
+	// it (see package lease): no revocation can complete meanwhile. From
+	// then on, the store is down for every lookup.
+	time.Sleep(lease.Read)
 	l.phase.Store(int32(phaseDown))
 	time.Sleep(time.Second)
 	if r := in.do(req{method: "GET", path: "/resolve", cookie: valid}); r.StatusCode != 503 || r.errorCode(t) != "store_unavailable" {
